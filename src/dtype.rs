@@ -1,0 +1,171 @@
+//! Element types of stage tensors, as safetensors names them.
+//!
+//! Metrics are computed on values decoded to f64 (every supported type widens
+//! to f64 exactly). Bit-level facts — byte equality, ULP distance — are taken
+//! from the stored bits, never from decoded values.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum DType {
+    F64,
+    F32,
+    BF16,
+    F16,
+    #[serde(rename = "F8_E4M3")]
+    F8E4M3,
+    #[serde(rename = "F8_E5M2")]
+    F8E5M2,
+    I64,
+    I32,
+    I8,
+    U8,
+    BOOL,
+}
+
+impl DType {
+    pub const ALL: [DType; 11] = [
+        DType::F64,
+        DType::F32,
+        DType::BF16,
+        DType::F16,
+        DType::F8E4M3,
+        DType::F8E5M2,
+        DType::I64,
+        DType::I32,
+        DType::I8,
+        DType::U8,
+        DType::BOOL,
+    ];
+
+    /// The name used in safetensors headers and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F64 => "F64",
+            DType::F32 => "F32",
+            DType::BF16 => "BF16",
+            DType::F16 => "F16",
+            DType::F8E4M3 => "F8_E4M3",
+            DType::F8E5M2 => "F8_E5M2",
+            DType::I64 => "I64",
+            DType::I32 => "I32",
+            DType::I8 => "I8",
+            DType::U8 => "U8",
+            DType::BOOL => "BOOL",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<DType> {
+        DType::ALL.into_iter().find(|d| d.name().eq_ignore_ascii_case(name))
+    }
+
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            DType::F64 | DType::I64 => 8,
+            DType::F32 | DType::I32 => 4,
+            DType::BF16 | DType::F16 => 2,
+            DType::F8E4M3 | DType::F8E5M2 | DType::I8 | DType::U8 | DType::BOOL => 1,
+        }
+    }
+
+    pub fn is_float(self) -> bool {
+        matches!(self, DType::F64 | DType::F32 | DType::BF16 | DType::F16 | DType::F8E4M3 | DType::F8E5M2)
+    }
+
+    /// Types narrower than f32, where "how many ULPs apart" is the question users ask.
+    pub fn is_low_precision_float(self) -> bool {
+        matches!(self, DType::BF16 | DType::F16 | DType::F8E4M3 | DType::F8E5M2)
+    }
+
+    pub fn from_safetensors(d: safetensors::Dtype) -> Option<DType> {
+        use safetensors::Dtype as S;
+        Some(match d {
+            S::F64 => DType::F64,
+            S::F32 => DType::F32,
+            S::BF16 => DType::BF16,
+            S::F16 => DType::F16,
+            S::F8_E4M3 => DType::F8E4M3,
+            S::F8_E5M2 => DType::F8E5M2,
+            S::I64 => DType::I64,
+            S::I32 => DType::I32,
+            S::I8 => DType::I8,
+            S::U8 => DType::U8,
+            S::BOOL => DType::BOOL,
+            _ => return None,
+        })
+    }
+
+    pub fn to_safetensors(self) -> safetensors::Dtype {
+        use safetensors::Dtype as S;
+        match self {
+            DType::F64 => S::F64,
+            DType::F32 => S::F32,
+            DType::BF16 => S::BF16,
+            DType::F16 => S::F16,
+            DType::F8E4M3 => S::F8_E4M3,
+            DType::F8E5M2 => S::F8_E5M2,
+            DType::I64 => S::I64,
+            DType::I32 => S::I32,
+            DType::I8 => S::I8,
+            DType::U8 => S::U8,
+            DType::BOOL => S::BOOL,
+        }
+    }
+
+    /// Decode element `i` of little-endian `bytes` to f64 (exact for every type).
+    #[inline]
+    pub fn decode(self, bytes: &[u8], i: usize) -> f64 {
+        use crate::numeric::round;
+        let s = self.size();
+        let b = &bytes[i * s..i * s + s];
+        match self {
+            DType::F64 => f64::from_le_bytes(b.try_into().unwrap()),
+            DType::F32 => f32::from_le_bytes(b.try_into().unwrap()) as f64,
+            DType::BF16 => half::bf16::from_bits(u16::from_le_bytes(b.try_into().unwrap())).to_f64(),
+            DType::F16 => half::f16::from_bits(u16::from_le_bytes(b.try_into().unwrap())).to_f64(),
+            DType::F8E4M3 => round::f8e4m3fn_to_f64(b[0]),
+            DType::F8E5M2 => round::f8e5m2_to_f64(b[0]),
+            DType::I64 => i64::from_le_bytes(b.try_into().unwrap()) as f64,
+            DType::I32 => i32::from_le_bytes(b.try_into().unwrap()) as f64,
+            DType::I8 => b[0] as i8 as f64,
+            DType::U8 => b[0] as f64,
+            DType::BOOL => (b[0] != 0) as u8 as f64,
+        }
+    }
+
+    /// The element's bits as an integer that is monotone in the value it
+    /// encodes, so that `|key(a) - key(b)|` counts the representable values
+    /// between them (the ULP distance). -0 and +0 share a key. For integers
+    /// it is the value itself. NaN keys are meaningless: callers handle NaN first.
+    #[inline]
+    pub fn ordered_key(self, bytes: &[u8], i: usize) -> i64 {
+        let s = self.size();
+        let b = &bytes[i * s..i * s + s];
+        // Sign-magnitude → monotone integer: negative values map below zero.
+        fn sm(bits: u64, sign: u64) -> i64 {
+            if bits & sign != 0 {
+                -((bits & !sign) as i64)
+            } else {
+                bits as i64
+            }
+        }
+        match self {
+            DType::F64 => {
+                // f64 magnitudes use 63 bits; fits i64 without overflow.
+                sm(u64::from_le_bytes(b.try_into().unwrap()), 1 << 63)
+            }
+            DType::F32 => sm(u32::from_le_bytes(b.try_into().unwrap()) as u64, 1 << 31),
+            DType::BF16 | DType::F16 => sm(u16::from_le_bytes(b.try_into().unwrap()) as u64, 1 << 15),
+            DType::F8E4M3 | DType::F8E5M2 => sm(b[0] as u64, 1 << 7),
+            _ => self.decode(bytes, i) as i64,
+        }
+    }
+}
+
+impl fmt::Display for DType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}

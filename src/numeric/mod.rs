@@ -1,0 +1,4 @@
+//! Number formats: where rounding happens and how it is made correct.
+
+pub mod rng;
+pub mod round;

@@ -1,0 +1,205 @@
+//! Rounding between floating-point formats.
+//!
+//! Every narrowing in parity is round-to-nearest, ties-to-even (RNE), applied
+//! exactly once per declared conversion:
+//!
+//! * f64 → f32: Rust's `as` cast is IEEE-754 RNE (overflow to ±inf, NaN kept).
+//! * f32 → bf16 / f16: `half`'s conversions, which are RNE on the f32 bits.
+//! * f64 → bf16 / f16 / fp8: **not** `half::bf16::from_f64`, which drops the
+//!   low 32 mantissa bits before rounding (losing sticky bits, so a value just
+//!   above a tie rounds down). We round f64 → f32 *to odd* first and then RNE
+//!   to the target. Round-to-odd into a format with at least two more bits
+//!   than the target, followed by RNE, is exactly the correctly rounded result
+//!   (Boldo & Melquiond, "Emulation of FMA and correctly rounded sums: proved
+//!   algorithms using rounding to odd", 2008); f32 carries 16 more bits than
+//!   bf16 and 13 more than f16, also through the subnormal range.
+//! * fp8 (e4m3fn, e5m2) use [`MiniFloat`], an exact integer-free encoder from
+//!   f64, following ml_dtypes' semantics (see [`MiniFloat::encode`]).
+
+/// f64 → f32, round-to-nearest-even (the IEEE default; what Rust's `as` does).
+#[inline]
+pub fn f64_to_f32(x: f64) -> f32 {
+    x as f32
+}
+
+/// f32 → bf16 bits, RNE. NaN stays NaN (quiet bit set), ±inf stays ±inf.
+#[inline]
+pub fn f32_to_bf16_bits(x: f32) -> u16 {
+    half::bf16::from_f32(x).to_bits()
+}
+
+/// f32 → f16 bits, RNE, overflow to ±inf.
+#[inline]
+pub fn f32_to_f16_bits(x: f32) -> u16 {
+    half::f16::from_f32(x).to_bits()
+}
+
+/// f64 → f32 rounding to odd: truncate toward zero, and if anything was lost
+/// set the lowest mantissa bit. Overflow truncates to ±f32::MAX (whose last
+/// bit is already odd), which a following RNE step sends on to ±inf exactly
+/// when the true value would have rounded there.
+#[inline]
+pub fn f64_to_f32_round_odd(x: f64) -> f32 {
+    if !x.is_finite() {
+        return x as f32;
+    }
+    let mut r = x as f32;
+    if r.is_infinite() || (r as f64).abs() > x.abs() {
+        // Step one ULP toward zero (bit patterns of same-signed floats are monotone).
+        r = f32::from_bits(r.to_bits() - 1);
+    }
+    if r as f64 != x {
+        r = f32::from_bits(r.to_bits() | 1);
+    }
+    r
+}
+
+/// f64 → bf16 bits, correctly rounded (RNE) in one step.
+#[inline]
+pub fn f64_to_bf16_bits(x: f64) -> u16 {
+    f32_to_bf16_bits(f64_to_f32_round_odd(x))
+}
+
+/// f64 → f16 bits, correctly rounded (RNE) in one step.
+#[inline]
+pub fn f64_to_f16_bits(x: f64) -> u16 {
+    f32_to_f16_bits(f64_to_f32_round_odd(x))
+}
+
+/// A small binary floating-point format (fp8 and friends).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MiniFloat {
+    pub exp_bits: u32,
+    pub man_bits: u32,
+    pub bias: i32,
+    /// IEEE-like (top exponent holds ±inf and NaNs) or "fn" (finite-only: no
+    /// inf; only the all-ones pattern is NaN, the rest of the top exponent is finite).
+    pub finite_only: bool,
+}
+
+/// OCP fp8 E4M3 as `ml_dtypes.float8_e4m3fn`: bias 7, no inf, NaN = S.1111.111, max 448.
+pub const F8E4M3FN: MiniFloat = MiniFloat { exp_bits: 4, man_bits: 3, bias: 7, finite_only: true };
+/// OCP fp8 E5M2 as `ml_dtypes.float8_e5m2`: bias 15, IEEE inf/NaN, max 57344.
+pub const F8E5M2: MiniFloat = MiniFloat { exp_bits: 5, man_bits: 2, bias: 15, finite_only: false };
+
+impl MiniFloat {
+    fn top_exp(self) -> u32 {
+        (1 << self.exp_bits) - 1
+    }
+    fn nan_bits(self) -> u8 {
+        // Positive quiet NaN: all exponent and mantissa bits set (e4m3fn's only
+        // NaN; for e5m2 ml_dtypes also produces 0x7F).
+        ((self.top_exp() << self.man_bits) | ((1 << self.man_bits) - 1)) as u8
+    }
+    fn inf_bits(self) -> u8 {
+        (self.top_exp() << self.man_bits) as u8
+    }
+
+    /// Largest finite value.
+    pub fn max_finite(self) -> f64 {
+        let (e, m) = if self.finite_only {
+            // Top exponent is finite except the all-ones mantissa.
+            (self.top_exp() as i32, (1u32 << self.man_bits) - 2)
+        } else {
+            (self.top_exp() as i32 - 1, (1u32 << self.man_bits) - 1)
+        };
+        (1.0 + m as f64 / (1u64 << self.man_bits) as f64) * 2f64.powi(e - self.bias)
+    }
+
+    /// Decode bits to f64 (exact).
+    pub fn decode(self, bits: u8) -> f64 {
+        let sign = if bits >> (self.exp_bits + self.man_bits) & 1 == 1 { -1.0 } else { 1.0 };
+        let e = (bits as u32 >> self.man_bits) & self.top_exp();
+        let m = bits as u32 & ((1 << self.man_bits) - 1);
+        if self.finite_only {
+            if e == self.top_exp() && m == (1 << self.man_bits) - 1 {
+                return f64::NAN;
+            }
+        } else if e == self.top_exp() {
+            return if m == 0 { sign * f64::INFINITY } else { f64::NAN };
+        }
+        let frac = m as f64 / (1u64 << self.man_bits) as f64;
+        if e == 0 {
+            sign * frac * 2f64.powi(1 - self.bias)
+        } else {
+            sign * (1.0 + frac) * 2f64.powi(e as i32 - self.bias)
+        }
+    }
+
+    /// Encode f64 with RNE, the semantics of ml_dtypes' `astype`:
+    /// NaN → NaN; values whose rounded magnitude exceeds the largest finite
+    /// value → ±inf where the format has inf, NaN where it does not (e4m3fn);
+    /// ±inf → ±inf (or NaN for e4m3fn); below half the smallest subnormal → ±0.
+    pub fn encode(self, x: f64) -> u8 {
+        let sign_bit = (x.is_sign_negative() as u8) << (self.exp_bits + self.man_bits);
+        if x.is_nan() {
+            return self.nan_bits();
+        }
+        let overflow = if self.finite_only { self.nan_bits() } else { sign_bit | self.inf_bits() };
+        let a = x.abs();
+        if a.is_infinite() {
+            return overflow;
+        }
+        if a == 0.0 {
+            return sign_bit;
+        }
+        let emin = 1 - self.bias; // exponent of the smallest normal
+        // Exponent of a (exact, from the bits; f64 subnormals are far below
+        // any fp8 subnormal and simply round to zero through emin).
+        let e = ((a.to_bits() >> 52) as i32 - 1023).max(emin);
+        // Quantum at that exponent; a / quantum is exact (scaling by 2^k).
+        let quantum = 2f64.powi(e - self.man_bits as i32);
+        let r = (a / quantum).round_ties_even() * quantum;
+        if r > self.max_finite() {
+            return overflow;
+        }
+        if r == 0.0 {
+            return sign_bit;
+        }
+        // Re-derive exponent field and mantissa from the rounded value
+        // (rounding may have carried into the next binade).
+        let re = ((r.to_bits() >> 52) as i32 - 1023).max(emin);
+        let field = if r < 2f64.powi(emin) { 0 } else { (re + self.bias) as u32 };
+        let scale = 2f64.powi(re - self.man_bits as i32);
+        let mant_total = (r / scale) as u32; // includes the hidden bit for normals
+        let man = mant_total & ((1 << self.man_bits) - 1);
+        sign_bit | ((field << self.man_bits) | man) as u8
+    }
+}
+
+#[inline]
+pub fn f8e4m3fn_to_f64(bits: u8) -> f64 {
+    F8E4M3FN.decode(bits)
+}
+#[inline]
+pub fn f8e5m2_to_f64(bits: u8) -> f64 {
+    F8E5M2.decode(bits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f64_to_bf16_keeps_sticky_bits_that_half_drops() {
+        // 1 + 2^-8 is the tie between bf16 1.0 and 1.0078125; a hair above it
+        // (in the low 32 bits of the f64 mantissa) must round up.
+        let x = 1.0 + 2f64.powi(-8) + 2f64.powi(-40);
+        assert_eq!(f64_to_bf16_bits(x), 0x3F81);
+        // The exact tie rounds to even (down).
+        assert_eq!(f64_to_bf16_bits(1.0 + 2f64.powi(-8)), 0x3F80);
+    }
+
+    #[test]
+    fn fp8_formats_have_the_documented_extremes() {
+        assert_eq!(F8E4M3FN.max_finite(), 448.0);
+        assert_eq!(F8E5M2.max_finite(), 57344.0);
+        assert_eq!(F8E4M3FN.encode(448.0), 0x7E);
+        assert!(F8E4M3FN.decode(F8E4M3FN.encode(1e6)).is_nan());
+        assert_eq!(F8E5M2.encode(1e6), 0x7C);
+        assert_eq!(F8E5M2.encode(-1e6), 0xFC);
+        // Smallest subnormals.
+        assert_eq!(F8E4M3FN.decode(1), 2f64.powi(-9));
+        assert_eq!(F8E5M2.decode(1), 2f64.powi(-16));
+    }
+}

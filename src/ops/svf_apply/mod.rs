@@ -1,0 +1,173 @@
+//! `svf_apply` — singular-value fine-tuning (SPEC §3).
+//!
+//! `W = U·diag(S)·Vᵀ` (torch.svd layout: the input `v` is V, not Vᵀ); the
+//! singular values are rescaled by `1 + offsets`, renormalised so their sum is
+//! unchanged, recomposed, oriented to the target layout and rounded to bf16.
+
+mod fast;
+mod reference;
+
+use super::{Call, Input, Operation, Param, Sample, Stage, StageDtype};
+use crate::compare::tolerance::Tolerance;
+use crate::dtype::DType;
+use crate::error::Result;
+use crate::numeric::rng::SplitMix64;
+use crate::tensor::Tensor;
+
+const F32: StageDtype = StageDtype::Fixed(DType::F32);
+
+pub static SVF_APPLY: Operation = Operation {
+    name: "svf_apply",
+    summary: "singular-value fine-tuning: rescale S by (1 + offsets), renormalise, recompose U·S'·Vᵀ, orient, round to bf16",
+    inputs: &[
+        Input { name: "source", doc: "F32 [m, n] the original weight", optional: false },
+        Input { name: "u", doc: "F32 [m, k]", optional: false },
+        Input { name: "s", doc: "F32 [k] singular values", optional: false },
+        Input { name: "v", doc: "F32 [n, k] — V, not Vᵀ (torch.svd layout)", optional: false },
+        Input { name: "offsets", doc: "F32 [k] learned offsets", optional: false },
+    ],
+    params: &[
+        Param { name: "final_shape", doc: "[m, n] or [n, m]: the target layout", required: true },
+        Param {
+            name: "transpose",
+            doc: "bool: decides the orientation when given (final_shape must agree); a square weight is transposed only when this says so",
+            required: false,
+        },
+    ],
+    stages: &[
+        Stage { name: "source_f32", dtype: F32, tolerance: Tolerance::gate(0.0, 0.0), why: "an input passed through: must be bit-identical" },
+        Stage { name: "offsets_f32", dtype: F32, tolerance: Tolerance::gate(0.0, 0.0), why: "an input passed through: must be bit-identical" },
+        Stage {
+            name: "scaled_s",
+            dtype: F32,
+            tolerance: Tolerance::gate(1e-6, 1e-8),
+            why: "two f32 roundings of O(1)..O(10) values: ≤ a few f32 ULPs",
+        },
+        Stage {
+            name: "normalization",
+            dtype: F32,
+            tolerance: Tolerance::gate(1e-6, 1e-6),
+            why: "ratio of two k-term f32 sums; summation order moves it by a few ULPs of ~1",
+        },
+        Stage { name: "u_scaled", dtype: F32, tolerance: Tolerance::gate(1e-6, 1e-8), why: "one f32 product per element on top of scaled_s" },
+        Stage {
+            name: "matmul_pre_norm",
+            dtype: F32,
+            tolerance: Tolerance::gate(1e-3, 1e-5),
+            why: "k-term f32 dot products: error grows with k and with BLAS summation order",
+        },
+        Stage {
+            name: "zero_source_f32",
+            dtype: F32,
+            tolerance: Tolerance::gate(1e-3, 1e-5),
+            why: "same GEMM as matmul_pre_norm with the unscaled S",
+        },
+        Stage {
+            name: "adapted_source_f32",
+            dtype: F32,
+            tolerance: Tolerance::gate(1e-3, 1e-5),
+            why: "matmul_pre_norm times one scalar: one more rounding",
+        },
+        Stage { name: "final_f32", dtype: F32, tolerance: Tolerance::gate(1e-3, 1e-5), why: "adapted_source_f32 re-laid out: no new error" },
+        Stage {
+            name: "final_bf16",
+            dtype: StageDtype::Fixed(DType::BF16),
+            tolerance: Tolerance::gate(1e-3, 1e-5).optional(),
+            why: "bf16 rounding of final_f32: an f32 difference across a rounding boundary flips one bf16 ULP, so report, don't require",
+        },
+    ],
+    reference: reference::run,
+    fast: fast::run,
+    sample,
+    dims: "[m, n, k]",
+    bench_dims: &[&[256, 256, 256], &[1024, 3072, 1024], &[3072, 1024, 1024]],
+};
+
+/// The checked arguments both implementations work from.
+pub(crate) struct Plan {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub transpose: bool,
+}
+
+/// Check shapes and decide the orientation (SPEC §3): if `transpose` is given
+/// it decides and `final_shape` must agree; otherwise the result is transposed
+/// iff `final_shape` is `[n, m]` with `m ≠ n`. Anything else is an error — a
+/// silently wrong orientation of a square matrix is the classic porting bug.
+pub(crate) fn plan(call: &Call) -> Result<Plan> {
+    let (m, n) = call.matrix_dims("source")?;
+    let (um, k) = call.matrix_dims("u")?;
+    let (vn, vk) = call.matrix_dims("v")?;
+    let s = call.input("s")?;
+    let off = call.input("offsets")?;
+    for (name, t) in [("source", call.input("source")?), ("u", call.input("u")?), ("s", s), ("v", call.input("v")?), ("offsets", off)] {
+        if !t.dtype.is_float() {
+            return Err(call.error(format!("input '{name}' must be a float tensor, got {}", t.dtype)));
+        }
+    }
+    if um != m {
+        return Err(call.error(format!("u has {um} rows but source has {m} (u must be [m, k])")));
+    }
+    if vn != n || vk != k {
+        return Err(call.error(format!(
+            "v has shape [{vn}, {vk}], expected [{n}, {k}] (V in torch.svd layout, not Vᵀ)"
+        )));
+    }
+    if s.shape != [k] {
+        return Err(call.error(format!("s has shape {:?}, expected [{k}]", s.shape)));
+    }
+    if off.shape != [k] {
+        return Err(call.error(format!("offsets has shape {:?}, expected [{k}]", off.shape)));
+    }
+    let final_shape: Vec<usize> = match call.param("final_shape") {
+        None => return Err(call.error("parameter 'final_shape' missing")),
+        Some(v) => serde_json::from_value(v.clone())
+            .map_err(|_| call.error(format!("parameter 'final_shape' must be a list of two sizes, got {v}")))?,
+    };
+    let transpose = match call.param("transpose") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::Bool(b)) => Some(*b),
+        Some(v) => return Err(call.error(format!("parameter 'transpose' must be true or false, got {v}"))),
+    };
+    let as_given = final_shape == [m, n];
+    let swapped = final_shape == [n, m];
+    let transpose = match transpose {
+        Some(true) if swapped => true,
+        Some(false) if as_given => false,
+        Some(t) => {
+            return Err(call.error(format!(
+                "transpose: {t} disagrees with final_shape {final_shape:?} for a [{m}, {n}] source"
+            )))
+        }
+        None if as_given => false,
+        None if swapped => true,
+        None => {
+            return Err(call.error(format!("final_shape {final_shape:?} is neither [{m}, {n}] nor [{n}, {m}]")));
+        }
+    };
+    Ok(Plan { m, n, k, transpose })
+}
+
+/// Random inputs: dims = [m, n, k]. U and V have unit-variance-per-column
+/// entries, S is positive and decreasing, offsets ~ N(0, 0.05²) as learned
+/// SVF offsets are; the final shape is [n, m] (transposed) when m ≠ n.
+fn sample(seed: u64, dims: &[usize]) -> Sample {
+    let (m, n, k) = (dims[0], dims[1], dims[2]);
+    let mut rng = SplitMix64::new(seed);
+    let source = rng.normal_vec_f32(m * n, 0.02);
+    let u = rng.normal_vec_f32(m * k, 1.0 / (m.max(1) as f64).sqrt());
+    let v = rng.normal_vec_f32(n * k, 1.0 / (n.max(1) as f64).sqrt());
+    let s: Vec<f32> = (0..k).map(|i| (2.0 * (1.0 - i as f64 / (k as f64 + 1.0)) + 0.1 * rng.uniform()) as f32).collect();
+    let offsets = rng.normal_vec_f32(k, 0.05);
+    let mut inputs = super::Inputs::new();
+    inputs.insert("source".into(), Tensor::from_f32(vec![m, n], &source));
+    inputs.insert("u".into(), Tensor::from_f32(vec![m, k], &u));
+    inputs.insert("s".into(), Tensor::from_f32(vec![k], &s));
+    inputs.insert("v".into(), Tensor::from_f32(vec![n, k], &v));
+    inputs.insert("offsets".into(), Tensor::from_f32(vec![k], &offsets));
+    let mut params = super::Params::new();
+    let final_shape = if m != n { [n, m] } else { [m, n] };
+    params.insert("final_shape".into(), serde_json::json!(final_shape));
+    Sample { inputs, params }
+}

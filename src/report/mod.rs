@@ -1,0 +1,171 @@
+//! The `parity.report.v1` JSON report: one side's run, described.
+//!
+//! Readers ignore unknown fields (serde's default); writers emit keys in a
+//! stable order — struct field order, and stages in pipeline order (an
+//! insertion-ordered map). The JSON Schema shipped beside this file,
+//! [`SCHEMA_JSON`], is the published contract and is validated in tests.
+
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use std::path::{Component, Path, PathBuf};
+
+pub const SCHEMA: &str = "parity.report.v1";
+/// The JSON Schema of a report, as shipped in the repository.
+pub const SCHEMA_JSON: &str = include_str!("parity.report.v1.schema.json");
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Report {
+    pub schema: String,
+    pub producer: Producer,
+    /// Path of the stage bundle, relative to the report's directory.
+    pub stage_bundle: String,
+    /// Path of the components (operation inputs), relative to the report's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub components: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Baseline>,
+    pub tensors: Vec<TensorEntry>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Producer {
+    pub name: String,
+    pub implementation: String,
+    #[serde(default)]
+    pub versions: IndexMap<String, serde_json::Value>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Baseline {
+    pub label: String,
+    #[serde(default)]
+    pub historical_reproducible: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct TensorEntry {
+    /// The tensor's real name (e.g. `model.layers.26.mlp.gate_proj.weight`).
+    pub name: String,
+    /// Its safe name, used in bundle keys.
+    pub key: String,
+    pub operation: String,
+    #[serde(default)]
+    pub params: serde_json::Map<String, serde_json::Value>,
+    /// Stages in pipeline order.
+    pub stages: IndexMap<String, StageEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub historical_final_sha256: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct StageEntry {
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    pub sha256: String,
+}
+
+/// A report read from disk, with the directory its paths are relative to.
+#[derive(Clone, Debug)]
+pub struct LoadedReport {
+    pub path: PathBuf,
+    pub dir: PathBuf,
+    pub report: Report,
+}
+
+impl Report {
+    /// Parse and check a report's JSON. `path` only names the file in errors.
+    pub fn from_json(path: &Path, text: &[u8]) -> Result<Report> {
+        let value: serde_json::Value =
+            serde_json::from_slice(text).map_err(|e| Error::json(path, format!("malformed JSON: {e}")))?;
+        match value.get("schema").and_then(|s| s.as_str()) {
+            Some(SCHEMA) => {}
+            Some(other) => return Err(Error::json(path, format!("unknown schema '{other}' (expected '{SCHEMA}')"))),
+            None => return Err(Error::json(path, format!("not a parity report: no \"schema\": \"{SCHEMA}\" field"))),
+        }
+        let report: Report =
+            serde_json::from_value(value).map_err(|e| Error::json(path, format!("invalid report: {e}")))?;
+        report.check(path)?;
+        Ok(report)
+    }
+
+    /// Rules JSON types alone cannot express.
+    fn check(&self, path: &Path) -> Result<()> {
+        let mut names = std::collections::HashSet::new();
+        let mut keys = std::collections::HashSet::new();
+        for t in &self.tensors {
+            if !names.insert(&t.name) {
+                return Err(Error::tensor(path, &t.name, None, "listed twice"));
+            }
+            if t.key.is_empty() || !t.key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(Error::tensor(path, &t.name, None, format!("key '{}' is not a safe name ([A-Za-z0-9_]+)", t.key)));
+            }
+            if !keys.insert(&t.key) {
+                return Err(Error::tensor(path, &t.name, None, format!("key '{}' is used by two tensors", t.key)));
+            }
+            let hashes = t.stages.iter().map(|(s, e)| (Some(s.as_str()), &e.sha256));
+            let finals = [&t.final_sha256, &t.historical_final_sha256].into_iter().flatten().map(|h| (None, h));
+            for (stage, h) in hashes.chain(finals) {
+                if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(Error::tensor(path, &t.name, stage, format!("sha256 '{h}' is not 64 hex digits")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn to_json_pretty(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("reports always serialize");
+        s.push('\n');
+        s
+    }
+
+    pub fn tensor(&self, name: &str) -> Option<&TensorEntry> {
+        self.tensors.iter().find(|t| t.name == name)
+    }
+}
+
+impl LoadedReport {
+    pub fn load(path: &Path) -> Result<LoadedReport> {
+        let text = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let report = Report::from_json(path, &text)?;
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+        Ok(LoadedReport { path: path.to_path_buf(), dir, report })
+    }
+
+    /// Resolve a path the report names. Paths are relative to the report's
+    /// directory; one that is absolute or climbs out with `..` is refused
+    /// unless `allow_escape` — a report from elsewhere must not make parity
+    /// read (or, on replay, write next to) files the user did not point at.
+    pub fn resolve(&self, field: &str, rel: &str, allow_escape: bool) -> Result<PathBuf> {
+        let p = Path::new(rel);
+        if rel.is_empty() {
+            return Err(Error::json(&self.path, format!("\"{field}\" is empty")));
+        }
+        let escapes = p.is_absolute() || p.components().any(|c| matches!(c, Component::ParentDir | Component::Prefix(_)));
+        if escapes && !allow_escape {
+            return Err(Error::json(
+                &self.path,
+                format!("\"{field}\": '{rel}' escapes the report's directory (pass --allow-outside-paths to permit it)"),
+            ));
+        }
+        Ok(if p.is_absolute() { p.to_path_buf() } else { self.dir.join(p) })
+    }
+
+    pub fn stage_bundle_path(&self, allow_escape: bool) -> Result<PathBuf> {
+        self.resolve("stage_bundle", &self.report.stage_bundle, allow_escape)
+    }
+
+    pub fn components_path(&self, allow_escape: bool) -> Result<PathBuf> {
+        match &self.report.components {
+            Some(c) => self.resolve("components", c, allow_escape),
+            None => Err(Error::json(&self.path, "no \"components\" file named: nothing to replay from")),
+        }
+    }
+}

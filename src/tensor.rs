@@ -1,0 +1,108 @@
+//! Tensors as parity sees them: a dtype, a shape, and little-endian bytes.
+//!
+//! [`TensorView`] borrows (from a memory-mapped bundle); [`Tensor`] owns (what
+//! an implementation produces). Both hash the same way: sha256 over the raw
+//! little-endian bytes as stored (bf16/f16 as their u16 bits).
+
+use crate::dtype::DType;
+use sha2::{Digest, Sha256};
+
+#[derive(Clone, Copy, Debug)]
+pub struct TensorView<'a> {
+    pub dtype: DType,
+    pub shape: &'a [usize],
+    pub data: &'a [u8],
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor {
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    pub data: Vec<u8>,
+}
+
+pub fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+/// Lowercase hex sha256 of bytes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut s = String::with_capacity(64);
+    for b in digest {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+impl<'a> TensorView<'a> {
+    pub fn numel(&self) -> usize {
+        numel(self.shape)
+    }
+    #[inline]
+    pub fn get_f64(&self, i: usize) -> f64 {
+        self.dtype.decode(self.data, i)
+    }
+    pub fn to_f64_vec(&self) -> Vec<f64> {
+        (0..self.numel()).map(|i| self.get_f64(i)).collect()
+    }
+    pub fn sha256(&self) -> String {
+        sha256_hex(self.data)
+    }
+    pub fn to_owned(&self) -> Tensor {
+        Tensor { dtype: self.dtype, shape: self.shape.to_vec(), data: self.data.to_vec() }
+    }
+}
+
+impl Tensor {
+    pub fn view(&self) -> TensorView<'_> {
+        TensorView { dtype: self.dtype, shape: &self.shape, data: &self.data }
+    }
+    pub fn numel(&self) -> usize {
+        numel(&self.shape)
+    }
+    pub fn sha256(&self) -> String {
+        sha256_hex(&self.data)
+    }
+    pub fn to_f64_vec(&self) -> Vec<f64> {
+        self.view().to_f64_vec()
+    }
+
+    pub fn from_f64(shape: Vec<usize>, values: &[f64]) -> Tensor {
+        debug_assert_eq!(numel(&shape), values.len());
+        let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        Tensor { dtype: DType::F64, shape, data }
+    }
+    pub fn from_f32(shape: Vec<usize>, values: &[f32]) -> Tensor {
+        debug_assert_eq!(numel(&shape), values.len());
+        let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        Tensor { dtype: DType::F32, shape, data }
+    }
+    /// A 16-bit float tensor (BF16 or F16) from its bit patterns.
+    pub fn from_u16_bits(dtype: DType, shape: Vec<usize>, bits: &[u16]) -> Tensor {
+        debug_assert_eq!(dtype.size(), 2);
+        let data = bits.iter().flat_map(|v| v.to_le_bytes()).collect();
+        Tensor { dtype, shape, data }
+    }
+    /// A one-byte tensor (fp8, u8, i8, bool) from its bytes.
+    pub fn from_bytes(dtype: DType, shape: Vec<usize>, bytes: Vec<u8>) -> Tensor {
+        debug_assert_eq!(dtype.size() * numel(&shape), bytes.len());
+        Tensor { dtype, shape, data: bytes }
+    }
+    pub fn from_i64(shape: Vec<usize>, values: &[i64]) -> Tensor {
+        let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        Tensor { dtype: DType::I64, shape, data }
+    }
+
+    /// The values as f32. Exact for every type narrower than f32; f64 values
+    /// are rounded to nearest-even (callers that need f64 use `to_f64_vec`).
+    pub fn to_f32_vec(&self) -> Vec<f32> {
+        match self.dtype {
+            DType::F32 => self.data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
+            _ => (0..self.numel()).map(|i| self.dtype.decode(&self.data, i) as f32).collect(),
+        }
+    }
+    pub fn as_u16_bits(&self) -> Vec<u16> {
+        self.data.chunks_exact(2).map(|c| u16::from_le_bytes(c.try_into().unwrap())).collect()
+    }
+}
