@@ -11,6 +11,8 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use std::path::{Component, Path, PathBuf};
 
+pub mod write;
+
 pub const SCHEMA: &str = "parity.report.v1";
 /// The JSON Schema of a report, as shipped in the repository.
 pub const SCHEMA_JSON: &str = include_str!("parity.report.v1.schema.json");
