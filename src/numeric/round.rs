@@ -86,13 +86,13 @@ impl MiniFloat {
     fn top_exp(self) -> u32 {
         (1 << self.exp_bits) - 1
     }
-    fn nan_bits(self) -> u8 {
+    fn nan_bits(self) -> u32 {
         // Positive quiet NaN: all exponent and mantissa bits set (e4m3fn's only
         // NaN; for e5m2 ml_dtypes also produces 0x7F).
-        ((self.top_exp() << self.man_bits) | ((1 << self.man_bits) - 1)) as u8
+        (self.top_exp() << self.man_bits) | ((1 << self.man_bits) - 1)
     }
-    fn inf_bits(self) -> u8 {
-        (self.top_exp() << self.man_bits) as u8
+    fn inf_bits(self) -> u32 {
+        self.top_exp() << self.man_bits
     }
 
     /// Largest finite value.
@@ -107,10 +107,10 @@ impl MiniFloat {
     }
 
     /// Decode bits to f64 (exact).
-    pub fn decode(self, bits: u8) -> f64 {
+    pub fn decode(self, bits: u32) -> f64 {
         let sign = if bits >> (self.exp_bits + self.man_bits) & 1 == 1 { -1.0 } else { 1.0 };
-        let e = (bits as u32 >> self.man_bits) & self.top_exp();
-        let m = bits as u32 & ((1 << self.man_bits) - 1);
+        let e = (bits >> self.man_bits) & self.top_exp();
+        let m = bits & ((1 << self.man_bits) - 1);
         if self.finite_only {
             if e == self.top_exp() && m == (1 << self.man_bits) - 1 {
                 return f64::NAN;
@@ -130,8 +130,8 @@ impl MiniFloat {
     /// NaN → NaN; values whose rounded magnitude exceeds the largest finite
     /// value → ±inf where the format has inf, NaN where it does not (e4m3fn);
     /// ±inf → ±inf (or NaN for e4m3fn); below half the smallest subnormal → ±0.
-    pub fn encode(self, x: f64) -> u8 {
-        let sign_bit = (x.is_sign_negative() as u8) << (self.exp_bits + self.man_bits);
+    pub fn encode(self, x: f64) -> u32 {
+        let sign_bit = (x.is_sign_negative() as u32) << (self.exp_bits + self.man_bits);
         if x.is_nan() {
             return self.nan_bits();
         }
@@ -163,17 +163,32 @@ impl MiniFloat {
         let scale = 2f64.powi(re - self.man_bits as i32);
         let mant_total = (r / scale) as u32; // includes the hidden bit for normals
         let man = mant_total & ((1 << self.man_bits) - 1);
-        sign_bit | ((field << self.man_bits) | man) as u8
+        sign_bit | (field << self.man_bits) | man
     }
 }
 
+/// bf16 and f16 described the same way: used in tests as an independent
+/// encoder to check the round-to-odd path above.
+pub const BF16: MiniFloat = MiniFloat { exp_bits: 8, man_bits: 7, bias: 127, finite_only: false };
+pub const F16: MiniFloat = MiniFloat { exp_bits: 5, man_bits: 10, bias: 15, finite_only: false };
+
 #[inline]
 pub fn f8e4m3fn_to_f64(bits: u8) -> f64 {
-    F8E4M3FN.decode(bits)
+    F8E4M3FN.decode(bits as u32)
 }
 #[inline]
 pub fn f8e5m2_to_f64(bits: u8) -> f64 {
-    F8E5M2.decode(bits)
+    F8E5M2.decode(bits as u32)
+}
+/// f64 → fp8 e4m3fn bits, RNE, ml_dtypes semantics (overflow → NaN).
+#[inline]
+pub fn f64_to_f8e4m3fn(x: f64) -> u8 {
+    F8E4M3FN.encode(x) as u8
+}
+/// f64 → fp8 e5m2 bits, RNE, ml_dtypes semantics (overflow → ±inf).
+#[inline]
+pub fn f64_to_f8e5m2(x: f64) -> u8 {
+    F8E5M2.encode(x) as u8
 }
 
 #[cfg(test)]

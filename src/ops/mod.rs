@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use std::collections::BTreeMap;
 
+pub mod catalog;
 pub mod svf_apply;
 
 /// Every operation parity knows. One line per operation.

@@ -1,0 +1,113 @@
+//! Command-line flags, apart from the work they configure.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "parity", version, about = "Prove a port of an ML tensor pipeline is numerically right, stage by stage.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Compare two reports stage by stage (LEFT = baseline, RIGHT = candidate).
+    Check(CheckArgs),
+    /// Run parity's own implementation on the components a report names.
+    Replay(ReplayArgs),
+    /// Check every golden case: integrity, replay of both implementations, verdicts.
+    Gate(GateArgs),
+    /// List every operation with its inputs, parameters, stages and default tolerances.
+    Ops(OpsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// The baseline report (e.g. the Python side).
+    pub left: PathBuf,
+    /// The candidate report (e.g. the port).
+    pub right: PathBuf,
+    /// Fail if any required stage of a selected tensor fails its gate (or nothing was checked).
+    #[arg(long)]
+    pub strict_stage_tolerances: bool,
+    /// Fail unless every selected tensor's final_sha256 is byte-equal between the sides.
+    #[arg(long, visible_alias = "strict-current-python")]
+    pub strict_hash: bool,
+    /// Fail unless both sides' final hashes equal the historical hash LEFT records.
+    #[arg(long, visible_alias = "strict-reference")]
+    pub strict_historical_hash: bool,
+    /// A tolerance profile (parity.tolerances.v1 JSON), merged over the built-in one.
+    #[arg(long, value_name = "FILE")]
+    pub tolerances: Option<PathBuf>,
+    /// Only tensors whose name contains PAT (or matches it as a glob); repeatable.
+    #[arg(long, value_name = "PAT")]
+    pub select: Vec<String>,
+    /// `all`, or a comma-separated list of stages to compare.
+    #[arg(long, default_value = "all")]
+    pub stages: String,
+    /// Show the N largest divergences per stage.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub top_diffs: usize,
+    #[arg(long, value_enum, default_value_t = FormatArg::Text)]
+    pub format: FormatArg,
+    /// Write the result here (atomically) instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Allow report paths that are absolute or leave the report's directory.
+    #[arg(long)]
+    pub allow_outside_paths: bool,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+pub enum FormatArg {
+    Text,
+    Json,
+    Junit,
+    Markdown,
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// The report whose components to replay.
+    pub report: PathBuf,
+    /// Where to write the new report (its bundle goes next to it).
+    #[arg(long, value_name = "OUT.json")]
+    pub out: PathBuf,
+    #[arg(long = "impl", value_enum, default_value_t = ImplArg::Fast)]
+    pub implementation: ImplArg,
+    /// Only tensors whose name contains PAT (or matches it as a glob); repeatable.
+    #[arg(long, value_name = "PAT")]
+    pub select: Vec<String>,
+    /// Allow report paths that are absolute or leave the report's directory.
+    #[arg(long)]
+    pub allow_outside_paths: bool,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+pub enum ImplArg {
+    /// f32 compute, bf16/f16/fp8 outputs: the kernel users ship.
+    Fast,
+    /// f64 compute, each stage rounded once to its declared dtype.
+    Reference,
+    /// f64 compute, F32 stages kept as F64 (to compare with an f64 oracle).
+    #[value(name = "reference-f64")]
+    ReferenceF64,
+}
+
+#[derive(Args, Debug)]
+pub struct GateArgs {
+    /// The golden directory.
+    #[arg(default_value = "golden")]
+    pub dir: PathBuf,
+    /// Only cases whose name contains PAT; repeatable.
+    #[arg(long, value_name = "PAT")]
+    pub case: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct OpsArgs {
+    /// Print as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}

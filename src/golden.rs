@@ -1,0 +1,202 @@
+//! `parity gate`: the golden stage bundles, checked as CI checks them.
+//!
+//! A golden directory holds `MANIFEST.sha256` (every file's sha256) and one
+//! folder per case, each with the oracle's components and two reports:
+//! `oracle_f32.json` (a torch-like f32 pipeline) and `oracle_f64.json` (the
+//! same computation in f64, F32 stages stored as F64). For every case the gate
+//!
+//! 1. verifies the manifest (a changed, missing or unlisted file is a setup
+//!    error: the evidence itself is in doubt);
+//! 2. replays the **fast** implementation and checks it against the f32
+//!    oracle with the built-in profile, `--strict-stage-tolerances`;
+//! 3. replays the **reference** with its stages kept in f64 and checks it
+//!    against the f64 oracle with [`reference_profile`], far tighter than any
+//!    f32 tolerance;
+//!
+//! and prints a matrix of case × implementation × verdict.
+
+use crate::compare::tolerance::Tolerance;
+use crate::compare::{self, CheckOptions, CheckOutcome, Modes, Profile, StageSelection};
+use crate::error::{Error, Result};
+use crate::ops::StageDtype;
+use crate::replay::{self, Implementation, ReplayOptions};
+use crate::tensor::sha256_hex;
+use std::collections::BTreeSet;
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+pub const MANIFEST: &str = "MANIFEST.sha256";
+
+/// Limits for the f64 reference against the f64 oracle. Both compute the same
+/// formulas in f64 from the same f32 components, differing only in summation
+/// order (nalgebra vs numpy/BLAS): for k-term dot products of O(1) values
+/// that is ≲ k·2⁻⁵³ ≈ 4e-14 at k = 384. 1e-12 absolute leaves room for
+/// values up to ~10 without letting an f32-sized error (≳ 1e-8) through.
+/// `final_bf16` is derived through f32 on both sides; it is compared bit for
+/// bit but not required, since an f64 difference of 1e-16 may, very rarely,
+/// straddle an f32 rounding boundary.
+pub fn reference_profile() -> Profile {
+    Profile::builtin_mapped(|_op, stage| match stage.dtype {
+        StageDtype::Fixed(crate::dtype::DType::F32) => Tolerance::gate(1e-12, 1e-14),
+        _ => Tolerance::exact().optional(),
+    })
+}
+
+/// One row of the matrix.
+pub struct GateRow {
+    pub case: String,
+    pub implementation: &'static str,
+    pub against: String,
+    pub outcome: CheckOutcome,
+}
+
+pub struct GateOutcome {
+    pub dir: PathBuf,
+    pub files_verified: usize,
+    pub rows: Vec<GateRow>,
+}
+
+impl GateOutcome {
+    pub fn passed(&self) -> bool {
+        !self.rows.is_empty() && self.rows.iter().all(|r| r.outcome.passed())
+    }
+}
+
+/// Check every case under `dir` (only those whose name contains one of
+/// `cases`, when given).
+pub fn gate(dir: &Path, cases: &[String]) -> Result<GateOutcome> {
+    let files_verified = verify_manifest(dir)?;
+    let mut case_dirs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("oracle_f32.json").is_file())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            cases.is_empty() || cases.iter().any(|c| name.contains(c.as_str()))
+        })
+        .collect();
+    case_dirs.sort();
+    if case_dirs.is_empty() {
+        return Err(Error::Usage(format!("{}: no golden case (a folder with oracle_f32.json) found", dir.display())));
+    }
+
+    let work = tempfile::tempdir().map_err(|e| Error::io(dir, e))?;
+    let mut rows = Vec::new();
+    for case_dir in &case_dirs {
+        let case = case_dir.file_name().unwrap().to_string_lossy().into_owned();
+        let runs: [(Implementation, &str, Profile); 2] = [
+            (Implementation::Fast, "oracle_f32.json", Profile::builtin()),
+            (Implementation::ReferenceWide, "oracle_f64.json", reference_profile()),
+        ];
+        for (implementation, oracle_file, profile) in runs {
+            let oracle = case_dir.join(oracle_file);
+            if !oracle.is_file() {
+                return Err(Error::Usage(format!("{}: missing (every case needs both oracle reports)", oracle.display())));
+            }
+            let out = work.path().join(format!("{case}.{}.json", implementation.name()));
+            let opts = ReplayOptions { implementation, select: vec![], allow_outside_paths: false, progress: false };
+            replay::replay(&oracle, &out, &opts)?;
+            let check = CheckOptions {
+                modes: Modes { strict_stage_tolerances: true, strict_hash: false, strict_historical_hash: false },
+                profile,
+                select: vec![],
+                stages: StageSelection::All,
+                top_diffs: 3,
+                allow_outside_paths: false,
+                progress: false,
+            };
+            let outcome = compare::check(&oracle, &out, &check)?;
+            let against = crate::report::LoadedReport::load(&oracle)?.report.producer.implementation;
+            rows.push(GateRow { case: case.clone(), implementation: implementation.name(), against, outcome });
+        }
+    }
+    Ok(GateOutcome { dir: dir.to_path_buf(), files_verified, rows })
+}
+
+/// Verify `MANIFEST.sha256` ("<sha256>  <path>" per line, paths relative to
+/// the golden directory): every listed file matches, and every file is listed.
+pub fn verify_manifest(dir: &Path) -> Result<usize> {
+    let manifest_path = dir.join(MANIFEST);
+    let text = std::fs::read_to_string(&manifest_path).map_err(|e| Error::io(&manifest_path, e))?;
+    let mut listed = BTreeSet::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let (hash, rel) = line.split_once("  ").ok_or_else(|| {
+            Error::json(&manifest_path, format!("line {}: expected '<sha256>  <path>'", n + 1))
+        })?;
+        let path = dir.join(rel);
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        if sha256_hex(&bytes) != hash {
+            return Err(Error::bundle(&path, format!("sha256 differs from {MANIFEST}: the golden file changed or is corrupt")));
+        }
+        listed.insert(rel.to_string());
+    }
+    for file in walk(dir)? {
+        let rel = file.strip_prefix(dir).unwrap().to_string_lossy().replace('\\', "/");
+        if rel != MANIFEST && !listed.contains(&rel) {
+            return Err(Error::bundle(&file, format!("not covered by {MANIFEST}: regenerate the manifest with oracle/make_golden.py")));
+        }
+    }
+    Ok(listed.len())
+}
+
+/// Every regular file below `dir`, skipping hidden entries and Python caches.
+fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).map_err(|e| Error::io(&d, e))? {
+            let path = entry.map_err(|e| Error::io(&d, e))?.path();
+            let name = path.file_name().unwrap().to_string_lossy();
+            if name.starts_with('.') || name == "__pycache__" {
+                continue;
+            }
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+impl GateOutcome {
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "golden gate: {} — {} case(s), manifest OK ({} files verified)\n",
+            self.dir.display(),
+            self.rows.len() / 2,
+            self.files_verified
+        );
+        let _ = writeln!(s, "{:<24} {:<15} {:<10} {:>7}  {:<7}  {}", "case", "implementation", "against", "tensors", "verdict", "closest to its limit");
+        for r in &self.rows {
+            let _ = writeln!(
+                s,
+                "{:<24} {:<15} {:<10} {:>7}  {:<7}  {}",
+                r.case,
+                r.implementation,
+                r.against,
+                r.outcome.tensor_count(),
+                if r.outcome.passed() { "PASS" } else { "FAIL" },
+                r.outcome.tightest_summary()
+            );
+        }
+        let failed: Vec<&GateRow> = self.rows.iter().filter(|r| !r.outcome.passed()).collect();
+        for r in &failed {
+            let _ = writeln!(s, "\n── {} / {} ──\n{}", r.case, r.implementation, compare::render(&r.outcome, compare::Format::Text));
+        }
+        let _ = writeln!(
+            s,
+            "\n{} of {} gate(s) passed",
+            self.rows.len() - failed.len(),
+            self.rows.len()
+        );
+        s
+    }
+}

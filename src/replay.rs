@@ -1,0 +1,126 @@
+//! `parity replay`: run one of this project's implementations on the inputs
+//! a report names, and write a report and stage bundle of our own.
+
+use crate::bundle::Bundle;
+use crate::error::{Error, Result};
+use crate::ops::{self, Call, Inputs, StageDtype};
+use crate::report::write::{write_run, TensorRun};
+use crate::report::{LoadedReport, Producer, Report};
+use crate::select::Selection;
+use std::path::Path;
+
+/// Which implementation replays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Implementation {
+    /// f32 compute, low-precision outputs: the kernel users ship.
+    Fast,
+    /// f64 compute, rounded once to each stage's declared dtype.
+    Reference,
+    /// f64 compute with F64 stages kept wide, to compare against an f64 oracle
+    /// far tighter than any f32 tolerance.
+    ReferenceWide,
+}
+
+impl Implementation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Implementation::Fast => "fast",
+            Implementation::Reference => "reference",
+            Implementation::ReferenceWide => "reference-f64",
+        }
+    }
+}
+
+pub struct ReplayOptions {
+    pub implementation: Implementation,
+    pub select: Vec<String>,
+    pub allow_outside_paths: bool,
+    pub progress: bool,
+}
+
+pub fn producer(implementation: Implementation) -> Producer {
+    let mut versions = indexmap::IndexMap::new();
+    versions.insert("parity".to_string(), env!("CARGO_PKG_VERSION").into());
+    versions.insert("gemm".to_string(), "matrixmultiply 0.3".into());
+    versions.insert("reference_linalg".to_string(), "nalgebra 0.35".into());
+    Producer { name: "parity".into(), implementation: format!("parity-{}", implementation.name()), versions }
+}
+
+/// Replay `report_path`'s selected tensors with one implementation; write
+/// `out` and its bundle (`<out stem>_stages.safetensors`) next to it.
+pub fn replay(report_path: &Path, out: &Path, opts: &ReplayOptions) -> Result<Report> {
+    let loaded = LoadedReport::load(report_path)?;
+    let components_path = loaded.components_path(opts.allow_outside_paths)?;
+    let components = Bundle::open(&components_path)?;
+    let selected = Selection::new(&opts.select)?.apply(&loaded.report.tensors, |t| t.name.as_str())?;
+
+    let bar = crate::progress::bar(opts.progress, selected.len() as u64, "replay");
+    let mut runs = Vec::with_capacity(selected.len());
+    for entry in selected {
+        bar.set_message(entry.name.clone());
+        let op = ops::find(&entry.operation).ok_or_else(|| {
+            Error::tensor(&loaded.path, &entry.name, None, format!("unknown operation '{}' (see `parity ops`)", entry.operation))
+        })?;
+        let mut inputs = Inputs::new();
+        for input in op.inputs {
+            match components.get_named(&entry.key, input.name) {
+                Some(view) => {
+                    inputs.insert(input.name.to_string(), view.to_owned());
+                }
+                None if input.optional => {}
+                None => {
+                    components.require(&entry.name, &entry.key, input.name, "input")?;
+                }
+            }
+        }
+        let call = Call { op, tensor: &entry.name, inputs: &inputs, params: &entry.params };
+        let stages = match opts.implementation {
+            Implementation::Fast => (op.fast)(&call)?,
+            Implementation::Reference => (op.reference)(&call)?.narrow(op),
+            Implementation::ReferenceWide => (op.reference)(&call)?,
+        };
+        check_declared_dtypes(op, &stages, &call, opts.implementation)?;
+        runs.push(TensorRun {
+            name: entry.name.clone(),
+            key: entry.key.clone(),
+            operation: op.name.to_string(),
+            params: entry.params.clone(),
+            stages,
+            final_stage: op.final_stage().to_string(),
+            historical_final_sha256: None,
+        });
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+
+    // Name the components relative to OUT when they sit at or below OUT's
+    // directory, so the new report can itself be replayed; otherwise leave
+    // them out rather than write a path that escapes.
+    let out_dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let components_rel = relative_below(out_dir, &components_path);
+    write_run(out, producer(opts.implementation), components_rel, None, &runs)
+}
+
+/// A guard against an implementation drifting from its description.
+fn check_declared_dtypes(op: &ops::Operation, stages: &ops::Stages, call: &Call, implementation: Implementation) -> Result<()> {
+    for (i, (name, t)) in stages.0.iter().enumerate() {
+        let declared = op.stages.get(i).filter(|s| s.name == name);
+        let Some(declared) = declared else {
+            return Err(call.error(format!("implementation emitted stage '{name}' out of the declared pipeline order")));
+        };
+        if let StageDtype::Fixed(d) = declared.dtype {
+            let wide_ok = implementation == Implementation::ReferenceWide && t.dtype == crate::dtype::DType::F64;
+            if t.dtype != d && !wide_ok {
+                return Err(call.error(format!("stage '{name}' came out as {} but is declared {d}", t.dtype)));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn relative_below(dir: &Path, target: &Path) -> Option<String> {
+    let dir = std::fs::canonicalize(dir).ok()?;
+    let target = std::fs::canonicalize(target).ok()?;
+    let rel = target.strip_prefix(&dir).ok()?;
+    Some(rel.to_string_lossy().into_owned())
+}
