@@ -1,0 +1,86 @@
+"""A golden-style case directory for svf_apply: one components file shared by
+two oracle reports (f32 torch-like and f64), each with its own stage bundle.
+
+    <dir>/components.safetensors
+    <dir>/oracle_f32.json   <dir>/oracle_f32.safetensors   (implementation numpy-f32)
+    <dir>/oracle_f64.json   <dir>/oracle_f64.safetensors   (implementation numpy-f64)
+
+Used by make_golden.py and by `python -m parity_oracle svf-random`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import svf
+from .report import ReportWriter
+
+COMPONENTS_FILE = "components.safetensors"
+PRODUCER_NAME = "parity-oracle"
+
+# implementation name -> (pipeline, report file stem)
+IMPLEMENTATIONS = {
+    "numpy-f32": (svf.svf_apply_f32, "oracle_f32"),
+    "numpy-f64": (svf.svf_apply_f64, "oracle_f64"),
+}
+
+
+@dataclass
+class SvfTensor:
+    """One svf_apply tensor of a case: its name, f32 inputs and target layout."""
+
+    name: str
+    source: np.ndarray
+    u: np.ndarray
+    s: np.ndarray
+    v: np.ndarray
+    offsets: np.ndarray
+    final_shape: tuple[int, int]
+    transpose: bool | None = None
+
+    def inputs(self) -> dict[str, np.ndarray]:
+        return svf.svf_components(self.source, self.u, self.s, self.v, self.offsets)
+
+
+def write_svf_case(
+    out_dir: str | os.PathLike, tensors: list[SvfTensor], *, baseline_note: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """Compute both oracle pipelines for `tensors` and write the case files into
+    `out_dir`. Returns {implementation: {tensor name: stages}} for callers that
+    want to check properties of what was written."""
+    out_dir = Path(out_dir)
+    results: dict[str, dict[str, Any]] = {}
+    for implementation, (pipeline, stem) in IMPLEMENTATIONS.items():
+        writer = ReportWriter(
+            out_dir / f"{stem}.json",
+            producer={"name": PRODUCER_NAME, "implementation": implementation},
+            baseline={
+                "label": f"{PRODUCER_NAME} {implementation}",
+                "historical_reproducible": False,
+                "note": baseline_note
+                or "no historical hash: the case is checked stage by stage; final hashes are "
+                "provenance-bound (BLAS summation order, library versions)",
+            },
+            stage_bundle=f"{stem}.safetensors",
+            components=COMPONENTS_FILE,
+        )
+        results[implementation] = {}
+        for t in tensors:
+            stages = pipeline(*t.inputs().values(), final_shape=t.final_shape, transpose=t.transpose)
+            # Both reports write the same components bytes to the same file; the
+            # second (atomic) write is a no-op in content.
+            writer.add_tensor(
+                t.name,
+                operation=svf.OPERATION,
+                params=svf.svf_params(t.final_shape, t.transpose),
+                stages=stages,
+                components=t.inputs(),
+            )
+            results[implementation][t.name] = stages
+        writer.write()
+    return results

@@ -1,0 +1,75 @@
+"""Shared fixtures of the oracle's test suite (run from the repo root:
+`python3 -m pytest oracle/tests -q`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ORACLE_DIR = Path(__file__).resolve().parents[1]
+REPO_ROOT = ORACLE_DIR.parent
+GOLDEN_DIR = REPO_ROOT / "golden"
+SCHEMA_PATH = REPO_ROOT / "src" / "report" / "parity.report.v1.schema.json"
+
+if str(ORACLE_DIR) not in sys.path:
+    sys.path.insert(0, str(ORACLE_DIR))
+
+# SPEC §3's built-in tolerance profile for svf_apply: stage -> (max_abs, mean_abs).
+SVF_TOLERANCES = {
+    "source_f32": (0.0, 0.0),
+    "offsets_f32": (0.0, 0.0),
+    "scaled_s": (1e-6, 1e-8),
+    "u_scaled": (1e-6, 1e-8),
+    "normalization": (1e-6, 1e-6),
+    "zero_source_f32": (1e-3, 1e-5),
+    "matmul_pre_norm": (1e-3, 1e-5),
+    "adapted_source_f32": (1e-3, 1e-5),
+    "final_f32": (1e-3, 1e-5),
+    "final_bf16": (1e-3, 1e-5),
+}
+
+
+def stage_diff(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """(max_abs, mean_abs) of a - b in f64, non-finite values matched by
+    position and sign (a mismatch there counts as an infinite difference)."""
+    a = np.asarray(a).astype(np.float64)
+    b = np.asarray(b).astype(np.float64)
+    assert a.shape == b.shape, (a.shape, b.shape)
+    if a.size == 0:
+        return 0.0, 0.0
+    fa, fb = np.isfinite(a), np.isfinite(b)
+    same_nonfinite = (np.isnan(a) & np.isnan(b)) | (np.isinf(a) & (a == b))
+    if np.any((~fa | ~fb) & ~same_nonfinite):
+        return float("inf"), float("inf")
+    both = fa & fb
+    if not both.any():
+        return 0.0, 0.0
+    d = np.abs(a[both] - b[both])
+    return float(d.max()), float(d.mean())
+
+
+@pytest.fixture(scope="session")
+def report_schema():
+    """The parity.report.v1 JSON Schema shipped with the Rust side."""
+    if not SCHEMA_PATH.is_file():
+        pytest.fail(f"JSON Schema not found at {SCHEMA_PATH.relative_to(REPO_ROOT)}")
+    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def validate_report(report_schema):
+    """A function that raises jsonschema.ValidationError for an invalid report."""
+    import jsonschema
+
+    validator_cls = jsonschema.validators.validator_for(report_schema)
+    validator_cls.check_schema(report_schema)
+    validator = validator_cls(report_schema)
+
+    def validate(report: dict) -> None:
+        validator.validate(report)
+
+    return validate
