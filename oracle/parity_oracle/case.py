@@ -84,3 +84,35 @@ def write_svf_case(
             results[implementation][t.name] = stages
         writer.write()
     return results
+
+
+def write_op_case(
+    out_dir: str | os.PathLike, tensors: list, *, baseline_note: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """Like `write_svf_case`, for catalog operations (`parity_oracle.ops`):
+    `tensors` are `OpTensor`s; each report holds every tensor, computed by the
+    operation's f32 or f64 pipeline. Returns {implementation: {name: stages}}."""
+    from . import ops
+
+    out_dir = Path(out_dir)
+    results: dict[str, dict[str, Any]] = {}
+    for implementation, (_, stem) in IMPLEMENTATIONS.items():
+        writer = ReportWriter(
+            out_dir / f"{stem}.json",
+            producer={"name": PRODUCER_NAME, "implementation": implementation},
+            baseline={
+                "label": f"{PRODUCER_NAME} {implementation}",
+                "historical_reproducible": False,
+                "note": baseline_note
+                or "no historical hash: the case is checked stage by stage",
+            },
+            stage_bundle=f"{stem}.safetensors",
+            components=COMPONENTS_FILE,
+        )
+        results[implementation] = {}
+        for t in tensors:
+            stages = ops.run(t.operation, implementation, t.inputs, t.params)
+            writer.add_tensor(t.name, operation=t.operation, params=t.params, stages=stages, components=t.inputs)
+            results[implementation][t.name] = stages
+        writer.write()
+    return results
