@@ -12,11 +12,11 @@
 
 pub mod atomic;
 pub mod bundle;
-// pub mod cli; (re-enabled when the comparer lands)
+pub mod cli;
 pub mod compare;
 pub mod dtype;
 pub mod error;
-// pub mod golden;
+pub mod golden;
 pub mod numeric;
 pub mod ops;
 pub mod progress;

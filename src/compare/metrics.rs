@@ -1,0 +1,814 @@
+//! The comparer's metrics: every number about one stage, in one streaming pass.
+//!
+//! The two sides are read straight from their memory-mapped bundles in chunks
+//! of [`CHUNK`] elements. Chunks are measured in parallel (rayon) and their
+//! partial results are merged *sequentially, in chunk order*, so the result is
+//! bit-identical whatever the number of threads. Sums are formed per fixed
+//! [`BLOCK`] of elements and the block sums are added in index order, so the
+//! result is also bit-identical whatever the chunk size: the chunk size is a
+//! performance knob, never a numerical one. Chunks are processed a window at a
+//! time, so memory stays bounded whatever the tensor's size; no tensor is ever
+//! decoded into a `Vec<f64>`.
+//!
+//! Conventions (LEFT is the baseline, `d = right − left`):
+//! * NaN and ±inf are compared by position and sign (a NaN's sign bit is
+//!   ignored); a position where the sides' classes differ is a *non-finite
+//!   mismatch*. Every other metric is taken over the positions where both
+//!   sides are finite (`compared`).
+//! * `max_rel = max |d| / |left|`; a difference against a left value of 0 is
+//!   infinitely relative, as in `torch.testing`.
+//! * `cosine` of two all-zero tensors is 1 (they agree), of a zero and a
+//!   non-zero tensor 0. `nmse = Σd² / Σleft²`, 0 when both sums are 0, inf
+//!   when only the left one is. Every metric of an empty tensor is 0 (cosine 1).
+//! * ULP distance and bit equality are taken from the stored bits and exist
+//!   only when both sides have the same dtype (ULP: float dtypes only, in
+//!   units of that dtype, -0 and +0 being 0 ULP apart).
+
+use super::tolerance::Tolerance;
+use crate::dtype::DType;
+use crate::tensor::TensorView;
+use rayon::prelude::*;
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+/// Elements per parallel work item: large enough to amortise scheduling,
+/// small enough to load-balance two cores on a 3M-element stage.
+pub const CHUNK: usize = 1 << 16;
+/// Elements per summation block. Fixed, so that sums do not depend on `CHUNK`.
+pub const BLOCK: usize = 1 << 10;
+/// Chunks measured per parallel window: bounds the partial results held at once.
+const WINDOW: usize = 64;
+
+/// Non-finite values on one side.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NonFiniteCounts {
+    pub nan: u64,
+    pub pos_inf: u64,
+    pub neg_inf: u64,
+}
+
+impl NonFiniteCounts {
+    pub fn total(&self) -> u64 {
+        self.nan + self.pos_inf + self.neg_inf
+    }
+}
+
+/// The non-finite facts of a stage (SPEC §3).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NonFinite {
+    pub left: NonFiniteCounts,
+    pub right: NonFiniteCounts,
+    /// Positions where the sides are not the same non-finite class
+    /// (NaN vs number, +inf vs −inf, inf vs number).
+    pub mismatched: u64,
+    pub first_mismatch: Option<Vec<usize>>,
+}
+
+/// One of the largest divergences (`--top-diffs`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Divergence {
+    pub index: Vec<usize>,
+    pub left: f64,
+    pub right: f64,
+    /// `|right − left|` (NaN or inf at a non-finite mismatch; those rank first).
+    pub abs_diff: f64,
+}
+
+/// Every number about one stage. Indices are multi-indices into the shape.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Metrics {
+    pub numel: u64,
+    /// Positions where both sides are finite: what the metrics below are over.
+    pub compared: u64,
+    pub max_abs: f64,
+    /// Where `max_abs` is reached first (None when every difference is 0).
+    pub max_abs_index: Option<Vec<usize>>,
+    pub mean_abs: f64,
+    /// Root mean square of the difference.
+    pub rms: f64,
+    pub max_rel: f64,
+    pub max_rel_index: Option<Vec<usize>>,
+    pub cosine: f64,
+    pub nmse: f64,
+    /// Max ULP distance, in units of the (shared) float dtype; None otherwise.
+    pub max_ulp: Option<u64>,
+    /// Elements whose stored bits differ; None when the dtypes differ.
+    pub not_bit_equal: Option<u64>,
+    /// Same dtype, same shape, same bytes.
+    pub bytes_equal: bool,
+    /// Finite positions with `|d|` above the tolerance's `max_abs`.
+    pub over_max_abs: u64,
+    /// Finite positions breaking `|d| ≤ atol + rtol·|left|`, when the
+    /// tolerance has an allclose rule.
+    pub outside_allclose: Option<u64>,
+    pub non_finite: NonFinite,
+    /// The largest divergences, largest first, ties by lower index.
+    pub top: Vec<Divergence>,
+}
+
+/// Measure two views of the same number of elements (the caller checks the
+/// shapes; differing element counts are a bug in the caller and panic). `tol` only decides the per-element counts (`over_max_abs`,
+/// `outside_allclose`); judging happens elsewhere.
+pub fn measure(left: TensorView, right: TensorView, tol: &Tolerance, top_k: usize) -> Metrics {
+    measure_with(left, right, tol, top_k, CHUNK, &|_| {})
+}
+
+/// [`measure`] with an explicit chunk size (rounded up to a whole number of
+/// blocks) and a callback told how many elements each window covered.
+pub fn measure_with(
+    left: TensorView,
+    right: TensorView,
+    tol: &Tolerance,
+    top_k: usize,
+    chunk: usize,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Metrics {
+    assert_eq!(left.numel(), right.numel(), "measure: callers compare equal shapes only");
+    let chunk = chunk.div_ceil(BLOCK).max(1) * BLOCK;
+    let limits = Limits::from(tol, top_k);
+    // The dtype decides the decoder once, outside the loop; the loop itself is
+    // monomorphised per pair. Mixed or rare dtypes take the general decoder:
+    // mixed dtypes fail the gate anyway, so their speed matters little.
+    use DType::*;
+    let pass = Pass { left, right, limits, chunk };
+    let acc = match (left.dtype, right.dtype) {
+        (F32, F32) => pass.run(F32Codec, F32Codec, progress),
+        (BF16, BF16) => pass.run(Bf16Codec, Bf16Codec, progress),
+        (F16, F16) => pass.run(F16Codec, F16Codec, progress),
+        (F64, F64) => pass.run(F64Codec, F64Codec, progress),
+        (l, r) => pass.run(AnyCodec(l), AnyCodec(r), progress),
+    };
+    acc.finish(left, right)
+}
+
+/// Row-major flat index → multi-index.
+pub fn unravel(mut flat: usize, shape: &[usize]) -> Vec<usize> {
+    let mut index = vec![0; shape.len()];
+    for (slot, &dim) in index.iter_mut().zip(shape).rev() {
+        if dim > 0 {
+            *slot = flat % dim;
+            flat /= dim;
+        }
+    }
+    index
+}
+
+// ---------------------------------------------------------------------------
+// Decoders: one per dtype fast path, plus a general one.
+
+trait Codec: Copy + Send + Sync {
+    fn dtype(self) -> DType;
+    #[inline(always)]
+    fn size(self) -> usize {
+        self.dtype().size()
+    }
+    /// The element's value, exactly, as f64.
+    fn value(self, e: &[u8]) -> f64;
+    /// The element's stored bits.
+    fn bits(self, e: &[u8]) -> u64;
+}
+
+#[derive(Clone, Copy)]
+struct F32Codec;
+#[derive(Clone, Copy)]
+struct Bf16Codec;
+#[derive(Clone, Copy)]
+struct F16Codec;
+#[derive(Clone, Copy)]
+struct F64Codec;
+#[derive(Clone, Copy)]
+struct AnyCodec(DType);
+
+impl Codec for F32Codec {
+    #[inline(always)]
+    fn dtype(self) -> DType {
+        DType::F32
+    }
+    #[inline(always)]
+    fn value(self, e: &[u8]) -> f64 {
+        f32::from_bits(self.bits(e) as u32) as f64
+    }
+    #[inline(always)]
+    fn bits(self, e: &[u8]) -> u64 {
+        u32::from_le_bytes([e[0], e[1], e[2], e[3]]) as u64
+    }
+}
+
+impl Codec for Bf16Codec {
+    #[inline(always)]
+    fn dtype(self) -> DType {
+        DType::BF16
+    }
+    #[inline(always)]
+    fn value(self, e: &[u8]) -> f64 {
+        // bf16 is the top half of an f32: widening is a shift, exact.
+        f32::from_bits((self.bits(e) as u32) << 16) as f64
+    }
+    #[inline(always)]
+    fn bits(self, e: &[u8]) -> u64 {
+        u16::from_le_bytes([e[0], e[1]]) as u64
+    }
+}
+
+impl Codec for F16Codec {
+    #[inline(always)]
+    fn dtype(self) -> DType {
+        DType::F16
+    }
+    #[inline(always)]
+    fn value(self, e: &[u8]) -> f64 {
+        half::f16::from_bits(self.bits(e) as u16).to_f64()
+    }
+    #[inline(always)]
+    fn bits(self, e: &[u8]) -> u64 {
+        u16::from_le_bytes([e[0], e[1]]) as u64
+    }
+}
+
+impl Codec for F64Codec {
+    #[inline(always)]
+    fn dtype(self) -> DType {
+        DType::F64
+    }
+    #[inline(always)]
+    fn value(self, e: &[u8]) -> f64 {
+        f64::from_bits(self.bits(e))
+    }
+    #[inline(always)]
+    fn bits(self, e: &[u8]) -> u64 {
+        u64::from_le_bytes([e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[7]])
+    }
+}
+
+impl Codec for AnyCodec {
+    fn dtype(self) -> DType {
+        self.0
+    }
+    fn value(self, e: &[u8]) -> f64 {
+        self.0.decode(e, 0)
+    }
+    fn bits(self, e: &[u8]) -> u64 {
+        let mut b = [0u8; 8];
+        b[..e.len()].copy_from_slice(e);
+        u64::from_le_bytes(b)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The pass.
+
+#[derive(Clone, Copy)]
+struct Limits {
+    max_abs: f64,
+    allclose: Option<(f64, f64)>,
+    top_k: usize,
+}
+
+impl Limits {
+    fn from(tol: &Tolerance, top_k: usize) -> Limits {
+        let allclose = match (tol.rtol, tol.atol) {
+            (None, None) => None,
+            (r, a) => Some((r.unwrap_or(0.0), a.unwrap_or(0.0))),
+        };
+        Limits { max_abs: tol.max_abs, allclose, top_k }
+    }
+}
+
+struct Pass<'a> {
+    left: TensorView<'a>,
+    right: TensorView<'a>,
+    limits: Limits,
+    chunk: usize,
+}
+
+/// Sums of one block. f64 throughout: the inputs are f64-exact decodes and
+/// an f32 accumulator would lose the very differences being measured (a sum
+/// over 3M elements in f32 carries ~0.2 relative error). In f64 the error of
+/// a 1024-term block sum is ~1e-13 relative, of the whole sum ~n/1024·1e-16.
+#[derive(Clone, Copy, Default)]
+struct BlockSums {
+    abs: f64,
+    sq: f64,
+    dot: f64,
+    ll: f64,
+    rr: f64,
+}
+
+/// What one chunk contributes; merged in chunk order by [`Acc::merge`].
+struct Partial {
+    blocks: Vec<BlockSums>,
+    compared: u64,
+    max_abs: f64,
+    max_abs_at: Option<usize>,
+    max_rel: f64,
+    max_rel_at: Option<usize>,
+    max_ulp: u64,
+    not_bit_equal: u64,
+    over_max_abs: u64,
+    outside_allclose: u64,
+    nf: NonFiniteState,
+    top: TopK,
+}
+
+impl Partial {
+    fn new(top_k: usize) -> Partial {
+        Partial {
+            blocks: Vec::new(),
+            compared: 0,
+            max_abs: 0.0,
+            max_abs_at: None,
+            max_rel: 0.0,
+            max_rel_at: None,
+            max_ulp: 0,
+            not_bit_equal: 0,
+            over_max_abs: 0,
+            outside_allclose: 0,
+            nf: NonFiniteState::default(),
+            top: TopK::new(top_k),
+        }
+    }
+}
+
+impl<'a> Pass<'a> {
+    fn run<L: Codec, R: Codec>(&self, l: L, r: R, progress: &(dyn Fn(u64) + Sync)) -> Acc {
+        let n = self.left.numel();
+        let chunks = n.div_ceil(self.chunk);
+        let mut acc = Acc::new(&self.limits);
+        let mut start = 0;
+        while start < chunks {
+            let end = (start + WINDOW).min(chunks);
+            let parts: Vec<Partial> = (start..end).into_par_iter().map(|c| self.chunk(l, r, c)).collect();
+            for p in parts {
+                acc.merge(p);
+            }
+            progress(((end * self.chunk).min(n) - start * self.chunk) as u64);
+            start = end;
+        }
+        acc
+    }
+
+    /// Measure chunk `c`, block by block. Each block is decoded once into two
+    /// small f64 buffers (L1-resident), then summed in [`LANES`] interleaved
+    /// lanes: independent accumulators that break the add-latency chain and
+    /// let the compiler use SIMD. Lanes and blocks are fixed by element
+    /// position, so the sums do not depend on the chunk size. Indices (of
+    /// the maxima, of the top divergences) are found by a second look at a
+    /// block only when that block can change them.
+    fn chunk<L: Codec, R: Codec>(&self, l: L, r: R, c: usize) -> Partial {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU supports AVX2, checked just above.
+                return unsafe { self.chunk_avx2(l, r, c) };
+            }
+        }
+        self.chunk_body(l, r, c)
+    }
+
+    /// The same code compiled for AVX2, chosen at run time: the default
+    /// x86-64 target only has SSE2, which halves the lanes' SIMD width.
+    /// IEEE arithmetic gives the same bits at any width, and Rust never
+    /// contracts `a * b + c` into an FMA, so results are identical on every CPU.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn chunk_avx2<L: Codec, R: Codec>(&self, l: L, r: R, c: usize) -> Partial {
+        self.chunk_body(l, r, c)
+    }
+
+    #[inline(always)]
+    fn chunk_body<L: Codec, R: Codec>(&self, l: L, r: R, c: usize) -> Partial {
+        let n = self.left.numel();
+        let (first, last) = (c * self.chunk, ((c + 1) * self.chunk).min(n));
+        let (ls, rs) = (l.size(), r.size());
+        let same = l.dtype() == r.dtype();
+        let ulp = same && l.dtype().is_float();
+        let lim = self.limits;
+        let mut p = Partial::new(lim.top_k);
+        p.blocks.reserve((last - first).div_ceil(BLOCK));
+        let mut lb = [0f64; BLOCK];
+        let mut rb = [0f64; BLOCK];
+        let mut b0 = first;
+        while b0 < last {
+            let len = (b0 + BLOCK).min(last) - b0;
+            let lbytes = &self.left.data[b0 * ls..(b0 + len) * ls];
+            let rbytes = &self.right.data[b0 * rs..(b0 + len) * rs];
+
+            // 1. Decode; bit-level facts come from the stored bits.
+            let (mut not_bit_equal, mut max_ulp, mut non_finite) = (0u64, 0u64, false);
+            let pairs = lbytes.chunks_exact(ls).zip(rbytes.chunks_exact(rs));
+            for ((le, re), (lo, ro)) in pairs.zip(lb[..len].iter_mut().zip(rb[..len].iter_mut())) {
+                let (lv, rv) = (l.value(le), r.value(re));
+                (*lo, *ro) = (lv, rv);
+                let finite = lv.is_finite() & rv.is_finite();
+                non_finite |= !finite;
+                if same {
+                    not_bit_equal += (l.bits(le) != r.bits(re)) as u64;
+                    if ulp {
+                        // NaN keys are meaningless: ULPs are over finite pairs only.
+                        let dist = l.dtype().ordered_key(le, 0).abs_diff(r.dtype().ordered_key(re, 0));
+                        max_ulp = max_ulp.max(if finite { dist } else { 0 });
+                    }
+                }
+            }
+            p.not_bit_equal += not_bit_equal;
+            p.max_ulp = p.max_ulp.max(max_ulp);
+
+            // 2. Sums, counts and block maxima, in lanes.
+            let (lbl, rbl) = (&lb[..len], &rb[..len]);
+            let mut lanes = Lanes::default();
+            let (mut lc, mut rc) = (lbl.chunks_exact(LANES), rbl.chunks_exact(LANES));
+            for (x, y) in (&mut lc).zip(&mut rc) {
+                lanes.add(x.try_into().expect("LANES"), y.try_into().expect("LANES"), &lim);
+            }
+            let rem = lc.remainder().len();
+            if rem > 0 {
+                // Padding lanes hold 0 vs 0: they add zeros and, being
+                // "finite", one `compared` each, taken back below.
+                let (mut x, mut y) = ([0.0; LANES], [0.0; LANES]);
+                x[..rem].copy_from_slice(lc.remainder());
+                y[..rem].copy_from_slice(rc.remainder());
+                lanes.add(&x, &y, &lim);
+            }
+            let (sums, block_max_abs, block_max_rel) = lanes.fold(&mut p);
+            if rem > 0 {
+                p.compared -= (LANES - rem) as u64;
+            }
+            p.blocks.push(sums);
+
+            // 3. A second look, only where this block changes an index.
+            let abs_at = |j: usize| (rbl[j] - lbl[j]).abs();
+            let finite_at = |j: usize| lbl[j].is_finite() & rbl[j].is_finite();
+            // The same operations on the same values give the same bits, so
+            // the lanes' maximum is found again exactly (first occurrence).
+            if block_max_abs > p.max_abs {
+                if let Some(j) = (0..len).find(|&j| finite_at(j) && abs_at(j) == block_max_abs) {
+                    (p.max_abs, p.max_abs_at) = (block_max_abs, Some(b0 + j));
+                }
+            }
+            if block_max_rel > p.max_rel {
+                if let Some(j) = (0..len).find(|&j| finite_at(j) && abs_at(j) / lbl[j].abs() == block_max_rel) {
+                    (p.max_rel, p.max_rel_at) = (block_max_rel, Some(b0 + j));
+                }
+            }
+            if non_finite || block_max_abs > p.top.floor {
+                for j in 0..len {
+                    let (lv, rv) = (lbl[j], rbl[j]);
+                    if !finite_at(j) {
+                        non_finite_pair(&mut p.nf, &mut p.top, b0 + j, lv, rv);
+                    } else if abs_at(j) > p.top.floor {
+                        p.top.offer(Candidate { key: abs_at(j), index: b0 + j, left: lv, right: rv });
+                    }
+                }
+            }
+            b0 += len;
+        }
+        p
+    }
+}
+
+/// Interleaved accumulators: element `j` of a block goes to lane `j % LANES`.
+const LANES: usize = 4;
+
+#[derive(Default)]
+struct Lanes {
+    abs: [f64; LANES],
+    sq: [f64; LANES],
+    dot: [f64; LANES],
+    ll: [f64; LANES],
+    rr: [f64; LANES],
+    max_abs: [f64; LANES],
+    max_rel: [f64; LANES],
+    compared: [u64; LANES],
+    over: [u64; LANES],
+    outside: [u64; LANES],
+}
+
+impl Lanes {
+    /// LANES elements, one per lane. Branch-free, and written as one small
+    /// loop per operation so that each becomes a SIMD instruction: a pair
+    /// with a non-finite side contributes zeros (the non-finite rules handle it).
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // index loops over lanes are what vectorises
+    fn add(&mut self, x: &[f64; LANES], y: &[f64; LANES], lim: &Limits) {
+        let mut finite = [false; LANES];
+        let (mut lv, mut rv, mut d, mut a) = ([0.0; LANES], [0.0; LANES], [0.0; LANES], [0.0; LANES]);
+        for k in 0..LANES {
+            finite[k] = x[k].abs() < f64::INFINITY && y[k].abs() < f64::INFINITY;
+        }
+        for k in 0..LANES {
+            lv[k] = if finite[k] { x[k] } else { 0.0 };
+            rv[k] = if finite[k] { y[k] } else { 0.0 };
+        }
+        for k in 0..LANES {
+            d[k] = rv[k] - lv[k];
+            a[k] = d[k].abs();
+        }
+        for k in 0..LANES {
+            self.abs[k] += a[k];
+        }
+        for k in 0..LANES {
+            self.sq[k] += d[k] * d[k];
+        }
+        for k in 0..LANES {
+            self.dot[k] += lv[k] * rv[k];
+        }
+        for k in 0..LANES {
+            self.ll[k] += lv[k] * lv[k];
+        }
+        for k in 0..LANES {
+            self.rr[k] += rv[k] * rv[k];
+        }
+        for k in 0..LANES {
+            self.max_abs[k] = if a[k] > self.max_abs[k] { a[k] } else { self.max_abs[k] };
+        }
+        // 0/0 (equal zeros, or a masked pair) is NaN and never wins;
+        // a difference against a zero left value is inf, "infinitely relative".
+        for k in 0..LANES {
+            let rel = a[k] / lv[k].abs();
+            self.max_rel[k] = if rel > self.max_rel[k] { rel } else { self.max_rel[k] };
+        }
+        for k in 0..LANES {
+            self.compared[k] += finite[k] as u64;
+        }
+        for k in 0..LANES {
+            self.over[k] += (finite[k] & (a[k] > lim.max_abs)) as u64;
+        }
+        if let Some((rtol, atol)) = lim.allclose {
+            for k in 0..LANES {
+                self.outside[k] += (finite[k] & (a[k] > atol + rtol * lv[k].abs())) as u64;
+            }
+        }
+    }
+
+    /// The block's sums (lanes added pairwise, a fixed order), its maxima,
+    /// and its counts added into `p`.
+    fn fold(&self, p: &mut Partial) -> (BlockSums, f64, f64) {
+        let sum = |x: &[f64; LANES]| (x[0] + x[1]) + (x[2] + x[3]);
+        let max = |x: &[f64; LANES]| x.iter().fold(0.0f64, |m, &v| if v > m { v } else { m });
+        p.compared += self.compared.iter().sum::<u64>();
+        p.over_max_abs += self.over.iter().sum::<u64>();
+        p.outside_allclose += self.outside.iter().sum::<u64>();
+        let sums = BlockSums {
+            abs: sum(&self.abs),
+            sq: sum(&self.sq),
+            dot: sum(&self.dot),
+            ll: sum(&self.ll),
+            rr: sum(&self.rr),
+        };
+        (sums, max(&self.max_abs), max(&self.max_rel))
+    }
+}
+
+/// The non-finite facts of one chunk.
+#[derive(Default)]
+struct NonFiniteState {
+    left: NonFiniteCounts,
+    right: NonFiniteCounts,
+    mismatched: u64,
+    first: Option<usize>,
+}
+
+/// The cold path: at least one side is NaN or ±inf at index `i`.
+#[cold]
+#[inline(never)]
+fn non_finite_pair(nf: &mut NonFiniteState, top: &mut TopK, i: usize, lv: f64, rv: f64) {
+    fn class(v: f64, counts: &mut NonFiniteCounts) -> u8 {
+        if v.is_nan() {
+            counts.nan += 1;
+            1
+        } else if v == f64::INFINITY {
+            counts.pos_inf += 1;
+            2
+        } else if v == f64::NEG_INFINITY {
+            counts.neg_inf += 1;
+            3
+        } else {
+            0
+        }
+    }
+    let (lc, rc) = (class(lv, &mut nf.left), class(rv, &mut nf.right));
+    if lc != rc {
+        nf.mismatched += 1;
+        nf.first.get_or_insert(i);
+        // A non-finite mismatch outranks every finite difference in the top list.
+        top.offer(Candidate { key: f64::INFINITY, index: i, left: lv, right: rv });
+    }
+}
+
+/// The running total, merged chunk by chunk in index order.
+struct Acc {
+    sums: BlockSums,
+    compared: u64,
+    max_abs: f64,
+    max_abs_at: Option<usize>,
+    max_rel: f64,
+    max_rel_at: Option<usize>,
+    max_ulp: u64,
+    not_bit_equal: u64,
+    over_max_abs: u64,
+    outside_allclose: u64,
+    left_nf: NonFiniteCounts,
+    right_nf: NonFiniteCounts,
+    nf_mismatched: u64,
+    first_nf_mismatch: Option<usize>,
+    top: Vec<Candidate>,
+    top_k: usize,
+    allclose: bool,
+}
+
+impl Acc {
+    fn new(limits: &Limits) -> Acc {
+        Acc {
+            sums: BlockSums::default(),
+            compared: 0,
+            max_abs: 0.0,
+            max_abs_at: None,
+            max_rel: 0.0,
+            max_rel_at: None,
+            max_ulp: 0,
+            not_bit_equal: 0,
+            over_max_abs: 0,
+            outside_allclose: 0,
+            left_nf: NonFiniteCounts::default(),
+            right_nf: NonFiniteCounts::default(),
+            nf_mismatched: 0,
+            first_nf_mismatch: None,
+            top: Vec::new(),
+            top_k: limits.top_k,
+            allclose: limits.allclose.is_some(),
+        }
+    }
+
+    fn merge(&mut self, p: Partial) {
+        // Block sums are added one by one in index order: the same additions in
+        // the same order whatever the chunk size and the thread count.
+        for b in &p.blocks {
+            self.sums.abs += b.abs;
+            self.sums.sq += b.sq;
+            self.sums.dot += b.dot;
+            self.sums.ll += b.ll;
+            self.sums.rr += b.rr;
+        }
+        self.compared += p.compared;
+        // Strictly greater: on a tie the earlier chunk (lower index) keeps it.
+        if p.max_abs > self.max_abs {
+            self.max_abs = p.max_abs;
+            self.max_abs_at = p.max_abs_at;
+        }
+        if p.max_rel > self.max_rel {
+            self.max_rel = p.max_rel;
+            self.max_rel_at = p.max_rel_at;
+        }
+        self.max_ulp = self.max_ulp.max(p.max_ulp);
+        self.not_bit_equal += p.not_bit_equal;
+        self.over_max_abs += p.over_max_abs;
+        self.outside_allclose += p.outside_allclose;
+        add_counts(&mut self.left_nf, &p.nf.left);
+        add_counts(&mut self.right_nf, &p.nf.right);
+        self.nf_mismatched += p.nf.mismatched;
+        if self.first_nf_mismatch.is_none() {
+            self.first_nf_mismatch = p.nf.first;
+        }
+        if self.top_k > 0 {
+            self.top.extend(p.top.heap.into_vec());
+            self.top.sort_unstable();
+            self.top.truncate(self.top_k);
+        }
+    }
+
+    fn finish(self, left: TensorView, right: TensorView) -> Metrics {
+        let shape = left.shape;
+        let n = self.compared as f64;
+        let s = self.sums;
+        let same = left.dtype == right.dtype;
+        // The true mean (and rms) cannot exceed the max; rounding in the sum
+        // can push the computed one a hair above it, so clamp.
+        let mean_abs = if self.compared > 0 { (s.abs / n).min(self.max_abs) } else { 0.0 };
+        let rms = if self.compared > 0 { (s.sq / n).sqrt().min(self.max_abs) } else { 0.0 };
+        let nmse = if s.ll > 0.0 {
+            s.sq / s.ll
+        } else if s.sq == 0.0 {
+            0.0
+        } else {
+            f64::INFINITY
+        };
+        Metrics {
+            numel: left.numel() as u64,
+            compared: self.compared,
+            max_abs: self.max_abs,
+            max_abs_index: self.max_abs_at.map(|i| unravel(i, shape)),
+            mean_abs,
+            rms,
+            max_rel: self.max_rel,
+            max_rel_index: self.max_rel_at.map(|i| unravel(i, shape)),
+            cosine: cosine(s.dot, s.ll, s.rr),
+            nmse,
+            max_ulp: (same && left.dtype.is_float()).then_some(self.max_ulp),
+            not_bit_equal: same.then_some(self.not_bit_equal),
+            bytes_equal: same && left.shape == right.shape && self.not_bit_equal == 0,
+            over_max_abs: self.over_max_abs,
+            outside_allclose: self.outside_allclose_opt(),
+            non_finite: NonFinite {
+                left: self.left_nf,
+                right: self.right_nf,
+                mismatched: self.nf_mismatched,
+                first_mismatch: self.first_nf_mismatch.map(|i| unravel(i, shape)),
+            },
+            top: self
+                .top
+                .iter()
+                .map(|c| Divergence {
+                    index: unravel(c.index, shape),
+                    left: c.left,
+                    right: c.right,
+                    abs_diff: (c.right - c.left).abs(),
+                })
+                .collect(),
+        }
+    }
+
+    fn outside_allclose_opt(&self) -> Option<u64> {
+        self.allclose.then_some(self.outside_allclose)
+    }
+}
+
+fn add_counts(into: &mut NonFiniteCounts, from: &NonFiniteCounts) {
+    into.nan += from.nan;
+    into.pos_inf += from.pos_inf;
+    into.neg_inf += from.neg_inf;
+}
+
+/// `dot / sqrt(ll·rr)`, with the degenerate cases defined (see module doc).
+/// Taking one square root of the product (rather than the product of two
+/// roots) makes a tensor's cosine with itself exactly 1: `sqrt(fl(x²)) = x`
+/// for every x whose square neither overflows nor underflows.
+fn cosine(dot: f64, ll: f64, rr: f64) -> f64 {
+    if ll == 0.0 && rr == 0.0 {
+        return 1.0;
+    }
+    if ll == 0.0 || rr == 0.0 {
+        return 0.0;
+    }
+    let p = ll * rr;
+    let c = if p.is_finite() && p >= f64::MIN_POSITIVE { dot / p.sqrt() } else { dot / (ll.sqrt() * rr.sqrt()) };
+    c.clamp(-1.0, 1.0)
+}
+
+// ---------------------------------------------------------------------------
+// Top-K divergences.
+
+#[derive(Clone, Copy, Debug)]
+struct Candidate {
+    /// |d|, or +inf for a non-finite mismatch.
+    key: f64,
+    index: usize,
+    left: f64,
+    right: f64,
+}
+
+/// "Less" is "ranks higher": larger key first, then lower index. The heap
+/// (a max-heap) therefore keeps the lowest-ranked kept candidate on top.
+impl Ord for Candidate {
+    fn cmp(&self, o: &Self) -> Ordering {
+        o.key.total_cmp(&self.key).then(self.index.cmp(&o.index))
+    }
+}
+impl PartialOrd for Candidate {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl PartialEq for Candidate {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o) == Ordering::Equal
+    }
+}
+impl Eq for Candidate {}
+
+struct TopK {
+    k: usize,
+    heap: BinaryHeap<Candidate>,
+    /// A candidate must beat this key to enter (0 until full, then the
+    /// lowest kept key: within a chunk indices only grow, so a tie never wins).
+    floor: f64,
+}
+
+impl TopK {
+    fn new(k: usize) -> TopK {
+        TopK { k, heap: BinaryHeap::new(), floor: if k == 0 { f64::INFINITY } else { 0.0 } }
+    }
+    fn offer(&mut self, c: Candidate) {
+        if self.k == 0 {
+            return;
+        }
+        if self.heap.len() < self.k {
+            self.heap.push(c);
+        } else if c < *self.heap.peek().expect("full heap") {
+            self.heap.pop();
+            self.heap.push(c);
+        }
+        if self.heap.len() == self.k {
+            self.floor = self.heap.peek().expect("full heap").key;
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! Tolerance profiles: per operation, per stage, whether the stage is
+//! required and the limits of its gate.
+//!
+//! The built-in profile is read from the operation registry
+//! ([`crate::ops::REGISTRY`]): every stage declares its own tolerance. A user
+//! profile file (`parity check --tolerances FILE`) is merged over it.
+//!
+//! # The tolerance file, `parity.tolerances.v1`
+//!
+//! ```json
+//! {
+//!   "schema": "parity.tolerances.v1",
+//!   "description": "optional free text: why these limits",
+//!   "operations": {
+//!     "svf_apply": {
+//!       "final_bf16": {"required": true, "max_ulp": 1},
+//!       "matmul_pre_norm": {"max_abs": 5e-4, "min_cosine": 0.999999},
+//!       "*": {"mean_abs": 1e-5}
+//!     },
+//!     "my_rmsnorm": {
+//!       "*": {"required": true, "max_abs": 1e-5, "mean_abs": 1e-7},
+//!       "output_bf16": {"max_abs": 1e-2, "mean_abs": 1e-3, "max_ulp": 1}
+//!     }
+//!   }
+//! }
+//! ```
+//!
+//! * `schema` must be `"parity.tolerances.v1"`; unknown fields anywhere are
+//!   errors (a misspelt limit must not be silently ignored).
+//! * `operations` maps an operation name to its stages; each stage entry may
+//!   set any of:
+//!
+//!   | field | meaning |
+//!   |---|---|
+//!   | `required` | bool: the stage must exist on both sides and decides `--strict-stage-tolerances`; an optional stage is reported, not gated |
+//!   | `max_abs` | the gate passes only if max \|right − left\| ≤ this |
+//!   | `mean_abs` | … and mean \|right − left\| ≤ this |
+//!   | `min_cosine` | … and cosine similarity ≥ this |
+//!   | `max_ulp` | … and no element is more than this many ULPs (of the stage's dtype) apart |
+//!   | `rtol`, `atol` | … and at most `max_mismatch_fraction` (default 0) of the elements break \|right − left\| ≤ atol + rtol·\|left\| (a missing one of the two counts as 0) |
+//!   | `max_mismatch_fraction` | the share of elements (0..1) allowed to break the rtol/atol rule |
+//!
+//!   The optional limits (`min_cosine`, `max_ulp`, `rtol`, `atol`,
+//!   `max_mismatch_fraction`) can be set to `null` to remove a built-in one.
+//! * **Merging, field by field.** A stage the registry knows starts from its
+//!   built-in tolerance and takes only the fields the file gives, so
+//!   `{"final_bf16": {"required": true}}` only makes `final_bf16` required.
+//! * **`"*"`** is the entry for the operation's stages the file does not
+//!   list: for a registry operation it is merged over each unlisted stage's
+//!   built-in tolerance; for other stages it is their tolerance, and a listed
+//!   stage the registry does not know is merged over it.
+//! * **Operations parity does not know** (ports of your own operations) are
+//!   allowed: their stages are compared in the order of LEFT's report, and
+//!   each one needs a complete tolerance (`required`, `max_abs`, `mean_abs`),
+//!   from its own entry, from `"*"`, or from both merged. A stage of such an
+//!   operation with no tolerance at all is a setup error naming it.
+//! * A stage name the registry does not list for a registry operation is an
+//!   error (a typo catch); give extra stages a tolerance with `"*"`.
+//! * Limits must be non-negative numbers; `min_cosine` lies in [-1, 1] and
+//!   `max_mismatch_fraction` in [0, 1].
+
+use super::tolerance::Tolerance;
+use crate::error::{Error, Result};
+use crate::ops::{Operation, Stage, REGISTRY};
+use indexmap::IndexMap;
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub const SCHEMA: &str = "parity.tolerances.v1";
+
+/// A tolerance for every stage of every operation parity can compare.
+#[derive(Clone, Debug)]
+pub struct Profile {
+    ops: BTreeMap<String, OpProfile>,
+    origin: String,
+}
+
+#[derive(Clone, Debug, Default)]
+struct OpProfile {
+    /// Resolved tolerances of the stages the registry or a file names.
+    stages: IndexMap<String, Tolerance>,
+    /// The `"*"` entry: the tolerance of stages not named above.
+    star: Option<Override>,
+    /// The stage order comes from the registry (else from LEFT's report).
+    registry: bool,
+}
+
+impl Profile {
+    /// The registry's own tolerances.
+    pub fn builtin() -> Profile {
+        Profile::builtin_mapped(|_, stage| stage.tolerance).named("built-in")
+    }
+
+    /// A profile over the registry's operations with a tolerance computed for
+    /// each stage (the golden gate builds a much tighter profile this way).
+    pub fn builtin_mapped(f: impl Fn(&Operation, &Stage) -> Tolerance) -> Profile {
+        let ops = REGISTRY
+            .iter()
+            .map(|op| {
+                let stages = op.stages.iter().map(|s| (s.name.to_string(), f(op, s))).collect();
+                (op.name.to_string(), OpProfile { stages, star: None, registry: true })
+            })
+            .collect();
+        Profile { ops, origin: "built-in (mapped)".into() }
+    }
+
+    /// The built-in profile with a tolerance file merged over it.
+    pub fn load(path: &Path) -> Result<Profile> {
+        Profile::builtin().merge_file(path)
+    }
+
+    /// This profile with a tolerance file merged over it.
+    pub fn merge_file(self, path: &Path) -> Result<Profile> {
+        let text = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        self.merge_json(path, &text)
+    }
+
+    /// This profile with a tolerance file's text merged over it; `path` only
+    /// names the file in errors.
+    pub fn merge_json(mut self, path: &Path, text: &[u8]) -> Result<Profile> {
+        let value: serde_json::Value =
+            serde_json::from_slice(text).map_err(|e| Error::json(path, format!("malformed JSON: {e}")))?;
+        match value.get("schema").and_then(|s| s.as_str()) {
+            Some(SCHEMA) => {}
+            Some(other) => return Err(Error::json(path, format!("unknown schema '{other}' (expected '{SCHEMA}')"))),
+            None => {
+                return Err(Error::json(path, format!("not a tolerance profile: no \"schema\": \"{SCHEMA}\" field")))
+            }
+        }
+        let file: File =
+            serde_json::from_value(value).map_err(|e| Error::json(path, format!("invalid tolerance profile: {e}")))?;
+        for (op_name, entries) in file.operations {
+            let registry_op = crate::ops::find(&op_name);
+            let op = self
+                .ops
+                .entry(op_name.clone())
+                .or_insert_with(|| OpProfile { registry: registry_op.is_some(), ..OpProfile::default() });
+            let star = entries.get("*").copied();
+            if let Some(op_def) = registry_op {
+                for name in entries.keys().filter(|n| *n != "*") {
+                    if op_def.stage(name).is_none() {
+                        let known: Vec<&str> = op_def.stages.iter().map(|s| s.name).collect();
+                        return Err(Error::json(
+                            path,
+                            format!(
+                                "operations.{op_name}: '{name}' is not a stage of {op_name} (its stages: {}); use \"*\" for stages of your own",
+                                known.join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+            // Stages already known (registry or an earlier file): listed ones
+            // take their entry, unlisted ones the "*" entry.
+            for (name, tol) in op.stages.iter_mut() {
+                if let Some(o) = entries.get(name).or(star.as_ref()) {
+                    *tol = o.over(tol);
+                    validate(path, &op_name, name, tol)?;
+                }
+            }
+            // Stages new to the profile: their entry over "*".
+            for (name, o) in entries.iter().filter(|(n, _)| *n != "*") {
+                if op.stages.contains_key(name) {
+                    continue;
+                }
+                let base = match (star, op.star) {
+                    (Some(s), Some(old)) => s.over_partial(&old),
+                    (s, old) => s.or(old).unwrap_or_default(),
+                };
+                let tol = o.over_partial(&base).complete().ok_or_else(|| {
+                    Error::json(
+                        path,
+                        format!(
+                            "operations.{op_name}.{name}: incomplete tolerance: {} missing (give them here or in \"*\")",
+                            o.over_partial(&base).missing().join(", ")
+                        ),
+                    )
+                })?;
+                validate(path, &op_name, name, &tol)?;
+                op.stages.insert(name.clone(), tol);
+            }
+            if let Some(s) = star {
+                let merged = s.over_partial(&op.star.unwrap_or_default());
+                if let Some(t) = merged.complete() {
+                    validate(path, &op_name, "*", &t)?;
+                }
+                op.star = Some(merged);
+            }
+        }
+        self.origin = format!("{} + {}", self.origin, path.display());
+        Ok(self)
+    }
+
+    /// Rename the profile (how outputs name where the tolerances came from).
+    pub fn named(mut self, origin: impl Into<String>) -> Profile {
+        self.origin = origin.into();
+        self
+    }
+
+    /// Where the tolerances came from: `built-in`, `built-in + tight.json`.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The tolerance of one stage, if the profile has one: the stage's own,
+    /// else the operation's complete `"*"` entry.
+    pub fn tolerance(&self, operation: &str, stage: &str) -> Option<Tolerance> {
+        let op = self.ops.get(operation)?;
+        op.stages.get(stage).copied().or_else(|| op.star.and_then(|s| s.complete()))
+    }
+
+    /// Whether the profile has anything for this operation.
+    pub fn knows(&self, operation: &str) -> bool {
+        self.ops.contains_key(operation)
+    }
+
+    /// The stages the profile names for an operation, in its order (the
+    /// registry's pipeline order for registry operations).
+    pub fn stages(&self, operation: &str) -> Vec<&str> {
+        self.ops.get(operation).map(|op| op.stages.keys().map(String::as_str).collect()).unwrap_or_default()
+    }
+
+    /// Whether this operation's stage order is the registry's.
+    pub fn has_registry_order(&self, operation: &str) -> bool {
+        self.ops.get(operation).is_some_and(|op| op.registry)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[allow(dead_code)]
+    schema: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    description: Option<String>,
+    #[serde(default)]
+    operations: IndexMap<String, IndexMap<String, Override>>,
+}
+
+/// One stage entry of a file: every field optional. For the optional limits,
+/// absent keeps the base's value and `null` removes it.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Override {
+    required: Option<bool>,
+    max_abs: Option<f64>,
+    mean_abs: Option<f64>,
+    #[serde(default, deserialize_with = "present")]
+    min_cosine: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "present")]
+    max_ulp: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "present")]
+    rtol: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "present")]
+    atol: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "present")]
+    max_mismatch_fraction: Option<Option<f64>>,
+}
+
+/// Tells a `null` (Some(None)) from an absent field (None, via `default`).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> std::result::Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+impl Override {
+    /// This entry's fields over a complete tolerance.
+    fn over(&self, base: &Tolerance) -> Tolerance {
+        Tolerance {
+            required: self.required.unwrap_or(base.required),
+            max_abs: self.max_abs.unwrap_or(base.max_abs),
+            mean_abs: self.mean_abs.unwrap_or(base.mean_abs),
+            min_cosine: self.min_cosine.unwrap_or(base.min_cosine),
+            max_ulp: self.max_ulp.unwrap_or(base.max_ulp),
+            rtol: self.rtol.unwrap_or(base.rtol),
+            atol: self.atol.unwrap_or(base.atol),
+            max_mismatch_fraction: self.max_mismatch_fraction.unwrap_or(base.max_mismatch_fraction),
+        }
+    }
+
+    /// This entry's fields over another entry.
+    fn over_partial(&self, base: &Override) -> Override {
+        Override {
+            required: self.required.or(base.required),
+            max_abs: self.max_abs.or(base.max_abs),
+            mean_abs: self.mean_abs.or(base.mean_abs),
+            min_cosine: self.min_cosine.or(base.min_cosine),
+            max_ulp: self.max_ulp.or(base.max_ulp),
+            rtol: self.rtol.or(base.rtol),
+            atol: self.atol.or(base.atol),
+            max_mismatch_fraction: self.max_mismatch_fraction.or(base.max_mismatch_fraction),
+        }
+    }
+
+    fn complete(&self) -> Option<Tolerance> {
+        Some(Tolerance {
+            required: self.required?,
+            max_abs: self.max_abs?,
+            mean_abs: self.mean_abs?,
+            min_cosine: self.min_cosine.flatten(),
+            max_ulp: self.max_ulp.flatten(),
+            rtol: self.rtol.flatten(),
+            atol: self.atol.flatten(),
+            max_mismatch_fraction: self.max_mismatch_fraction.flatten(),
+        })
+    }
+
+    fn missing(&self) -> Vec<&'static str> {
+        let mut m = Vec::new();
+        if self.required.is_none() {
+            m.push("required");
+        }
+        if self.max_abs.is_none() {
+            m.push("max_abs");
+        }
+        if self.mean_abs.is_none() {
+            m.push("mean_abs");
+        }
+        m
+    }
+}
+
+fn validate(path: &Path, op: &str, stage: &str, t: &Tolerance) -> Result<()> {
+    let bad = |field: &str, rule: &str, v: f64| {
+        Err(Error::json(path, format!("operations.{op}.{stage}.{field}: must be {rule}, got {v}")))
+    };
+    for (field, v) in [("max_abs", Some(t.max_abs)), ("mean_abs", Some(t.mean_abs)), ("rtol", t.rtol), ("atol", t.atol)]
+    {
+        if let Some(v) = v {
+            if v.is_nan() || v < 0.0 {
+                return bad(field, "a number ≥ 0", v);
+            }
+        }
+    }
+    if let Some(c) = t.min_cosine {
+        if !(-1.0..=1.0).contains(&c) {
+            return bad("min_cosine", "in [-1, 1]", c);
+        }
+    }
+    if let Some(f) = t.max_mismatch_fraction {
+        if !(0.0..=1.0).contains(&f) {
+            return bad("max_mismatch_fraction", "in [0, 1]", f);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! For scripts: `parity.check.v1`.
+//!
+//! Keys come in a fixed order (as written here). Every number is full
+//! precision; JSON has no NaN or infinity, so non-finite floats are written
+//! as the strings `"NaN"`, `"inf"` and `"-inf"`. Multi-indices are arrays.
+//! Absent facts are `null` (e.g. `max_ulp` when the dtypes differ, `metrics`
+//! when a stage could not be compared element by element).
+
+use super::*;
+use crate::compare::check::{ModeResult, Side};
+use crate::compare::metrics::{Metrics, NonFiniteCounts};
+use crate::compare::tolerance::Tolerance;
+use serde_json::{json, Value};
+
+pub const SCHEMA: &str = "parity.check.v1";
+
+pub(super) fn render(o: &CheckOutcome) -> String {
+    let modes: serde_json::Map<String, Value> =
+        o.modes.all().iter().map(|(flag, m)| (flag.replace('-', "_"), mode(m))).collect();
+    let v = json!({
+        "schema": SCHEMA,
+        "passed": o.passed(),
+        "exit_code": o.exit_code(),
+        "modes": modes,
+        "left": side(&o.left),
+        "right": side(&o.right),
+        "tolerances": o.profile,
+        "differences": {
+            "provenance": o.provenance_diff,
+            "presence": o.presence_diff,
+        },
+        "top_diffs": o.top_diffs,
+        "tensors": o.tensors.iter().map(tensor).collect::<Vec<_>>(),
+    });
+    let mut s = serde_json::to_string_pretty(&v).expect("JSON values always serialize");
+    s.push('\n');
+    s
+}
+
+/// A float as JSON: a number, or "NaN" / "inf" / "-inf".
+fn num(x: f64) -> Value {
+    if x.is_nan() {
+        Value::from("NaN")
+    } else if x.is_infinite() {
+        Value::from(if x > 0.0 { "inf" } else { "-inf" })
+    } else {
+        Value::from(x)
+    }
+}
+
+fn mode(m: &ModeResult) -> Value {
+    json!({"enabled": m.enabled, "holds": m.holds, "reasons": m.reasons})
+}
+
+fn side(s: &Side) -> Value {
+    json!({
+        "report": s.report.display().to_string(),
+        "stage_bundle": s.stage_bundle.display().to_string(),
+        "producer": s.producer,
+        "baseline": s.baseline,
+    })
+}
+
+fn tensor(t: &TensorResult) -> Value {
+    let h = &t.hashes;
+    json!({
+        "name": t.name,
+        "operation": t.operation,
+        "verdict": if t.passed { "pass" } else { "fail" },
+        "first_failing_stage": t.first_failing_stage,
+        "hashes": {
+            "left_final_sha256": h.left_final,
+            "right_final_sha256": h.right_final,
+            "equal": h.equal,
+            "historical_final_sha256": h.historical,
+            "historical_reproducible": h.historical_reproducible,
+            "left_matches_historical": h.left_matches_historical(),
+            "right_matches_historical": h.right_matches_historical(),
+            "bytes": h.bytes.as_ref().map(|b| json!({
+                "stage": b.stage,
+                "numel": b.numel,
+                "not_bit_equal": b.not_bit_equal,
+                "max_ulp": b.max_ulp,
+                "summary": b.sentence(),
+            })),
+        },
+        "stages": t.stages.iter().map(stage).collect::<Vec<_>>(),
+    })
+}
+
+fn stage(s: &StageResult) -> Value {
+    let side = |x: &Option<crate::compare::gate::StageSide>| {
+        x.as_ref().map(|x| json!({"dtype": x.dtype.name(), "shape": x.shape}))
+    };
+    json!({
+        "stage": s.stage,
+        "required": s.tolerance.required,
+        "verdict": s.verdict.name(),
+        "gated": s.gated(),
+        "failures": s.failures,
+        "left": side(&s.left),
+        "right": side(&s.right),
+        "tolerance": tolerance(&s.tolerance),
+        "metrics": s.metrics.as_ref().map(metrics),
+    })
+}
+
+fn tolerance(t: &Tolerance) -> Value {
+    json!({
+        "required": t.required,
+        "max_abs": num(t.max_abs),
+        "mean_abs": num(t.mean_abs),
+        "min_cosine": t.min_cosine.map(num),
+        "max_ulp": t.max_ulp,
+        "rtol": t.rtol.map(num),
+        "atol": t.atol.map(num),
+        "max_mismatch_fraction": t.max_mismatch_fraction.map(num),
+    })
+}
+
+fn counts(c: &NonFiniteCounts) -> Value {
+    json!({"nan": c.nan, "pos_inf": c.pos_inf, "neg_inf": c.neg_inf})
+}
+
+fn metrics(m: &Metrics) -> Value {
+    json!({
+        "numel": m.numel,
+        "compared": m.compared,
+        "max_abs": num(m.max_abs),
+        "max_abs_index": m.max_abs_index,
+        "mean_abs": num(m.mean_abs),
+        "rms": num(m.rms),
+        "max_rel": num(m.max_rel),
+        "max_rel_index": m.max_rel_index,
+        "cosine": num(m.cosine),
+        "nmse": num(m.nmse),
+        "max_ulp": m.max_ulp,
+        "not_bit_equal": m.not_bit_equal,
+        "bytes_equal": m.bytes_equal,
+        "over_max_abs": m.over_max_abs,
+        "outside_allclose": m.outside_allclose,
+        "non_finite": {
+            "left": counts(&m.non_finite.left),
+            "right": counts(&m.non_finite.right),
+            "mismatched": m.non_finite.mismatched,
+            "first_mismatch_index": m.non_finite.first_mismatch,
+        },
+        "top_diffs": m.top.iter().map(|d| json!({
+            "index": d.index,
+            "left": num(d.left),
+            "right": num(d.right),
+            "abs_diff": num(d.abs_diff),
+        })).collect::<Vec<_>>(),
+    })
+}

@@ -1,0 +1,90 @@
+//! For CI step summaries (GitHub's `$GITHUB_STEP_SUMMARY` and the like):
+//! the modes, then a table per tensor, then failing stages' details and the
+//! report diffs folded away in `<details>`.
+
+use super::*;
+use std::fmt::Write;
+
+pub(super) fn render(o: &CheckOutcome) -> String {
+    let mut out = String::new();
+    let w = &mut out;
+    let any_mode = o.modes.all().iter().any(|(_, m)| m.enabled);
+    let headline = match (any_mode, o.passed()) {
+        (false, _) => "reported only",
+        (true, true) => "PASS",
+        (true, false) => "FAIL",
+    };
+    let _ = writeln!(w, "## parity check: {headline}\n");
+    let _ = writeln!(
+        w,
+        "LEFT {} ({}) · RIGHT {} ({}) · tolerances: {}\n",
+        code(&o.left.report.display().to_string()),
+        cell(&producer_phrase(&o.left.producer)),
+        code(&o.right.report.display().to_string()),
+        cell(&producer_phrase(&o.right.producer)),
+        cell(&o.profile)
+    );
+    let _ = writeln!(w, "| mode | verdict | reasons |\n|---|---|---|");
+    for (flag, m) in o.modes.all() {
+        let _ = writeln!(w, "| `--{flag}` | {} | {} |", mode_state(m.enabled, m.holds), cell(&m.reasons.join("; ")));
+    }
+    for t in &o.tensors {
+        let mark = if t.passed { "✅" } else { "❌" };
+        let first =
+            t.first_failing_stage.as_deref().map(|s| format!(", first failing stage {}", code(s))).unwrap_or_default();
+        let _ = writeln!(w, "\n### {mark} {} · {} · {}{first}\n", code(&t.name), code(&t.operation), tensor_verdict(t));
+        let mut head = vec!["stage", "dtype", "shape"];
+        head.extend(METRIC_HEADERS);
+        head.extend([TOLERANCE_HEADER, "verdict"]);
+        let _ = writeln!(w, "| {} |", head.join(" | "));
+        let _ = writeln!(w, "|{}", "---|".repeat(head.len()));
+        for s in &t.stages {
+            let mut row = vec![code(&s.stage), dtype_cell(s), shape_cell(s)];
+            row.extend(metric_cells(s));
+            let mut verdict = stage_verdict(s);
+            if s.verdict == Verdict::Fail {
+                verdict = format!("**{verdict}**: {}", s.failures.join("; "));
+            }
+            row.extend([tolerance_cell(s), verdict]);
+            let _ = writeln!(w, "| {} |", row.iter().map(|c| cell(c)).collect::<Vec<_>>().join(" | "));
+        }
+        let _ = writeln!(w, "\n{}", cell(&hash_line(t)));
+        for s in t.stages.iter().filter(|s| wants_detail(s, o.top_diffs)) {
+            let _ = writeln!(w, "\n<details><summary>{}: {}</summary>\n\n```", html(&s.stage), html(&stage_verdict(s)));
+            for line in detail_lines(s, o.top_diffs) {
+                let _ = writeln!(w, "{}", line.replace("```", "'''"));
+            }
+            let _ = writeln!(w, "```\n</details>");
+        }
+    }
+    for (title, diff) in
+        [("producer and baseline differ", &o.provenance_diff), ("tensors and stages present differ", &o.presence_diff)]
+    {
+        if let Some(d) = diff {
+            let _ = writeln!(
+                w,
+                "\n<details><summary>{title}</summary>\n\n```diff\n{}```\n</details>",
+                d.replace("```", "'''")
+            );
+        }
+    }
+    let _ = writeln!(w, "\n{}", overall_line(o));
+    out
+}
+
+/// A table cell: pipes escaped, line breaks flattened, HTML kept inert.
+fn cell(s: &str) -> String {
+    html(s).replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+fn html(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// Inline code, with a fence longer than any backtick run inside.
+fn code(s: &str) -> String {
+    let longest = s.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest + 1);
+    let pad = if s.starts_with('`') || s.ends_with('`') { " " } else { "" };
+    format!("{fence}{pad}{}{pad}{fence}", s.replace('|', "\\|"))
+}

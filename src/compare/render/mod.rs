@@ -1,0 +1,299 @@
+//! A check's outcome, written for its reader: a terminal (`text`), a script
+//! (`json`, schema `parity.check.v1`), a CI test viewer (`junit`) or a CI
+//! step summary (`markdown`).
+
+use super::check::{CheckOutcome, TensorResult};
+use super::gate::{StageResult, Verdict};
+use super::metrics::NonFiniteCounts;
+use super::numbers::{self, short};
+use crate::error::Error;
+use std::str::FromStr;
+
+mod json;
+mod junit;
+mod markdown;
+mod text;
+
+pub use json::SCHEMA as JSON_SCHEMA;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+    Junit,
+    Markdown,
+}
+
+impl Format {
+    pub const ALL: [Format; 4] = [Format::Text, Format::Json, Format::Junit, Format::Markdown];
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Text => "text",
+            Format::Json => "json",
+            Format::Junit => "junit",
+            Format::Markdown => "markdown",
+        }
+    }
+}
+
+impl FromStr for Format {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Format, Error> {
+        Format::ALL
+            .into_iter()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| Error::Usage(format!("--format '{s}': expected text, json, junit or markdown")))
+    }
+}
+
+/// The outcome in one format. Every format carries the same facts.
+pub fn render(outcome: &CheckOutcome, format: Format) -> String {
+    match format {
+        Format::Text => text::render(outcome),
+        Format::Json => json::render(outcome),
+        Format::Junit => junit::render(outcome),
+        Format::Markdown => markdown::render(outcome),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Phrases shared by the human-readable formats.
+
+/// `PASS` / `FAIL` for a tensor.
+fn tensor_verdict(t: &TensorResult) -> &'static str {
+    if t.passed {
+        "PASS"
+    } else {
+        "FAIL"
+    }
+}
+
+/// A stage's verdict as a reader needs it: whether it counts, and against which side.
+fn stage_verdict(s: &StageResult) -> String {
+    match s.verdict {
+        Verdict::Pass => "pass".into(),
+        Verdict::Fail if s.tolerance.required => "FAIL".into(),
+        Verdict::Fail => "fail (optional, not gated)".into(),
+        Verdict::Missing => format!("missing on {} (optional)", if s.left.is_none() { "left" } else { "right" }),
+    }
+}
+
+/// `dtype` column: one value, or `left/right` when they differ.
+fn dtype_cell(s: &StageResult) -> String {
+    match (&s.left, &s.right) {
+        (Some(l), Some(r)) if l.dtype == r.dtype => l.dtype.to_string(),
+        (l, r) => format!(
+            "{}/{}",
+            l.as_ref().map(|x| x.dtype.to_string()).unwrap_or_else(|| "-".into()),
+            r.as_ref().map(|x| x.dtype.to_string()).unwrap_or_else(|| "-".into())
+        ),
+    }
+}
+
+fn shape_cell(s: &StageResult) -> String {
+    match (&s.left, &s.right) {
+        (Some(l), Some(r)) if l.shape == r.shape => numbers::shape(&l.shape),
+        (l, r) => format!(
+            "{}/{}",
+            l.as_ref().map(|x| numbers::shape(&x.shape)).unwrap_or_else(|| "-".into()),
+            r.as_ref().map(|x| numbers::shape(&x.shape)).unwrap_or_else(|| "-".into())
+        ),
+    }
+}
+
+/// `1e-3 / 1e-5`, plus the optional limits that are set.
+fn tolerance_cell(s: &StageResult) -> String {
+    let t = &s.tolerance;
+    let mut out = format!("{} / {}", short(t.max_abs), short(t.mean_abs));
+    if let Some(c) = t.min_cosine {
+        out.push_str(&format!(", cos≥{}", numbers::cosine(c)));
+    }
+    if let Some(u) = t.max_ulp {
+        out.push_str(&format!(", ulp≤{u}"));
+    }
+    if t.rtol.is_some() || t.atol.is_some() {
+        out.push_str(&format!(", rtol {} atol {}", short(t.rtol.unwrap_or(0.0)), short(t.atol.unwrap_or(0.0))));
+    }
+    out
+}
+
+/// The tolerance column: `max_abs / mean_abs` limits, then any optional ones.
+const TOLERANCE_HEADER: &str = "tolerance (max/mean)";
+
+/// The metric cells of the stage table, in the order of [`METRIC_HEADERS`]
+/// (`max_abs` with the index where it is reached).
+const METRIC_HEADERS: [&str; 9] = ["max_abs", "mean_abs", "rms", "max_rel", "cosine", "nmse", "ulp", "≠bits", "bytes"];
+
+fn metric_cells(s: &StageResult) -> Vec<String> {
+    let Some(m) = &s.metrics else { return vec!["-".into(); METRIC_HEADERS.len()] };
+    let max_abs = match &m.max_abs_index {
+        Some(ix) => format!("{} at {}", short(m.max_abs), numbers::index(ix)),
+        None => short(m.max_abs),
+    };
+    vec![
+        max_abs,
+        short(m.mean_abs),
+        short(m.rms),
+        short(m.max_rel),
+        numbers::cosine(m.cosine),
+        short(m.nmse),
+        m.max_ulp.map(numbers::thousands).unwrap_or_else(|| "n/a".into()),
+        m.not_bit_equal.map(numbers::thousands).unwrap_or_else(|| "n/a".into()),
+        if m.bytes_equal { "same" } else { "differ" }.into(),
+    ]
+}
+
+fn counts_phrase(c: &NonFiniteCounts) -> String {
+    if c.total() == 0 {
+        return "none".into();
+    }
+    let mut parts = Vec::new();
+    for (n, what) in [(c.nan, "NaN"), (c.pos_inf, "+inf"), (c.neg_inf, "-inf")] {
+        if n > 0 {
+            parts.push(format!("{} {what}", numbers::thousands(n)));
+        }
+    }
+    parts.join(", ")
+}
+
+/// The torch.testing-style lines that explain a stage (its detail block).
+fn detail_lines(s: &StageResult, top_diffs: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let t = &s.tolerance;
+    let Some(m) = &s.metrics else {
+        out.extend(s.failures.iter().cloned());
+        return out;
+    };
+    let (mismatched, rule) = match m.outside_allclose {
+        Some(o) => (
+            o,
+            format!("outside allclose(rtol={}, atol={})", short(t.rtol.unwrap_or(0.0)), short(t.atol.unwrap_or(0.0))),
+        ),
+        None => (m.over_max_abs, format!("|diff| > {}", short(t.max_abs))),
+    };
+    let rule = if m.non_finite.mismatched > 0 { format!("{rule} or non-finite mismatch") } else { rule };
+    let mismatched = mismatched + m.non_finite.mismatched;
+    out.push(format!(
+        "Mismatched elements: {} / {} ({}): {rule}",
+        numbers::thousands(mismatched),
+        numbers::thousands(m.numel),
+        numbers::percent(mismatched, m.numel)
+    ));
+    let at =
+        |ix: &Option<Vec<usize>>| ix.as_deref().map(|i| format!(" at index {}", numbers::index(i))).unwrap_or_default();
+    out.push(format!(
+        "Greatest absolute difference: {}{} (up to {} allowed)",
+        short(m.max_abs),
+        at(&m.max_abs_index),
+        short(t.max_abs)
+    ));
+    let rel_allowed = t.rtol.map(|r| format!(" (up to {} allowed)", short(r))).unwrap_or_default();
+    out.push(format!("Greatest relative difference: {}{}{rel_allowed}", short(m.max_rel), at(&m.max_rel_index)));
+    out.push(format!("Mean absolute difference: {} (up to {} allowed)", short(m.mean_abs), short(t.mean_abs)));
+    out.push(format!(
+        "RMS difference: {}, cosine similarity: {}, NMSE: {}",
+        short(m.rms),
+        numbers::cosine(m.cosine),
+        short(m.nmse)
+    ));
+    let bits = match (m.not_bit_equal, m.max_ulp) {
+        (Some(n), Some(u)) => format!(
+            "Elements not bit-equal: {} / {}, at most {} ULP",
+            numbers::thousands(n),
+            numbers::thousands(m.numel),
+            numbers::thousands(u)
+        ),
+        (Some(n), None) => {
+            format!("Elements not bit-equal: {} / {}", numbers::thousands(n), numbers::thousands(m.numel))
+        }
+        _ => "Elements not bit-equal: n/a (the dtypes differ)".into(),
+    };
+    out.push(bits);
+    let nf = &m.non_finite;
+    if nf.left.total() + nf.right.total() > 0 {
+        let mut line =
+            format!("Non-finite values: left {}; right {}", counts_phrase(&nf.left), counts_phrase(&nf.right));
+        if nf.mismatched > 0 {
+            line.push_str(&format!(
+                "; {} mismatched position{}, first at {}",
+                numbers::thousands(nf.mismatched),
+                if nf.mismatched == 1 { "" } else { "s" },
+                nf.first_mismatch.as_deref().map(numbers::index).unwrap_or_default()
+            ));
+        } else {
+            line.push_str("; all at the same positions");
+        }
+        out.push(line);
+    }
+    if top_diffs > 0 && !m.top.is_empty() {
+        out.push("Largest differences (index: left, right, |diff|):".into());
+        for d in &m.top {
+            out.push(format!(
+                "  {}: {}, {}, {}",
+                numbers::index(&d.index),
+                numbers::value(d.left),
+                numbers::value(d.right),
+                short(d.abs_diff)
+            ));
+        }
+    }
+    out
+}
+
+/// A stage gets a detail block when it failed, has non-finite values, or
+/// has top differences to show.
+fn wants_detail(s: &StageResult, top_diffs: usize) -> bool {
+    s.verdict == Verdict::Fail
+        || s.metrics.as_ref().is_some_and(|m| {
+            m.non_finite.left.total() + m.non_finite.right.total() > 0 || (top_diffs > 0 && !m.top.is_empty())
+        })
+}
+
+/// The one-line hash summary of a tensor.
+fn hash_line(t: &TensorResult) -> String {
+    let h = &t.hashes;
+    let mut s = match (&h.left_final, &h.right_final) {
+        (Some(a), Some(_)) if h.equal => format!("final hash: equal ({}…)", &a[..a.len().min(12)]),
+        (Some(_), Some(_)) => match &h.bytes {
+            Some(b) => format!("final hash: differs: {}", b.sentence()),
+            None => "final hash: differs (the final stage was not compared element by element)".into(),
+        },
+        (None, _) => "final hash: none in the left report".into(),
+        (_, None) => "final hash: none in the right report".into(),
+    };
+    if let Some(hist) = &h.historical {
+        let mark = |b: bool| if b { "matches" } else { "differs" };
+        s.push_str(&format!(
+            "; historical {}…: left {}, right {}",
+            &hist[..hist.len().min(12)],
+            mark(h.left_matches_historical()),
+            mark(h.right_matches_historical())
+        ));
+        if h.historical_reproducible == Some(false) {
+            s.push_str(" (baseline: not reproducible)");
+        }
+    }
+    s
+}
+
+/// How a mode line reads: `PASS`, `FAIL`, or `off` when not enabled.
+fn mode_state(enabled: bool, holds: bool) -> &'static str {
+    match (enabled, holds) {
+        (false, _) => "off",
+        (true, true) => "PASS",
+        (true, false) => "FAIL",
+    }
+}
+
+fn overall_line(o: &CheckOutcome) -> String {
+    let any = o.modes.all().iter().any(|(_, m)| m.enabled);
+    if !any {
+        return "Result: reported only, no strictness mode enabled (exit 0)".into();
+    }
+    format!("Result: {} (exit {})", if o.passed() { "PASS" } else { "FAIL" }, o.exit_code())
+}
+
+fn producer_phrase(p: &crate::report::Producer) -> String {
+    format!("{}, {}", p.name, p.implementation)
+}
