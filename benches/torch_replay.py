@@ -37,7 +37,9 @@ def main(argv: list[str]) -> int:
         zero = (u * s.reshape(1, -1)) @ v.T
         adapted = matmul * normalization
         final_shape = t["params"]["final_shape"]
-        final = adapted.T.contiguous() if list(final_shape) == [n, m] and m != n else adapted
+        # A separate tensor even when no transpose is needed: the bundle stores
+        # final_f32 as its own stage (safetensors refuses shared storage).
+        final = adapted.T.contiguous() if list(final_shape) == [n, m] and m != n else adapted.clone()
         for name, x in [("source_f32", source), ("offsets_f32", off), ("scaled_s", scaled_s),
                         ("normalization", normalization), ("u_scaled", u_scaled), ("matmul_pre_norm", matmul),
                         ("zero_source_f32", zero), ("adapted_source_f32", adapted), ("final_f32", final),

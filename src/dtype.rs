@@ -159,6 +159,7 @@ impl DType {
             DType::F32 => sm(u32::from_le_bytes(b.try_into().unwrap()) as u64, 1 << 31),
             DType::BF16 | DType::F16 => sm(u16::from_le_bytes(b.try_into().unwrap()) as u64, 1 << 15),
             DType::F8E4M3 | DType::F8E5M2 => sm(b[0] as u64, 1 << 7),
+            DType::I64 => i64::from_le_bytes(b.try_into().unwrap()),
             _ => self.decode(bytes, i) as i64,
         }
     }

@@ -335,3 +335,16 @@ proptest! {
         prop_assert_eq!(there.max_abs, back.max_abs);
     }
 }
+
+#[test]
+fn integer_stages_measure_ulps_as_integer_steps() {
+    use parity::compare::tolerance::Tolerance;
+    use parity::tensor::Tensor;
+    let a = Tensor::from_i64(vec![3], &[1, -5, 1 << 60]);
+    let b = Tensor::from_i64(vec![3], &[1, -2, 1 << 60]);
+    let same = parity::compare::compare_stage(a.view(), a.view(), &Tolerance::exact(), 0);
+    assert!(same.passed(), "{:?}", same.failures);
+    let differ = parity::compare::compare_stage(a.view(), b.view(), &Tolerance::exact(), 0);
+    assert_eq!(differ.metrics.as_ref().unwrap().max_ulp, Some(3));
+    assert!(!differ.passed());
+}

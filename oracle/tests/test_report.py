@@ -227,7 +227,7 @@ def test_unknown_stage_of_a_known_operation_is_an_error(tmp_path):
 def test_other_operations_keep_the_given_order_and_end_with_the_final_stage(tmp_path):
     a = np.arange(6, dtype=np.float32).reshape(2, 3)
     w = ReportWriter(tmp_path / "r.json", producer=PRODUCER)
-    entry = w.add_tensor("x", operation="cast", params={"to": "BF16"},
+    entry = w.add_tensor("x", operation="my_cast", params={"to": "BF16"},
                          stages={"input_f32": a, "output_bf16": a.astype(ml_dtypes.bfloat16)})
     assert list(entry["stages"]) == ["input_f32", "output_bf16"]
     assert entry["final_sha256"] == entry["stages"]["output_bf16"]["sha256"]
@@ -237,15 +237,15 @@ def test_other_operations_keep_the_given_order_and_end_with_the_final_stage(tmp_
 def test_stage_names_must_be_safe(tmp_path, bad):
     w = ReportWriter(tmp_path / "r.json", producer=PRODUCER)
     with pytest.raises(ValueError, match="stage name"):
-        w.add_tensor("x", operation="cast", params={}, stages={bad: np.zeros(2, np.float32)})
+        w.add_tensor("x", operation="my_cast", params={}, stages={bad: np.zeros(2, np.float32)})
 
 
 def test_unsupported_dtypes_and_types_are_refused(tmp_path):
     w = ReportWriter(tmp_path / "r.json", producer=PRODUCER)
     with pytest.raises(TypeError, match="unsupported dtype"):
-        w.add_tensor("x", operation="cast", params={}, stages={"out": np.zeros(2, np.complex64)})
+        w.add_tensor("x", operation="my_cast", params={}, stages={"out": np.zeros(2, np.complex64)})
     with pytest.raises(TypeError, match="numpy array or a torch tensor"):
-        w.add_tensor("x", operation="cast", params={}, stages={"out": [1.0, 2.0]})
+        w.add_tensor("x", operation="my_cast", params={}, stages={"out": [1.0, 2.0]})
 
 
 def test_all_supported_dtypes_round_trip(tmp_path):
@@ -271,7 +271,7 @@ def test_all_supported_dtypes_round_trip(tmp_path):
 def test_non_contiguous_arrays_are_stored_c_contiguous(tmp_path):
     a = np.arange(12, dtype=np.float32).reshape(3, 4).T  # Fortran-ordered view
     w = ReportWriter(tmp_path / "r.json", producer=PRODUCER)
-    entry = w.add_tensor("x", operation="cast", params={}, stages={"out": a})
+    entry = w.add_tensor("x", operation="my_cast", params={}, stages={"out": a})
     w.write()
     back = load_tensors(tmp_path / "r_stages.safetensors")["tensor.x.out"]
     assert np.array_equal(back, a)
@@ -319,7 +319,7 @@ def test_torch_fp8_tensors_keep_their_bits(tmp_path):
         pytest.skip("this torch has no float8")
     t = torch.tensor([0.5, -1.75, 448.0]).to(torch.float8_e4m3fn)
     w = ReportWriter(tmp_path / "r.json", producer=PRODUCER)
-    entry = w.add_tensor("x", operation="cast", params={}, stages={"out": t})
+    entry = w.add_tensor("x", operation="my_cast", params={}, stages={"out": t})
     assert entry["stages"]["out"]["dtype"] == "F8_E4M3"
     assert entry["stages"]["out"]["sha256"] == hashlib.sha256(t.view(torch.uint8).numpy().tobytes()).hexdigest()
 
@@ -372,7 +372,7 @@ def test_writing_nothing_is_an_error(tmp_path):
 def test_arrays_changed_in_place_after_add_do_not_change_what_is_written(tmp_path):
     a = np.ones((2, 2), np.float32)
     w = ReportWriter(tmp_path / "r.json", producer=PRODUCER)
-    entry = w.add_tensor("x", operation="cast", params={}, stages={"out": a})
+    entry = w.add_tensor("x", operation="my_cast", params={}, stages={"out": a})
     a *= 5
     w.write()
     back = load_tensors(tmp_path / "r_stages.safetensors")["tensor.x.out"]

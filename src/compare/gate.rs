@@ -118,7 +118,7 @@ pub(crate) fn judge(
         None
     };
     if let Some(m) = &metrics {
-        failures.extend(limits_broken(m, tol, left.dtype == right.dtype));
+        failures.extend(limits_broken(m, tol));
     }
     StageResult {
         stage: stage.to_string(),
@@ -132,7 +132,7 @@ pub(crate) fn judge(
 }
 
 /// Every limit of `tol` that `m` breaks, in the order a reader checks them.
-fn limits_broken(m: &Metrics, tol: &Tolerance, same_dtype: bool) -> Vec<String> {
+fn limits_broken(m: &Metrics, tol: &Tolerance) -> Vec<String> {
     let mut out = Vec::new();
     let nf = &m.non_finite;
     if nf.mismatched > 0 {
@@ -167,10 +167,7 @@ fn limits_broken(m: &Metrics, tol: &Tolerance, same_dtype: bool) -> Vec<String> 
         match m.max_ulp {
             Some(u) if u > limit => out.push(format!("max_ulp {u} > {limit}")),
             Some(_) => {}
-            // Differing dtypes already failed above; say why the limit is moot.
-            None if same_dtype => {
-                out.push(format!("max_ulp {limit} set, but ULP distance is defined for float stages only"))
-            }
+            // Differing dtypes already failed above.
             None => {}
         }
     }

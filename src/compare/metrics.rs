@@ -381,7 +381,8 @@ impl<'a> Pass<'a> {
         let (first, last) = (c * self.chunk, ((c + 1) * self.chunk).min(n));
         let (ls, rs) = (l.size(), r.size());
         let same = l.dtype() == r.dtype();
-        let ulp = same && l.dtype().is_float();
+        // Integers step by 1, so their "ULP" distance is the integer distance.
+        let ulp = same;
         let lim = self.limits;
         let mut p = Partial::new(lim.top_k);
         p.blocks.reserve((last - first).div_ceil(BLOCK));
@@ -703,7 +704,7 @@ impl Acc {
             max_rel_index: self.max_rel_at.map(|i| unravel(i, shape)),
             cosine: cosine(s.dot, s.ll, s.rr),
             nmse,
-            max_ulp: (same && left.dtype.is_float()).then_some(self.max_ulp),
+            max_ulp: same.then_some(self.max_ulp),
             not_bit_equal: same.then_some(self.not_bit_equal),
             bytes_equal: same && left.shape == right.shape && self.not_bit_equal == 0,
             over_max_abs: self.over_max_abs,

@@ -13,8 +13,9 @@
 //!   (Boldo & Melquiond, "Emulation of FMA and correctly rounded sums: proved
 //!   algorithms using rounding to odd", 2008); f32 carries 16 more bits than
 //!   bf16 and 13 more than f16, also through the subnormal range.
-//! * fp8 (e4m3fn, e5m2) use [`MiniFloat`], an exact integer-free encoder from
-//!   f64, following ml_dtypes' semantics (see [`MiniFloat::encode`]).
+//! * fp8 (e4m3fn, e5m2) use [`MiniFloat`]: an exact encoder from f64 (one
+//!   correct RNE step) and a bit-level one from f32 that matches ml_dtypes
+//!   bit for bit (see [`MiniFloat::encode`] and `MiniFloat::encode_f32`).
 
 /// f64 → f32, round-to-nearest-even (the IEEE default; what Rust's `as` does).
 #[inline]
@@ -126,16 +127,21 @@ impl MiniFloat {
         }
     }
 
-    /// Encode f64 with RNE, the semantics of ml_dtypes' `astype`:
-    /// NaN → NaN; values whose rounded magnitude exceeds the largest finite
-    /// value → ±inf where the format has inf, NaN where it does not (e4m3fn);
-    /// ±inf → ±inf (or NaN for e4m3fn); below half the smallest subnormal → ±0.
+    /// Encode f64 with one correctly rounded RNE step (ml_dtypes' semantics
+    /// from f32/f16/bf16 inputs; from f64, ml_dtypes rounds through f32 first
+    /// for bf16 and fp8 — see `ops::cast`): NaN → the quiet NaN of the format
+    /// with the input's sign; values whose rounded magnitude exceeds the
+    /// largest finite value → ±inf where the format has inf, ±NaN where it
+    /// does not (e4m3fn, no saturation); ±inf likewise; below half the
+    /// smallest subnormal → ±0.
     pub fn encode(self, x: f64) -> u32 {
         let sign_bit = (x.is_sign_negative() as u32) << (self.exp_bits + self.man_bits);
+        // NaN keeps its sign and becomes the format's quiet NaN, as in
+        // ml_dtypes (e4m3fn 0x7F/0xFF, e5m2 0x7E/0xFE, bf16 0x7FC0/0xFFC0).
         if x.is_nan() {
-            return self.nan_bits();
+            return sign_bit | self.quiet_nan_bits();
         }
-        let overflow = if self.finite_only { self.nan_bits() } else { sign_bit | self.inf_bits() };
+        let overflow = sign_bit | if self.finite_only { self.nan_bits() } else { self.inf_bits() };
         let a = x.abs();
         if a.is_infinite() {
             return overflow;
@@ -189,6 +195,103 @@ pub fn f64_to_f8e4m3fn(x: f64) -> u8 {
 #[inline]
 pub fn f64_to_f8e5m2(x: f64) -> u8 {
     F8E5M2.encode(x) as u8
+}
+
+/// Bit-level encoders from f32, for the kernels that cast whole tensors (the
+/// cast and fp8 operations). [`MiniFloat::encode`] stays the clear, slow
+/// definition these are tested against.
+impl MiniFloat {
+    /// The canonical quiet NaN, positive: what ml_dtypes writes for every NaN
+    /// (with the input's sign). IEEE-like formats set the top mantissa bit
+    /// (bf16 0x7FC0, f16 0x7E00, e5m2 0x7E); e4m3fn has only the all-ones pattern (0x7F).
+    #[inline]
+    pub fn quiet_nan_bits(self) -> u32 {
+        if self.finite_only {
+            self.nan_bits()
+        } else {
+            self.inf_bits() | (1 << (self.man_bits - 1))
+        }
+    }
+
+    /// f32 → this format, RNE, by integer arithmetic on the f32 bits: bit for
+    /// bit what ml_dtypes 0.6 `astype` does from float32 (checked against it in
+    /// tests/ops_cast.rs):
+    /// * the rounding is one RNE step from the exact f32 value, subnormals
+    ///   included (no flush to zero); -0 stays -0;
+    /// * a value whose rounded magnitude exceeds the largest finite one
+    ///   overflows to ±inf, or to NaN with the input's sign where the format has
+    ///   no inf (e4m3fn: 464 → 448 by ties-to-even, anything above → NaN);
+    ///   ±inf likewise;
+    /// * NaN (any payload) → the sign-preserving [`quiet_nan_bits`](Self::quiet_nan_bits).
+    ///
+    /// Valid for formats with at most 22 mantissa bits and an exponent range
+    /// inside f32's (bf16, f16, both fp8 formats). Inlined so that, called on
+    /// one of the constants below, the format folds away.
+    #[inline]
+    pub fn encode_f32(self, x: f32) -> u32 {
+        debug_assert!(self.man_bits <= 22 && 1 - self.bias >= -126 && self.top_exp() as i32 - self.bias <= 128);
+        let bits = x.to_bits();
+        let mb = self.man_bits as i32;
+        let sign = (bits >> 31) << (self.exp_bits + self.man_bits);
+        let overflow = sign | if self.finite_only { self.nan_bits() } else { self.inf_bits() };
+        let abs = bits & 0x7FFF_FFFF;
+        if abs > 0x7F80_0000 {
+            return sign | self.quiet_nan_bits();
+        }
+        if abs == 0x7F80_0000 {
+            return overflow;
+        }
+        if abs == 0 {
+            return sign;
+        }
+        let max_mag = if self.finite_only { self.nan_bits() - 1 } else { self.inf_bits() - 1 };
+        let e32 = (abs >> 23) as i32;
+        if e32 >= 128 - self.bias {
+            // At or above the target's smallest normal: RNE on the bits (add
+            // just under half an ULP, plus the lowest kept bit for ties), then
+            // re-bias the exponent. A carry out of the mantissa moves into the
+            // exponent field, which is the right result.
+            let shift = 23 - self.man_bits;
+            let rounded = abs + ((1 << (shift - 1)) - 1) + ((abs >> shift) & 1);
+            let mag = (rounded >> shift) - (((127 - self.bias) as u32) << self.man_bits);
+            return if mag > max_mag { overflow } else { sign | mag };
+        }
+        // Target subnormals: abs = sig · 2^exp exactly, sig < 2^24.
+        let (sig, exp) = if e32 == 0 { (abs, -149) } else { ((abs & 0x7F_FFFF) | 0x80_0000, e32 - 150) };
+        let log2 = exp + 31 - sig.leading_zeros() as i32; // floor(log2 |x|)
+        let e = log2.max(1 - self.bias); // the target binade (the subnormal one at the bottom)
+        // Bits of sig below the target's quantum 2^(e - mb); at least 23 - mb ≥ 1.
+        let shift = e - mb - exp;
+        if shift >= 25 {
+            return sign; // below half the smallest subnormal: sig < 2^24 ≤ half a quantum
+        }
+        let half = 1u32 << (shift - 1);
+        let rem = sig & ((half << 1) - 1);
+        let mut q = sig >> shift;
+        if rem > half || (rem == half && q & 1 == 1) {
+            q += 1;
+        }
+        // value = q · 2^(e - mb), q ≤ 2^(mb+1). With the hidden bit counted in q,
+        // ((e + bias − 1) << mb) + q is the magnitude's encoding in every case:
+        // subnormal (e at the bottom, q < 2^mb), normal, and a carry into the
+        // next binade (q = 2^(mb+1)).
+        let mag = (((e + self.bias - 1) as u32) << mb) + q;
+        if mag > max_mag {
+            return overflow;
+        }
+        sign | mag
+    }
+}
+
+/// f32 → fp8 e4m3fn bits, ml_dtypes semantics (see [`MiniFloat::encode_f32`]).
+#[inline]
+pub fn f32_to_f8e4m3fn(x: f32) -> u8 {
+    F8E4M3FN.encode_f32(x) as u8
+}
+/// f32 → fp8 e5m2 bits, ml_dtypes semantics (see [`MiniFloat::encode_f32`]).
+#[inline]
+pub fn f32_to_f8e5m2(x: f32) -> u8 {
+    F8E5M2.encode_f32(x) as u8
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ pub fn extra_limits(t: &Tolerance) -> String {
     }
     if t.rtol.is_some() || t.atol.is_some() {
         parts.push(format!(
-            "allclose rtol {} atol {} (≤ {} mismatched)",
+            "allclose rtol {:e} atol {:e} (≤ {:e} mismatched)",
             t.rtol.unwrap_or(0.0),
             t.atol.unwrap_or(0.0),
             t.max_mismatch_fraction.unwrap_or(0.0)
@@ -64,6 +64,18 @@ fn describe(s: &mut String, op: &Operation) {
     }
 }
 
+/// A tolerance as JSON; an infinite limit (a check switched off) is written
+/// as the string "inf", since JSON has no infinity.
+fn tolerance_json(t: &Tolerance) -> serde_json::Value {
+    let mut v = serde_json::to_value(t).expect("tolerances serialize");
+    for (key, limit) in [("max_abs", t.max_abs), ("mean_abs", t.mean_abs)] {
+        if limit.is_infinite() {
+            v[key] = "inf".into();
+        }
+    }
+    v
+}
+
 pub fn to_json() -> String {
     let ops: Vec<serde_json::Value> = REGISTRY
         .iter()
@@ -76,7 +88,7 @@ pub fn to_json() -> String {
                 "stages": op.stages.iter().map(|st| serde_json::json!({
                     "name": st.name,
                     "dtype": st.dtype.to_string(),
-                    "tolerance": st.tolerance,
+                    "tolerance": tolerance_json(&st.tolerance),
                     "why": st.why,
                 })).collect::<Vec<_>>(),
             })

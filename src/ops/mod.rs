@@ -21,11 +21,39 @@ use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use std::collections::BTreeMap;
 
+pub mod cast;
 pub mod catalog;
+pub mod elementwise;
+pub mod fp8;
+pub mod layout;
+pub mod linalg;
+pub mod merge;
 pub mod svf_apply;
 
 /// Every operation parity knows. One line per operation.
-pub static REGISTRY: &[&Operation] = &[&svf_apply::SVF_APPLY];
+pub static REGISTRY: &[&Operation] = &[
+    &layout::IDENTITY,
+    &cast::CAST,
+    &fp8::FP8_BLOCK_QUANTIZE,
+    &fp8::FP8_BLOCK_DEQUANTIZE,
+    &elementwise::SCALE,
+    &elementwise::ADD,
+    &elementwise::SUBTRACT,
+    &elementwise::CLAMP,
+    &elementwise::FILL,
+    &linalg::MATMUL,
+    &linalg::SVD,
+    &linalg::PHLORA,
+    &linalg::LOWRANK_RECONSTRUCT,
+    &layout::TRANSPOSE,
+    &layout::RESHAPE,
+    &layout::SLICE,
+    &layout::CONCAT,
+    &layout::SPLIT,
+    &merge::TASK_ARITHMETIC,
+    &merge::TIES,
+    &svf_apply::SVF_APPLY,
+];
 
 pub fn find(name: &str) -> Option<&'static Operation> {
     REGISTRY.iter().copied().find(|op| op.name == name)

@@ -16,6 +16,7 @@ use super::plan;
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::numeric::round;
+use crate::ops::linalg::gemm::{gemm_abt, transpose};
 use crate::ops::{Call, Stages};
 use crate::tensor::Tensor;
 
@@ -59,41 +60,4 @@ pub(super) fn run(call: &Call) -> Result<Stages> {
     out.push("final_f32", Tensor::from_f32(final_shape.clone(), &final_f32));
     out.push("final_bf16", Tensor::from_u16_bits(DType::BF16, final_shape, &final_bf16));
     Ok(out)
-}
-
-/// `a @ bᵀ` for row-major `a` [m, k] and `b` [n, k], f32 accumulation.
-pub(crate) fn gemm_abt(a: &[f32], b: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {
-    let mut c = vec![0f32; m * n];
-    if m == 0 || n == 0 || k == 0 {
-        return c; // an empty sum is 0
-    }
-    // SAFETY: the pointers and strides describe exactly the slices above:
-    // a is [m, k] row-major (strides k, 1), bᵀ is read from b [n, k] with
-    // strides (1, k), c is [m, n] row-major (strides n, 1).
-    unsafe {
-        matrixmultiply::sgemm(
-            m, k, n, 1.0,
-            a.as_ptr(), k as isize, 1,
-            b.as_ptr(), 1, k as isize,
-            0.0,
-            c.as_mut_ptr(), n as isize, 1,
-        );
-    }
-    c
-}
-
-/// Row-major [rows, cols] → row-major [cols, rows], in cache-sized tiles.
-pub(crate) fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    const T: usize = 32;
-    let mut out = vec![0f32; a.len()];
-    for i0 in (0..rows).step_by(T) {
-        for j0 in (0..cols).step_by(T) {
-            for i in i0..(i0 + T).min(rows) {
-                for j in j0..(j0 + T).min(cols) {
-                    out[j * rows + i] = a[i * cols + j];
-                }
-            }
-        }
-    }
-    out
 }
