@@ -24,6 +24,17 @@ pub fn extra_limits(t: &Tolerance) -> String {
     parts.join(", ")
 }
 
+/// A limit for people: "0", "1e-6", "inf".
+fn limit(x: f64) -> String {
+    if x == 0.0 {
+        "0".into()
+    } else if x.is_infinite() {
+        "inf".into()
+    } else {
+        format!("{x:e}")
+    }
+}
+
 pub fn to_text() -> String {
     let mut s = String::new();
     for op in REGISTRY {
@@ -57,8 +68,8 @@ fn describe(s: &mut String, op: &Operation) {
             st.name,
             st.dtype.to_string(),
             if t.required { "yes" } else { "no" },
-            format!("{:e}", t.max_abs),
-            format!("{:e}", t.mean_abs),
+            limit(t.max_abs),
+            limit(t.mean_abs),
             why
         );
     }
