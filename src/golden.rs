@@ -105,6 +105,7 @@ pub fn gate(dir: &Path, cases: &[String]) -> Result<GateOutcome> {
                 top_diffs: 3,
                 allow_outside_paths: false,
                 progress: false,
+                verify_hashes: true,
             };
             let outcome = compare::check(&oracle, &out, &check)?;
             let against = crate::report::LoadedReport::load(&oracle)?.report.producer.implementation;

@@ -230,3 +230,16 @@ fn params_differing_between_the_sides_are_a_setup_error_showing_the_diff() {
         "{msg}"
     );
 }
+
+#[test]
+fn without_hash_verification_a_stale_report_is_trusted_and_the_data_compared() {
+    // The stale report refused above is accepted with verify_hashes off
+    // (`--no-verify-hashes`): the metrics still come from the bundle's bytes.
+    let p = pair(|_| {});
+    edit_json(&p.right, |v| v["tensors"][0]["stages"]["scaled_s"]["sha256"] = "0".repeat(64).into());
+    assert!(check(&p.left, &p.right, &CheckOptions::default()).is_err());
+    let trusted = CheckOptions { verify_hashes: false, ..CheckOptions::default() };
+    let outcome = check(&p.left, &p.right, &trusted).expect("hashes are not re-verified");
+    let scaled = outcome.tensors[0].stages.iter().find(|s| s.stage == "scaled_s").unwrap();
+    assert!(scaled.passed(), "the data itself is identical");
+}

@@ -40,6 +40,7 @@ fn run(case: &str, implementation: Implementation, oracle: &str, profile: Profil
         top_diffs: 3,
         allow_outside_paths: false,
         progress: false,
+        verify_hashes: true,
     };
     let outcome = compare::check(&oracle, &out, &check).unwrap_or_else(|e| panic!("{case}: check: {e}"));
     assert!(

@@ -82,6 +82,11 @@ pub struct CheckOptions {
     pub allow_outside_paths: bool,
     /// Show a progress bar (only ever drawn when stderr is a terminal).
     pub progress: bool,
+    /// Re-hash every stage and refuse a bundle its report does not describe.
+    /// On by default; off trusts the reports' sha256 (the hash modes then
+    /// compare what the reports claim), which saves a SHA-256 pass over
+    /// every byte — the costliest part of a check on large bundles.
+    pub verify_hashes: bool,
 }
 
 impl Default for CheckOptions {
@@ -93,6 +98,7 @@ impl Default for CheckOptions {
             stages: StageSelection::All,
             top_diffs: 0,
             allow_outside_paths: false,
+            verify_hashes: true,
             progress: false,
         }
     }
@@ -563,7 +569,7 @@ fn run_tensor(p: &TensorPlan, opts: &CheckOptions, bar: &indicatif::ProgressBar)
         .stages
         .par_iter()
         .map(|s| {
-            let r = run_stage(s, opts.top_diffs);
+            let r = run_stage(s, opts.top_diffs, opts.verify_hashes);
             bar.inc(1);
             r
         })
@@ -594,8 +600,9 @@ fn run_tensor(p: &TensorPlan, opts: &CheckOptions, bar: &indicatif::ProgressBar)
     })
 }
 
-fn run_stage(s: &StagePlan, top_diffs: usize) -> Result<StageResult> {
+fn run_stage(s: &StagePlan, top_diffs: usize, verify_hashes: bool) -> Result<StageResult> {
     let side = |p: &Present| StageSide { dtype: p.view.dtype, shape: p.view.shape.to_vec() };
+    let verify_sha = |p: &Present| if verify_hashes { verify_sha(p) } else { Ok(()) };
     match (&s.left, &s.right) {
         (Some(l), Some(r)) => {
             // The hashes are verified beside the metric pass, not after it:

@@ -36,13 +36,22 @@ pub fn write_run(
     runs: &[TensorRun],
 ) -> Result<Report> {
     let bundle_path = bundle_path_for(report_path);
+    // Hash every stage in parallel (sha256 is the costly part of writing a
+    // report; each hash is independent, so the order of work cannot matter).
+    let all: Vec<&Tensor> = runs.iter().flat_map(|r| r.stages.0.iter().map(|(_, t)| t)).collect();
+    let hashes: Vec<String> = {
+        use rayon::prelude::*;
+        all.par_iter().map(|t| t.sha256()).collect()
+    };
+    let mut hashes = hashes.into_iter();
     let mut entries: Vec<(String, &Tensor)> = Vec::new();
     let mut tensors = Vec::new();
     for run in runs {
         let mut stages = IndexMap::new();
         for (stage, t) in &run.stages.0 {
             entries.push((bundle::tensor_key(&run.key, stage), t));
-            stages.insert(stage.clone(), StageEntry { dtype: t.dtype, shape: t.shape.clone(), sha256: t.sha256() });
+            let sha256 = hashes.next().expect("one hash per stage");
+            stages.insert(stage.clone(), StageEntry { dtype: t.dtype, shape: t.shape.clone(), sha256 });
         }
         let final_sha256 = stages.get(&run.final_stage).map(|e| e.sha256.clone());
         tensors.push(TensorEntry {
