@@ -6,6 +6,11 @@
 
 use crate::dtype::DType;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
+
+// Tensors are little-endian bytes and kernels view them in place as f32/u16.
+#[cfg(target_endian = "big")]
+compile_error!("parity views little-endian tensor bytes in place; big-endian hosts are not supported");
 
 #[derive(Clone, Copy, Debug)]
 pub struct TensorView<'a> {
@@ -102,6 +107,50 @@ impl Tensor {
             _ => (0..self.numel()).map(|i| self.dtype.decode(&self.data, i) as f32).collect(),
         }
     }
+    /// The values as f32, borrowed in place when the tensor is F32 and its
+    /// storage is 4-byte aligned (always, in practice: allocators align
+    /// large blocks to 16 bytes), converted otherwise.
+    pub fn f32s(&self) -> Cow<'_, [f32]> {
+        if self.dtype == DType::F32 {
+            if let Ok(values) = bytemuck::try_cast_slice::<u8, f32>(&self.data) {
+                return Cow::Borrowed(values);
+            }
+        }
+        Cow::Owned(self.to_f32_vec())
+    }
+
+    /// An F32 tensor whose values `fill` writes straight into its storage
+    /// (through a temporary only if the storage were misaligned).
+    pub fn f32_with(shape: Vec<usize>, fill: impl FnOnce(&mut [f32])) -> Tensor {
+        let n = numel(&shape);
+        let mut data = vec![0u8; n * 4];
+        match bytemuck::try_cast_slice_mut::<u8, f32>(&mut data) {
+            Ok(values) => fill(values),
+            Err(_) => {
+                let mut values = vec![0f32; n];
+                fill(&mut values);
+                data.copy_from_slice(bytemuck::cast_slice(&values));
+            }
+        }
+        Tensor { dtype: DType::F32, shape, data }
+    }
+
+    /// A 16-bit tensor (BF16/F16) whose bit patterns `fill` writes in place.
+    pub fn u16_with(dtype: DType, shape: Vec<usize>, fill: impl FnOnce(&mut [u16])) -> Tensor {
+        debug_assert_eq!(dtype.size(), 2);
+        let n = numel(&shape);
+        let mut data = vec![0u8; n * 2];
+        match bytemuck::try_cast_slice_mut::<u8, u16>(&mut data) {
+            Ok(bits) => fill(bits),
+            Err(_) => {
+                let mut bits = vec![0u16; n];
+                fill(&mut bits);
+                data.copy_from_slice(bytemuck::cast_slice(&bits));
+            }
+        }
+        Tensor { dtype, shape, data }
+    }
+
     pub fn as_u16_bits(&self) -> Vec<u16> {
         self.data.chunks_exact(2).map(|c| u16::from_le_bytes(c.try_into().unwrap())).collect()
     }

@@ -30,8 +30,17 @@ impl<'a> Operand<'a> {
 /// `a · b` for `a` [m, k] and `b` [k, n], row-major [m, n] result.
 pub(crate) fn sgemm(m: usize, k: usize, n: usize, a: Operand, b: Operand) -> Vec<f32> {
     let mut c = vec![0f32; m * n];
+    sgemm_into(m, k, n, a, b, &mut c);
+    c
+}
+
+/// `a · b` written into `c` (row-major [m, n], overwritten), so callers can
+/// multiply straight into a stage's storage.
+pub(crate) fn sgemm_into(m: usize, k: usize, n: usize, a: Operand, b: Operand, c: &mut [f32]) {
+    assert_eq!(c.len(), m * n, "sgemm: output is not [{m}, {n}]");
     if m == 0 || n == 0 || k == 0 {
-        return c; // an empty sum is 0
+        c.fill(0.0); // an empty sum is 0
+        return;
     }
     // Not a debug assertion: these bounds are what makes the call below sound.
     assert!((m - 1) * a.rs + (k - 1) * a.cs < a.data.len(), "sgemm: operand a shorter than [{m}, {k}]");
@@ -47,7 +56,6 @@ pub(crate) fn sgemm(m: usize, k: usize, n: usize, a: Operand, b: Operand) -> Vec
             c.as_mut_ptr(), n as isize, 1,
         );
     }
-    c
 }
 
 /// `a @ b` for row-major `a` [m, k] and `b` [k, n].
@@ -65,10 +73,11 @@ pub(crate) fn gram(a: &[f32], m: usize, k: usize) -> Vec<f32> {
     sgemm(k, m, k, Operand::transposed(a, k), Operand::rows(a, k))
 }
 
-/// Row-major [rows, cols] → row-major [cols, rows], in cache-sized tiles.
-pub(crate) fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+/// Row-major [rows, cols] → row-major [cols, rows] into `out`, in
+/// cache-sized tiles.
+pub(crate) fn transpose_into(a: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
     const T: usize = 32;
-    let mut out = vec![0f32; a.len()];
+    assert_eq!(out.len(), a.len());
     for i0 in (0..rows).step_by(T) {
         for j0 in (0..cols).step_by(T) {
             for i in i0..(i0 + T).min(rows) {
@@ -78,5 +87,4 @@ pub(crate) fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
             }
         }
     }
-    out
 }

@@ -11,12 +11,16 @@
 //! Determinism: matrixmultiply splits work over blocks of output rows, never
 //! over the k dimension, so every output element sees the same summation
 //! order whatever the thread count.
+//!
+//! Memory: inputs are read in place and every stage is computed straight
+//! into its own storage — on large weights, fresh memory (which the kernel
+//! must zero) costs more than the arithmetic around the GEMMs.
 
 use super::plan;
-use crate::dtype::DType;
+use crate::dtype::{DType, DType::F32};
 use crate::error::Result;
 use crate::numeric::round;
-use crate::ops::linalg::gemm::{gemm_abt, transpose};
+use crate::ops::linalg::gemm::{sgemm_into, transpose_into, Operand};
 use crate::ops::{Call, Stages};
 use crate::tensor::Tensor;
 
@@ -24,40 +28,56 @@ pub(super) fn run(call: &Call) -> Result<Stages> {
     let p = plan(call)?;
     let (m, n, k) = (p.m, p.n, p.k);
     let source = call.input("source")?;
-    let u = call.input("u")?.to_f32_vec();
-    let v = call.input("v")?.to_f32_vec();
-    let s = call.input("s")?.to_f32_vec();
-    let off = call.input("offsets")?.to_f32_vec();
+    let (u, v) = (call.input("u")?.f32s(), call.input("v")?.f32s());
+    let (s, off) = (call.input("s")?.f32s(), call.input("offsets")?.f32s());
 
-    let scaled_s: Vec<f32> = s.iter().zip(&off).map(|(s, o)| s * (1.0 + o)).collect();
+    let scaled_s: Vec<f32> = s.iter().zip(off.iter()).map(|(s, o)| s * (1.0 + o)).collect();
     // IEEE division, as torch: a zero denominator gives ±inf/NaN by design.
     let normalization =
         (s.iter().map(|&x| x as f64).sum::<f64>() as f32) / (scaled_s.iter().map(|&x| x as f64).sum::<f64>() as f32);
 
-    let mut u_scaled = vec![0f32; m * k];
-    let mut u_s = vec![0f32; m * k];
-    for i in 0..m {
-        for j in 0..k {
-            u_scaled[i * k + j] = u[i * k + j] * scaled_s[j];
-            u_s[i * k + j] = u[i * k + j] * s[j];
+    let u_scaled = Tensor::f32_with(vec![m, k], |out| scale_columns(&u, &scaled_s, k, out));
+    let u_s = Tensor::f32_with(vec![m, k], |out| scale_columns(&u, &s, k, out));
+    let vt = Operand::transposed(&v, k);
+    let matmul = Tensor::f32_with(vec![m, n], |c| sgemm_into(m, k, n, Operand::rows(&u_scaled.f32s(), k), vt, c));
+    let zero_source = Tensor::f32_with(vec![m, n], |c| sgemm_into(m, k, n, Operand::rows(&u_s.f32s(), k), vt, c));
+    drop(u_s);
+    let adapted = Tensor::f32_with(vec![m, n], |out| {
+        for (o, x) in out.iter_mut().zip(matmul.f32s().iter()) {
+            *o = x * normalization;
         }
-    }
-    let matmul = gemm_abt(&u_scaled, &v, m, n, k);
-    let zero_source = gemm_abt(&u_s, &v, m, n, k);
-    let adapted: Vec<f32> = matmul.iter().map(|x| x * normalization).collect();
-    let (final_shape, final_f32) = if p.transpose { (vec![n, m], transpose(&adapted, m, n)) } else { (vec![m, n], adapted.clone()) };
-    let final_bf16: Vec<u16> = final_f32.iter().map(|&x| round::f32_to_bf16_bits(x)).collect();
+    });
+    let final_f32 = if p.transpose {
+        Tensor::f32_with(vec![n, m], |out| transpose_into(&adapted.f32s(), m, n, out))
+    } else {
+        adapted.clone()
+    };
+    let final_bf16 = Tensor::u16_with(DType::BF16, final_f32.shape.clone(), |bits| {
+        for (b, &x) in bits.iter_mut().zip(final_f32.f32s().iter()) {
+            *b = round::f32_to_bf16_bits(x);
+        }
+    });
 
     let mut out = Stages::default();
-    out.push("source_f32", Tensor::from_f32(vec![m, n], &source.to_f32_vec()));
+    let source_f32 = if source.dtype == F32 { source.clone() } else { Tensor::from_f32(vec![m, n], &source.to_f32_vec()) };
+    out.push("source_f32", source_f32);
     out.push("offsets_f32", Tensor::from_f32(vec![k], &off));
     out.push("scaled_s", Tensor::from_f32(vec![k], &scaled_s));
     out.push("normalization", Tensor::from_f32(vec![1], &[normalization]));
-    out.push("u_scaled", Tensor::from_f32(vec![m, k], &u_scaled));
-    out.push("matmul_pre_norm", Tensor::from_f32(vec![m, n], &matmul));
-    out.push("zero_source_f32", Tensor::from_f32(vec![m, n], &zero_source));
-    out.push("adapted_source_f32", Tensor::from_f32(vec![m, n], &adapted));
-    out.push("final_f32", Tensor::from_f32(final_shape.clone(), &final_f32));
-    out.push("final_bf16", Tensor::from_u16_bits(DType::BF16, final_shape, &final_bf16));
+    out.push("u_scaled", u_scaled);
+    out.push("matmul_pre_norm", matmul);
+    out.push("zero_source_f32", zero_source);
+    out.push("adapted_source_f32", adapted);
+    out.push("final_f32", final_f32);
+    out.push("final_bf16", final_bf16);
     Ok(out)
+}
+
+/// `out[i, j] = u[i, j] · by[j]` for row-major [·, k]: one f32 rounding each.
+fn scale_columns(u: &[f32], by: &[f32], k: usize, out: &mut [f32]) {
+    for (row_out, row_u) in out.chunks_exact_mut(k.max(1)).zip(u.chunks_exact(k.max(1))) {
+        for ((o, x), c) in row_out.iter_mut().zip(row_u).zip(by) {
+            *o = x * c;
+        }
+    }
 }
