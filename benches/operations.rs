@@ -105,5 +105,22 @@ fn hashing(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, comparer, hashing, operations);
+/// The fast matmul in FLOP/s (criterion's elements/s = FLOP/s), on the
+/// Qwen-MLP GEMM shape that `svf_apply` runs; `benches/torch_matmul.py` times
+/// PyTorch's CPU matmul on the same shapes for comparison.
+fn gemm_flops(c: &mut Criterion) {
+    let op = parity::ops::find("matmul").expect("matmul is registered");
+    let mut group = c.benchmark_group("gemm_flops");
+    group.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
+    for dims in [[1024usize, 1024, 1024], [3072, 1024, 1024]] {
+        let sample = (op.sample)(3, &dims);
+        let call = Call { op, tensor: "gemm", inputs: &sample.inputs, params: &sample.params };
+        let [m, k, n] = dims;
+        group.throughput(Throughput::Elements((2 * m * k * n) as u64));
+        group.bench_function(dims_name(&dims), |b| b.iter(|| (op.fast)(&call).unwrap()));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, comparer, hashing, gemm_flops, operations);
 criterion_main!(benches);
