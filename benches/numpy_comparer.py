@@ -5,7 +5,10 @@ reports — max_abs with its index, mean_abs, rms, max_rel, cosine (f64), NMSE,
 max ULP distance, elements not bit-equal, byte match, sha256 of both sides —
 the way one would write it in numpy: load each stage, decode to f64, compute.
 
-    PYTHONPATH=oracle python3 benches/numpy_comparer.py LEFT.json RIGHT.json
+    PYTHONPATH=oracle python3 benches/numpy_comparer.py LEFT.json RIGHT.json [--hash all|final]
+
+`--hash final` hashes only each tensor's last stage, as `parity check` does by
+default; `--hash all` (the default here) every stage, as `parity check --verify-hashes`.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ def ordered(bits: np.ndarray, sign: int) -> np.ndarray:
     return np.where(b & sign, -(b & (sign - 1)), b)
 
 
-def metrics(a: np.ndarray, b: np.ndarray) -> dict:
+def metrics(a: np.ndarray, b: np.ndarray, hash_it: bool) -> dict:
     x, y = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
     finite = np.isfinite(x) & np.isfinite(y)
     d = np.abs(x - y)[finite]
@@ -47,8 +50,9 @@ def metrics(a: np.ndarray, b: np.ndarray) -> dict:
         "nmse": float((d * d).sum() / ((xf * xf).sum() or 1.0)),
         "not_bit_equal": int((a.view(np.uint8).reshape(a.size, -1) != b.view(np.uint8).reshape(b.size, -1)).any(axis=1).sum()) if a.size else 0,
         "bytes_equal": a.tobytes() == b.tobytes(),
-        "sha256": (hashlib.sha256(a.tobytes()).hexdigest(), hashlib.sha256(b.tobytes()).hexdigest()),
     }
+    if hash_it:
+        out["sha256"] = (hashlib.sha256(a.tobytes()).hexdigest(), hashlib.sha256(b.tobytes()).hexdigest())
     if a.dtype == ml_dtypes.bfloat16:
         out["max_ulp"] = int(np.abs(ordered(a.view(np.uint16), 1 << 15) - ordered(b.view(np.uint16), 1 << 15)).max())
     elif a.dtype == np.float32:
@@ -57,15 +61,17 @@ def metrics(a: np.ndarray, b: np.ndarray) -> dict:
 
 
 def main(argv: list[str]) -> int:
+    hash_all = not ("--hash" in argv and argv[argv.index("--hash") + 1] == "final")
     left, right = Path(argv[0]), Path(argv[1])
     t0 = time.perf_counter()
     lrep, lf = stages_of(left)
     rrep, rf = stages_of(right)
     count = 0
     for t in lrep["tensors"]:
-        for stage in t["stages"]:
+        stages = list(t["stages"])
+        for stage in stages:
             key = f"tensor.{t['key']}.{stage}"
-            metrics(lf.get_tensor(key), rf.get_tensor(key))
+            metrics(lf.get_tensor(key), rf.get_tensor(key), hash_all or stage == stages[-1])
             count += 1
     print(f"numpy comparer: {count} stages in {time.perf_counter() - t0:.2f} s")
     return 0

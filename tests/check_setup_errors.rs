@@ -143,10 +143,10 @@ fn a_bundle_stage_whose_dtype_disagrees_with_the_report_is_a_setup_error() {
 }
 
 #[test]
-fn a_bundle_stage_whose_sha256_differs_from_the_report_is_a_setup_error() {
+fn with_verify_hashes_a_bundle_stage_whose_sha256_differs_from_the_report_is_a_setup_error() {
     let p = pair(|_| {});
     edit_json(&p.right, |v| v["tensors"][0]["stages"]["scaled_s"]["sha256"] = "0".repeat(64).into());
-    let msg = default_error(&p);
+    let msg = setup_error(&p.left, &p.right, &CheckOptions { verify_hashes: true, ..CheckOptions::default() });
     assert!(msg.contains("stage 'scaled_s'") && msg.contains("the report does not describe this bundle"), "{msg}");
 }
 
@@ -232,14 +232,22 @@ fn params_differing_between_the_sides_are_a_setup_error_showing_the_diff() {
 }
 
 #[test]
-fn without_hash_verification_a_stale_report_is_trusted_and_the_data_compared() {
-    // The stale report refused above is accepted with verify_hashes off
-    // (`--no-verify-hashes`): the metrics still come from the bundle's bytes.
+fn by_default_only_the_final_stage_is_re_hashed() {
+    // A stale intermediate hash passes by default — the metrics come from the
+    // bundle's bytes — while a final stage that does not match its report is
+    // always refused: the hash modes and the "final hash" line rely on it.
     let p = pair(|_| {});
     edit_json(&p.right, |v| v["tensors"][0]["stages"]["scaled_s"]["sha256"] = "0".repeat(64).into());
-    assert!(check(&p.left, &p.right, &CheckOptions::default()).is_err());
-    let trusted = CheckOptions { verify_hashes: false, ..CheckOptions::default() };
-    let outcome = check(&p.left, &p.right, &trusted).expect("hashes are not re-verified");
+    let outcome = check(&p.left, &p.right, &CheckOptions::default()).expect("intermediate hashes are not re-verified");
     let scaled = outcome.tensors[0].stages.iter().find(|s| s.stage == "scaled_s").unwrap();
     assert!(scaled.passed(), "the data itself is identical");
+
+    let p = pair(|_| {});
+    let fake = "0".repeat(64);
+    edit_json(&p.right, |v| {
+        v["tensors"][0]["stages"]["final_bf16"]["sha256"] = fake.clone().into();
+        v["tensors"][0]["final_sha256"] = fake.clone().into();
+    });
+    let msg = default_error(&p);
+    assert!(msg.contains("stage 'final_bf16'") && msg.contains("the report does not describe this bundle"), "{msg}");
 }

@@ -63,8 +63,9 @@ fn a_broken_port_fails_with_exit_1_and_names_the_first_failing_stage() {
     bytes[start..start + 4].copy_from_slice(&v.to_le_bytes());
     std::fs::write(&bundle, &bytes).unwrap();
 
-    // The report's sha256 no longer describes its bundle: a setup error (2).
-    let (code, _, stderr) = parity(&["check", python.to_str().unwrap(), out.to_str().unwrap(), "--strict-stage-tolerances"]);
+    // With --verify-hashes the report's sha256 no longer describes its bundle: a setup error (2).
+    let (code, _, stderr) =
+        parity(&["check", python.to_str().unwrap(), out.to_str().unwrap(), "--strict-stage-tolerances", "--verify-hashes"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("matmul_pre_norm"), "{stderr}");
 

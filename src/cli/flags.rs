@@ -57,10 +57,10 @@ pub struct CheckArgs {
     /// Allow report paths that are absolute or leave the report's directory.
     #[arg(long)]
     pub allow_outside_paths: bool,
-    /// Trust the reports' sha256 instead of re-hashing every stage (faster on
-    /// large bundles; a bundle its report does not describe then goes unnoticed).
+    /// Re-hash every stage and refuse a bundle its report does not describe
+    /// (by default only the final stage, whose hash the hash modes use, is re-hashed).
     #[arg(long)]
-    pub no_verify_hashes: bool,
+    pub verify_hashes: bool,
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum)]

@@ -50,7 +50,7 @@ fn check(args: flags::CheckArgs) -> Result<Outcome> {
         top_diffs: args.top_diffs,
         allow_outside_paths: args.allow_outside_paths,
         progress: true,
-        verify_hashes: !args.no_verify_hashes,
+        verify_hashes: args.verify_hashes,
     };
     let outcome = compare::check(&args.left, &args.right, &opts)?;
     let format = match args.format {
