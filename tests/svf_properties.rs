@@ -3,6 +3,7 @@
 //! bf16 rounding equals the reference's.
 
 use parity::compare::compare_stage;
+use parity::compare::tolerance::Tolerance;
 use parity::ops::svf_apply::SVF_APPLY;
 use parity::ops::{Call, Inputs, Params};
 use parity::tensor::Tensor;
@@ -48,10 +49,11 @@ proptest! {
     /// The reference rounds `s·(1 + offsets)` once from f64; the fast kernel,
     /// like torch, rounds `1 + offsets` and then the product: up to one f32
     /// ULP apart on some elements. The built-in `scaled_s`/`u_scaled` limits
-    /// (mean_abs 1e-8, a tenth of an f32 ULP at 1.0) presume the *same*
-    /// rounding sequence on both sides — true of a port against torch, not of
-    /// an f64 reference — so for those two stages this property holds the
-    /// fast kernel to 1 ULP per element instead (and to the built-in max_abs).
+    /// (mean_abs 1e-8, a tenth of an f32 ULP at 1.0; max_abs 1e-6, one ULP
+    /// at 8) presume the *same* rounding sequence on both sides — true of a
+    /// port against torch, not of an f64 reference — and values below 8, so
+    /// for those two element-wise stages this property holds the fast kernel
+    /// to 2 ULPs per element instead, whatever the magnitude.
     /// Every other stage is held to its built-in tolerance as is.
     #[test]
     fn fast_passes_the_builtin_profile_against_the_reference((inputs, params) in svf_inputs(false)) {
@@ -61,8 +63,7 @@ proptest! {
         for stage in SVF_APPLY.stages {
             let mut tol = stage.tolerance;
             if matches!(stage.name, "scaled_s" | "u_scaled") {
-                tol = tol.with_max_ulp(2);
-                tol.mean_abs = tol.max_abs;
+                tol = Tolerance::gate(f64::INFINITY, f64::INFINITY).with_max_ulp(2);
             }
             let r = compare_stage(reference.get(stage.name).unwrap().view(), fast.get(stage.name).unwrap().view(), &tol, 1);
             prop_assert!(r.passed() || !tol.required, "{}: {:?}", stage.name, r.failures);

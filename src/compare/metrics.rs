@@ -166,6 +166,18 @@ trait Codec: Copy + Send + Sync {
     fn value(self, e: &[u8]) -> f64;
     /// The element's stored bits.
     fn bits(self, e: &[u8]) -> u64;
+    /// Whether [`Codec::load8`] is available: the dtype widens exactly to f32
+    /// and takes the fused block pass.
+    const FAST: bool = false;
+    /// Bits by which an f32 ULP count of the widened values exceeds the
+    /// dtype's own (bf16 is the top half of an f32).
+    const ULP_SHIFT: u32 = 0;
+    /// Eight elements (`8 * size` bytes), widened to the bits of the f32 with
+    /// the same value.
+    #[inline(always)]
+    fn load8(self, _b: &[u8]) -> [u32; 8] {
+        unreachable!("load8 on a dtype without a fused pass")
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -192,6 +204,14 @@ impl Codec for F32Codec {
     fn bits(self, e: &[u8]) -> u64 {
         u32::from_le_bytes([e[0], e[1], e[2], e[3]]) as u64
     }
+    const FAST: bool = true;
+    #[inline(always)]
+    fn load8(self, b: &[u8]) -> [u32; 8] {
+        let b: &[u8; 32] = b.try_into().expect("8 f32");
+        // SAFETY: 32 readable bytes; any bits are a valid [u32; 8].
+        let w: [u32; 8] = unsafe { std::ptr::read_unaligned(b.as_ptr().cast()) };
+        w.map(u32::from_le)
+    }
 }
 
 impl Codec for Bf16Codec {
@@ -207,6 +227,16 @@ impl Codec for Bf16Codec {
     #[inline(always)]
     fn bits(self, e: &[u8]) -> u64 {
         u16::from_le_bytes([e[0], e[1]]) as u64
+    }
+    const FAST: bool = true;
+    // Widening appends 16 zero bits: one bf16 ULP is 2^16 f32 ULPs.
+    const ULP_SHIFT: u32 = 16;
+    #[inline(always)]
+    fn load8(self, b: &[u8]) -> [u32; 8] {
+        let b: &[u8; 16] = b.try_into().expect("8 bf16");
+        // SAFETY: 16 readable bytes; any bits are a valid [u16; 8].
+        let w: [u16; 8] = unsafe { std::ptr::read_unaligned(b.as_ptr().cast()) };
+        w.map(|h| (u16::from_le(h) as u32) << 16)
     }
 }
 
@@ -347,8 +377,9 @@ impl<'a> Pass<'a> {
         acc
     }
 
-    /// Measure chunk `c`, block by block. Each block is decoded once into two
-    /// small f64 buffers (L1-resident), then summed in [`LANES`] interleaved
+    /// Measure chunk `c`, block by block. Whole f32/bf16 blocks without NaN
+    /// or inf take [`fused_block`]; every other block is decoded once into two
+    /// small f64 buffers (L1-resident, [`general_block`]), then summed in [`LANES`] interleaved
     /// lanes: independent accumulators that break the add-latency chain and
     /// let the compiler use SIMD. Lanes and blocks are fixed by element
     /// position, so the sums do not depend on the chunk size. Indices (of
@@ -381,89 +412,398 @@ impl<'a> Pass<'a> {
         let (first, last) = (c * self.chunk, ((c + 1) * self.chunk).min(n));
         let (ls, rs) = (l.size(), r.size());
         let same = l.dtype() == r.dtype();
-        // Integers step by 1, so their "ULP" distance is the integer distance.
-        let ulp = same;
         let lim = self.limits;
         let mut p = Partial::new(lim.top_k);
         p.blocks.reserve((last - first).div_ceil(BLOCK));
         let mut lb = [0f64; BLOCK];
         let mut rb = [0f64; BLOCK];
+        let fused = L::FAST && R::FAST && same;
         let mut b0 = first;
         while b0 < last {
             let len = (b0 + BLOCK).min(last) - b0;
             let lbytes = &self.left.data[b0 * ls..(b0 + len) * ls];
             let rbytes = &self.right.data[b0 * rs..(b0 + len) * rs];
-
-            // 1. Decode; bit-level facts come from the stored bits.
-            let (mut not_bit_equal, mut max_ulp, mut non_finite) = (0u64, 0u64, false);
-            let pairs = lbytes.chunks_exact(ls).zip(rbytes.chunks_exact(rs));
-            for ((le, re), (lo, ro)) in pairs.zip(lb[..len].iter_mut().zip(rb[..len].iter_mut())) {
-                let (lv, rv) = (l.value(le), r.value(re));
-                (*lo, *ro) = (lv, rv);
-                let finite = lv.is_finite() & rv.is_finite();
-                non_finite |= !finite;
-                if same {
-                    not_bit_equal += (l.bits(le) != r.bits(re)) as u64;
-                    if ulp {
-                        // NaN keys are meaningless: ULPs are over finite pairs only.
-                        let dist = l.dtype().ordered_key(le, 0).abs_diff(r.dtype().ordered_key(re, 0));
-                        max_ulp = max_ulp.max(if finite { dist } else { 0 });
-                    }
-                }
-            }
-            p.not_bit_equal += not_bit_equal;
-            p.max_ulp = p.max_ulp.max(max_ulp);
-
-            // 2. Sums, counts and block maxima, in lanes.
-            let (lbl, rbl) = (&lb[..len], &rb[..len]);
-            let mut lanes = Lanes::default();
-            let (mut lc, mut rc) = (lbl.chunks_exact(LANES), rbl.chunks_exact(LANES));
-            for (x, y) in (&mut lc).zip(&mut rc) {
-                lanes.add(x.try_into().expect("LANES"), y.try_into().expect("LANES"), &lim);
-            }
-            let rem = lc.remainder().len();
-            if rem > 0 {
-                // Padding lanes hold 0 vs 0: they add zeros and, being
-                // "finite", one `compared` each, taken back below.
-                let (mut x, mut y) = ([0.0; LANES], [0.0; LANES]);
-                x[..rem].copy_from_slice(lc.remainder());
-                y[..rem].copy_from_slice(rc.remainder());
-                lanes.add(&x, &y, &lim);
-            }
-            let (sums, block_max_abs, block_max_rel) = lanes.fold(&mut p);
-            if rem > 0 {
-                p.compared -= (LANES - rem) as u64;
-            }
-            p.blocks.push(sums);
-
-            // 3. A second look, only where this block changes an index.
-            let abs_at = |j: usize| (rbl[j] - lbl[j]).abs();
-            let finite_at = |j: usize| lbl[j].is_finite() & rbl[j].is_finite();
-            // The same operations on the same values give the same bits, so
-            // the lanes' maximum is found again exactly (first occurrence).
-            if block_max_abs > p.max_abs {
-                if let Some(j) = (0..len).find(|&j| finite_at(j) && abs_at(j) == block_max_abs) {
-                    (p.max_abs, p.max_abs_at) = (block_max_abs, Some(b0 + j));
-                }
-            }
-            if block_max_rel > p.max_rel {
-                if let Some(j) = (0..len).find(|&j| finite_at(j) && abs_at(j) / lbl[j].abs() == block_max_rel) {
-                    (p.max_rel, p.max_rel_at) = (block_max_rel, Some(b0 + j));
-                }
-            }
-            if non_finite || block_max_abs > p.top.floor {
-                for j in 0..len {
-                    let (lv, rv) = (lbl[j], rbl[j]);
-                    if !finite_at(j) {
-                        non_finite_pair(&mut p.nf, &mut p.top, b0 + j, lv, rv);
-                    } else if abs_at(j) > p.top.floor {
-                        p.top.offer(Candidate { key: abs_at(j), index: b0 + j, left: lv, right: rv });
-                    }
-                }
+            // Whole blocks of f32 or bf16 take the fused pass; it declines a
+            // block holding a NaN or an inf, which the general pass then
+            // measures (both give the same numbers on a finite block).
+            let done = fused
+                && len == BLOCK
+                && if lim.allclose.is_some() {
+                    fused_block::<L, R, true>(l, r, &mut p, b0, lbytes, rbytes, &lim)
+                } else {
+                    fused_block::<L, R, false>(l, r, &mut p, b0, lbytes, rbytes, &lim)
+                };
+            if !done {
+                general_block(l, r, &mut p, b0, lbytes, rbytes, &lim, (&mut lb, &mut rb));
             }
             b0 += len;
         }
         p
+    }
+}
+
+/// The fused pass over one whole block of f32 or bf16 pairs (same dtype on
+/// both sides): the stored bits are widened and measured in one go, without
+/// f64 buffers, divisions or masks. It gives exactly the numbers of
+/// [`general_block`]: the same f64 operations on the same values, summed in
+/// the same lanes in the same order. Returns false, having changed nothing,
+/// when the block holds a NaN or an inf (then the general pass takes it).
+///
+/// `max_rel` costs a multiplication here: a pair whose `|d| / |left|` could
+/// beat the chunk's maximum so far only raises a flag, and a flagged block is
+/// looked at again with the exact division (rare once the maximum settles).
+#[inline(always)]
+fn fused_block<L: Codec, R: Codec, const CLOSE: bool>(
+    l: L,
+    r: R,
+    p: &mut Partial,
+    b0: usize,
+    lbytes: &[u8],
+    rbytes: &[u8],
+    lim: &Limits,
+) -> bool {
+    const MAG: u32 = 0x7fff_ffff;
+    const INF_BITS: u32 = 0x7f80_0000;
+    // fl(a / b) > M implies a > M·b exactly; lowering M by 2^-20 relative
+    // absorbs the rounding of fl(M'·b), so no pair that beats M is missed
+    // (differences of f32 values are 0 or ≥ 2^-149, far above underflow).
+    // M = inf gives inf·b ≥ a or NaN: never flagged, and rightly so.
+    let rel_floor = p.max_rel * (1.0 - 1.0 / (1u64 << 20) as f64);
+    let (rtol, atol) = lim.allclose.unwrap_or((0.0, 0.0));
+    // Two loops over the (L1-resident) block, so that neither runs out of
+    // registers. First the bit-level facts, eight 32-bit lanes at a time.
+    let (mut eq, mut mag, mut ulp) = ([0u32; 8], [0u32; 8], [0u32; 8]);
+    let step = (8 * l.size(), 8 * r.size());
+    for (lx, rx) in lbytes.chunks_exact(step.0).zip(rbytes.chunks_exact(step.1)) {
+        let (x, y) = (l.load8(lx), r.load8(rx));
+        for k in 0..8 {
+            eq[k] += (x[k] == y[k]) as u32;
+        }
+        let mx: [u32; 8] = std::array::from_fn(|k| x[k] & MAG);
+        let my: [u32; 8] = std::array::from_fn(|k| y[k] & MAG);
+        for k in 0..8 {
+            mag[k] = mag[k].max(mx[k]).max(my[k]);
+        }
+        for k in 0..8 {
+            // Sign-magnitude → monotone integer (−0 and +0 both 0), as
+            // `DType::ordered_key`; the distance of two finite f32 keys is
+            // below 2^32, so max − min wraps into the right u32.
+            let (sx, sy) = ((x[k] as i32) >> 31, (y[k] as i32) >> 31);
+            let kx = ((mx[k] as i32) ^ sx).wrapping_sub(sx);
+            let ky = ((my[k] as i32) ^ sy).wrapping_sub(sy);
+            ulp[k] = ulp[k].max(kx.max(ky).wrapping_sub(kx.min(ky)) as u32);
+        }
+    }
+    if mag.iter().any(|&m| m >= INF_BITS) {
+        return false;
+    }
+    // Then the values, exactly widened to f64, in the general pass's lanes.
+    // Sums, then maxima, counts and flags: again one loop each, so that
+    // every accumulator stays in a register.
+    let mut lanes = FusedLanes::default();
+    let widen =
+        |x: &[u32; 8], h: usize| -> [f64; LANES] { std::array::from_fn(|k| f32::from_bits(x[h * LANES + k]) as f64) };
+    #[cfg(target_arch = "x86_64")]
+    let simd = std::arch::is_x86_feature_detected!("avx2");
+    #[cfg(not(target_arch = "x86_64"))]
+    let simd = false;
+    if simd {
+        // The compiler's own vectorisation of these loops mixes lanes up;
+        // spelled out, they are the same operations on the same lanes.
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU supports AVX2, checked just above.
+        unsafe {
+            avx2::values::<L, R, CLOSE>(l, r, lbytes, rbytes, &mut lanes, [lim.max_abs, rel_floor, rtol, atol])
+        };
+    } else {
+        for (lx, rx) in lbytes.chunks_exact(step.0).zip(rbytes.chunks_exact(step.1)) {
+            let (x, y) = (l.load8(lx), r.load8(rx));
+            for h in 0..8 / LANES {
+                lanes.add_diffs(&widen(&x, h), &widen(&y, h));
+            }
+        }
+        for (lx, rx) in lbytes.chunks_exact(step.0).zip(rbytes.chunks_exact(step.1)) {
+            let (x, y) = (l.load8(lx), r.load8(rx));
+            for h in 0..8 / LANES {
+                lanes.add_products(&widen(&x, h), &widen(&y, h));
+            }
+        }
+        for (lx, rx) in lbytes.chunks_exact(step.0).zip(rbytes.chunks_exact(step.1)) {
+            let (x, y) = (l.load8(lx), r.load8(rx));
+            for h in 0..8 / LANES {
+                lanes.add_flags::<CLOSE>(&widen(&x, h), &widen(&y, h), lim.max_abs, rel_floor, rtol, atol);
+            }
+        }
+    }
+
+    let s = &lanes.0;
+    let sum = |x: &[f64; LANES]| (x[0] + x[1]) + (x[2] + x[3]);
+    p.blocks.push(BlockSums { abs: sum(&s.abs), sq: sum(&s.sq), dot: sum(&s.dot), ll: sum(&s.ll), rr: sum(&s.rr) });
+    p.compared += BLOCK as u64;
+    p.over_max_abs += s.over.iter().sum::<u64>();
+    p.outside_allclose += s.outside.iter().sum::<u64>();
+    p.not_bit_equal += (BLOCK as u32 - eq.iter().sum::<u32>()) as u64;
+    p.max_ulp = p.max_ulp.max((ulp.iter().max().copied().unwrap_or(0) >> L::ULP_SHIFT) as u64);
+    let block_max_abs = s.max_abs.iter().fold(0.0f64, |m, &v| if v > m { v } else { m });
+
+    // A second look, only where this block changes an index.
+    let (ls, rs) = (l.size(), r.size());
+    let at = |j: usize| (l.value(&lbytes[j * ls..j * ls + ls]), r.value(&rbytes[j * rs..j * rs + rs]));
+    if block_max_abs > p.max_abs {
+        if let Some(j) = (0..BLOCK).find(|&j| {
+            let (lv, rv) = at(j);
+            (rv - lv).abs() == block_max_abs
+        }) {
+            (p.max_abs, p.max_abs_at) = (block_max_abs, Some(b0 + j));
+        }
+    }
+    if lanes.1.iter().any(|&h| h != 0) {
+        // In index order, strictly greater: the first occurrence of the
+        // block's maximum, as the general pass finds it.
+        for j in 0..BLOCK {
+            let (lv, rv) = at(j);
+            let rel = (rv - lv).abs() / lv.abs();
+            if rel > p.max_rel {
+                (p.max_rel, p.max_rel_at) = (rel, Some(b0 + j));
+            }
+        }
+    }
+    if block_max_abs > p.top.floor {
+        for j in 0..BLOCK {
+            let (lv, rv) = at(j);
+            let a = (rv - lv).abs();
+            if a > p.top.floor {
+                p.top.offer(Candidate { key: a, index: b0 + j, left: lv, right: rv });
+            }
+        }
+    }
+    true
+}
+
+/// [`FusedLanes::add_diffs`], [`FusedLanes::add_products`] and
+/// [`FusedLanes::add_flags`] over a whole block, in AVX2 intrinsics and one
+/// loop: one `__m256d` is one set of [`LANES`] lanes.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{Codec, FusedLanes, LANES};
+    use std::arch::x86_64::*;
+
+    /// One pass over the block's values: every lane of [`FusedLanes`].
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn values<L: Codec, R: Codec, const CLOSE: bool>(
+        l: L,
+        r: R,
+        lbytes: &[u8],
+        rbytes: &[u8],
+        lanes: &mut FusedLanes,
+        [max_abs, rel_floor, rtol, atol]: [f64; 4],
+    ) {
+        const _: () = assert!(LANES == 4);
+        let z = _mm256_setzero_pd();
+        let (mut abs, mut sq, mut dot, mut ll, mut rr) = (z, z, z, z, z);
+        let (mut max, mut over, mut outside, mut hit) = (z, _mm256_setzero_si256(), _mm256_setzero_si256(), z);
+        let sign = _mm256_set1_pd(-0.0);
+        let (max_abs, rel_floor, rtol, atol) =
+            (_mm256_set1_pd(max_abs), _mm256_set1_pd(rel_floor), _mm256_set1_pd(rtol), _mm256_set1_pd(atol));
+        let step = (8 * l.size(), 8 * r.size());
+        for (lx, rx) in lbytes.chunks_exact(step.0).zip(rbytes.chunks_exact(step.1)) {
+            let (x, y) = (l.load8(lx), r.load8(rx));
+            for h in 0..2 {
+                // f32 → f64 is exact; `cvtps2pd` is that conversion.
+                let lv = _mm256_cvtps_pd(_mm_loadu_ps(x[4 * h..].as_ptr().cast()));
+                let rv = _mm256_cvtps_pd(_mm_loadu_ps(y[4 * h..].as_ptr().cast()));
+                let d = _mm256_sub_pd(rv, lv);
+                let a = _mm256_andnot_pd(sign, d);
+                abs = _mm256_add_pd(abs, a);
+                sq = _mm256_add_pd(sq, _mm256_mul_pd(d, d));
+                dot = _mm256_add_pd(dot, _mm256_mul_pd(lv, rv));
+                ll = _mm256_add_pd(ll, _mm256_mul_pd(lv, lv));
+                rr = _mm256_add_pd(rr, _mm256_mul_pd(rv, rv));
+                // maxpd(a, m) is `if a > m { a } else { m }`.
+                max = _mm256_max_pd(a, max);
+                // A true comparison is all ones, −1 as an integer.
+                over = _mm256_sub_epi64(over, _mm256_castpd_si256(_mm256_cmp_pd::<_CMP_GT_OQ>(a, max_abs)));
+                let la = _mm256_andnot_pd(sign, lv);
+                hit = _mm256_or_pd(hit, _mm256_cmp_pd::<_CMP_GT_OQ>(a, _mm256_mul_pd(rel_floor, la)));
+                if CLOSE {
+                    let bound = _mm256_add_pd(atol, _mm256_mul_pd(rtol, la));
+                    outside = _mm256_sub_epi64(outside, _mm256_castpd_si256(_mm256_cmp_pd::<_CMP_GT_OQ>(a, bound)));
+                }
+            }
+        }
+        let f = |v: __m256d| {
+            let mut o = [0.0; LANES];
+            _mm256_storeu_pd(o.as_mut_ptr(), v);
+            o
+        };
+        let u = |v: __m256i| {
+            let mut o = [0u64; LANES];
+            _mm256_storeu_si256(o.as_mut_ptr().cast(), v);
+            o
+        };
+        // Every lane started at zero, as in `FusedLanes::default()`.
+        let s = &mut lanes.0;
+        (s.abs, s.sq, s.dot, s.ll, s.rr, s.max_abs) = (f(abs), f(sq), f(dot), f(ll), f(rr), f(max));
+        (s.over, s.outside) = (u(over), u(outside));
+        lanes.1 = u(_mm256_castpd_si256(hit));
+    }
+}
+
+/// The general pass's lanes without the masks (every pair is finite), plus
+/// the `max_rel` flags.
+#[derive(Default)]
+struct FusedLanes(Lanes, [u64; LANES]);
+
+impl FusedLanes {
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // index loops over lanes are what vectorises
+    fn add_diffs(&mut self, lv: &[f64; LANES], rv: &[f64; LANES]) {
+        let s = &mut self.0;
+        let mut d = [0.0; LANES];
+        for k in 0..LANES {
+            d[k] = rv[k] - lv[k];
+        }
+        for k in 0..LANES {
+            s.abs[k] += d[k].abs();
+        }
+        for k in 0..LANES {
+            s.sq[k] += d[k] * d[k];
+        }
+    }
+
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)]
+    fn add_products(&mut self, lv: &[f64; LANES], rv: &[f64; LANES]) {
+        let s = &mut self.0;
+        for k in 0..LANES {
+            s.dot[k] += lv[k] * rv[k];
+        }
+        for k in 0..LANES {
+            s.ll[k] += lv[k] * lv[k];
+        }
+        for k in 0..LANES {
+            s.rr[k] += rv[k] * rv[k];
+        }
+    }
+
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)]
+    fn add_flags<const CLOSE: bool>(
+        &mut self,
+        lv: &[f64; LANES],
+        rv: &[f64; LANES],
+        max_abs: f64,
+        rel_floor: f64,
+        rtol: f64,
+        atol: f64,
+    ) {
+        let s = &mut self.0;
+        let mut a = [0.0; LANES];
+        for k in 0..LANES {
+            a[k] = (rv[k] - lv[k]).abs();
+        }
+        for k in 0..LANES {
+            s.max_abs[k] = if a[k] > s.max_abs[k] { a[k] } else { s.max_abs[k] };
+        }
+        for k in 0..LANES {
+            s.over[k] += (a[k] > max_abs) as u64;
+        }
+        for k in 0..LANES {
+            self.1[k] |= (a[k] > rel_floor * lv[k].abs()) as u64;
+        }
+        if CLOSE {
+            for k in 0..LANES {
+                s.outside[k] += (a[k] > atol + rtol * lv[k].abs()) as u64;
+            }
+        }
+    }
+}
+
+/// The general pass over one block: decode into two f64 buffers, then sum
+/// in lanes; non-finite pairs are masked out and classified.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn general_block<L: Codec, R: Codec>(
+    l: L,
+    r: R,
+    p: &mut Partial,
+    b0: usize,
+    lbytes: &[u8],
+    rbytes: &[u8],
+    lim: &Limits,
+    (lb, rb): (&mut [f64; BLOCK], &mut [f64; BLOCK]),
+) {
+    let (ls, rs) = (l.size(), r.size());
+    let len = lbytes.len() / ls;
+    let same = l.dtype() == r.dtype();
+    // Integers step by 1, so their "ULP" distance is the integer distance.
+    let ulp = same;
+    // 1. Decode; bit-level facts come from the stored bits.
+    let (mut not_bit_equal, mut max_ulp, mut non_finite) = (0u64, 0u64, false);
+    let pairs = lbytes.chunks_exact(ls).zip(rbytes.chunks_exact(rs));
+    for ((le, re), (lo, ro)) in pairs.zip(lb[..len].iter_mut().zip(rb[..len].iter_mut())) {
+        let (lv, rv) = (l.value(le), r.value(re));
+        (*lo, *ro) = (lv, rv);
+        let finite = lv.is_finite() & rv.is_finite();
+        non_finite |= !finite;
+        if same {
+            not_bit_equal += (l.bits(le) != r.bits(re)) as u64;
+            if ulp {
+                // NaN keys are meaningless: ULPs are over finite pairs only.
+                let dist = l.dtype().ordered_key(le, 0).abs_diff(r.dtype().ordered_key(re, 0));
+                max_ulp = max_ulp.max(if finite { dist } else { 0 });
+            }
+        }
+    }
+    p.not_bit_equal += not_bit_equal;
+    p.max_ulp = p.max_ulp.max(max_ulp);
+
+    // 2. Sums, counts and block maxima, in lanes.
+    let (lbl, rbl) = (&lb[..len], &rb[..len]);
+    let mut lanes = Lanes::default();
+    let (mut lc, mut rc) = (lbl.chunks_exact(LANES), rbl.chunks_exact(LANES));
+    for (x, y) in (&mut lc).zip(&mut rc) {
+        lanes.add(x.try_into().expect("LANES"), y.try_into().expect("LANES"), lim);
+    }
+    let rem = lc.remainder().len();
+    if rem > 0 {
+        // Padding lanes hold 0 vs 0: they add zeros and, being
+        // "finite", one `compared` each, taken back below.
+        let (mut x, mut y) = ([0.0; LANES], [0.0; LANES]);
+        x[..rem].copy_from_slice(lc.remainder());
+        y[..rem].copy_from_slice(rc.remainder());
+        lanes.add(&x, &y, lim);
+    }
+    let (sums, block_max_abs, block_max_rel) = lanes.fold(p);
+    if rem > 0 {
+        p.compared -= (LANES - rem) as u64;
+    }
+    p.blocks.push(sums);
+
+    // 3. A second look, only where this block changes an index.
+    let abs_at = |j: usize| (rbl[j] - lbl[j]).abs();
+    let finite_at = |j: usize| lbl[j].is_finite() & rbl[j].is_finite();
+    // The same operations on the same values give the same bits, so
+    // the lanes' maximum is found again exactly (first occurrence).
+    if block_max_abs > p.max_abs {
+        if let Some(j) = (0..len).find(|&j| finite_at(j) && abs_at(j) == block_max_abs) {
+            (p.max_abs, p.max_abs_at) = (block_max_abs, Some(b0 + j));
+        }
+    }
+    if block_max_rel > p.max_rel {
+        if let Some(j) = (0..len).find(|&j| finite_at(j) && abs_at(j) / lbl[j].abs() == block_max_rel) {
+            (p.max_rel, p.max_rel_at) = (block_max_rel, Some(b0 + j));
+        }
+    }
+    if non_finite || block_max_abs > p.top.floor {
+        for j in 0..len {
+            let (lv, rv) = (lbl[j], rbl[j]);
+            if !finite_at(j) {
+                non_finite_pair(&mut p.nf, &mut p.top, b0 + j, lv, rv);
+            } else if abs_at(j) > p.top.floor {
+                p.top.offer(Candidate { key: abs_at(j), index: b0 + j, left: lv, right: rv });
+            }
+        }
     }
 }
 
