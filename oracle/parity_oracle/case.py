@@ -47,6 +47,18 @@ class SvfTensor:
         return svf.svf_components(self.source, self.u, self.s, self.v, self.offsets)
 
 
+def _case_writer(out_dir: Path, implementation: str, stem: str, note: str) -> ReportWriter:
+    """The writer of one oracle report of a case: `<stem>.json` + `<stem>.safetensors`,
+    sharing the case's components file."""
+    return ReportWriter(
+        out_dir / f"{stem}.json",
+        producer={"name": PRODUCER_NAME, "implementation": implementation},
+        baseline={"label": f"{PRODUCER_NAME} {implementation}", "historical_reproducible": False, "note": note},
+        stage_bundle=f"{stem}.safetensors",
+        components=COMPONENTS_FILE,
+    )
+
+
 def write_svf_case(
     out_dir: str | os.PathLike, tensors: list[SvfTensor], *, baseline_note: str | None = None
 ) -> dict[str, dict[str, Any]]:
@@ -56,18 +68,10 @@ def write_svf_case(
     out_dir = Path(out_dir)
     results: dict[str, dict[str, Any]] = {}
     for implementation, (pipeline, stem) in IMPLEMENTATIONS.items():
-        writer = ReportWriter(
-            out_dir / f"{stem}.json",
-            producer={"name": PRODUCER_NAME, "implementation": implementation},
-            baseline={
-                "label": f"{PRODUCER_NAME} {implementation}",
-                "historical_reproducible": False,
-                "note": baseline_note
-                or "no historical hash: the case is checked stage by stage; final hashes are "
-                "provenance-bound (BLAS summation order, library versions)",
-            },
-            stage_bundle=f"{stem}.safetensors",
-            components=COMPONENTS_FILE,
+        writer = _case_writer(
+            out_dir, implementation, stem,
+            baseline_note or "no historical hash: the case is checked stage by stage; final hashes are "
+            "provenance-bound (BLAS summation order, library versions)",
         )
         results[implementation] = {}
         for t in tensors:
@@ -97,17 +101,8 @@ def write_op_case(
     out_dir = Path(out_dir)
     results: dict[str, dict[str, Any]] = {}
     for implementation, (_, stem) in IMPLEMENTATIONS.items():
-        writer = ReportWriter(
-            out_dir / f"{stem}.json",
-            producer={"name": PRODUCER_NAME, "implementation": implementation},
-            baseline={
-                "label": f"{PRODUCER_NAME} {implementation}",
-                "historical_reproducible": False,
-                "note": baseline_note
-                or "no historical hash: the case is checked stage by stage",
-            },
-            stage_bundle=f"{stem}.safetensors",
-            components=COMPONENTS_FILE,
+        writer = _case_writer(
+            out_dir, implementation, stem, baseline_note or "no historical hash: the case is checked stage by stage"
         )
         results[implementation] = {}
         for t in tensors:
