@@ -25,6 +25,7 @@
 //! to NaN/inf.
 
 use super::{Call, Input, Operation, Param, Sample, Stage, StageDtype, Stages};
+use super::BENCH_WEIGHTS;
 use crate::compare::tolerance::Tolerance;
 use crate::dtype::DType;
 use crate::error::Result;
@@ -34,7 +35,6 @@ use crate::tensor::Tensor;
 use rayon::prelude::*;
 
 const F32: StageDtype = StageDtype::Fixed(DType::F32);
-const BENCH_WEIGHTS: &[&[usize]] = &[&[1024, 1024], &[1024, 3072], &[4096, 4096]];
 const BLOCK_DOC: &str = "[bm, bn] block size, positive integers (default [128, 128])";
 
 pub static FP8_BLOCK_QUANTIZE: Operation = Operation {

@@ -59,6 +59,10 @@ pub fn find(name: &str) -> Option<&'static Operation> {
     REGISTRY.iter().copied().find(|op| op.name == name)
 }
 
+/// Weight shapes the element-wise and layout benches share: a small square
+/// projection, a Qwen-MLP-like [1024, 3072] and a large 4096×4096.
+pub(crate) const BENCH_WEIGHTS: &[&[usize]] = &[&[1024, 1024], &[1024, 3072], &[4096, 4096]];
+
 pub type Inputs = BTreeMap<String, Tensor>;
 pub type Params = serde_json::Map<String, serde_json::Value>;
 

@@ -20,12 +20,12 @@ use super::{Call, Input, Inputs, Operation, Param, Sample, Stage, StageDtype};
 use crate::compare::tolerance::Tolerance;
 use crate::dtype::DType;
 use crate::error::Result;
+use crate::ops::BENCH_WEIGHTS;
 use crate::numeric::rng::SplitMix64;
 use crate::tensor::Tensor;
 use serde_json::{json, Value};
 
 const F32: StageDtype = StageDtype::Fixed(DType::F32);
-const BENCH_WEIGHTS: &[&[usize]] = &[&[1024, 1024], &[1024, 3072], &[4096, 4096]];
 
 /// Limits for one f32 rounding of the result plus torch's roundings of the
 /// scalars, on weight-scale values: for |y| < 16 one f32 ULP is ≤ 9.5e-7.
@@ -62,14 +62,16 @@ const ADD_WHY: &str = "one f32 rounding of the result, and when alpha ≠ 1 or a
                        alpha, value and alpha·b to f32: ≤ 1 ULP of the result + 1.5·2⁻²³·|alpha·b| (< 1e-6 for |y|, \
                        |alpha·b| < 4), absolute because the sum may cancel; bit-exact with alpha = 1 and a tensor b";
 
+const ADD_PARAMS: &[Param] = &[
+    Param { name: "value", doc: "number: a scalar in place of the input b (exactly one of b and value)", required: false },
+    Param { name: "alpha", doc: "number, default 1: the multiplier of b (or value)", required: false },
+];
+
 pub static ADD: Operation = Operation {
     name: "add",
     summary: "a + alpha·b, or a + alpha·value (torch.add semantics)",
     inputs: ADD_INPUTS,
-    params: &[
-        Param { name: "value", doc: "number: a scalar in place of the input b (exactly one of b and value)", required: false },
-        Param { name: "alpha", doc: "number, default 1: the multiplier of b (or value)", required: false },
-    ],
+    params: ADD_PARAMS,
     stages: &[Stage { name: "output", dtype: F32, tolerance: ONE_ROUNDING, why: ADD_WHY }],
     reference: reference::add,
     fast: fast::add,
@@ -82,10 +84,7 @@ pub static SUBTRACT: Operation = Operation {
     name: "subtract",
     summary: "a − alpha·b, or a − alpha·value (torch.sub semantics)",
     inputs: ADD_INPUTS,
-    params: &[
-        Param { name: "value", doc: "number: a scalar in place of the input b (exactly one of b and value)", required: false },
-        Param { name: "alpha", doc: "number, default 1: the multiplier of b (or value)", required: false },
-    ],
+    params: ADD_PARAMS,
     stages: &[Stage { name: "output", dtype: F32, tolerance: ONE_ROUNDING, why: ADD_WHY }],
     reference: reference::subtract,
     fast: fast::subtract,

@@ -19,13 +19,13 @@ mod reference;
 use super::{Call, Input, Inputs, Operation, Param, Sample, Stage, StageDtype};
 use crate::compare::tolerance::Tolerance;
 use crate::error::Result;
+use crate::ops::BENCH_WEIGHTS;
 use crate::numeric::rng::SplitMix64;
 use crate::tensor::{numel, Tensor};
 use serde_json::{json, Value};
 
 const SAME_AS_X: StageDtype = StageDtype::FromInput("x");
 const MOVES_ONLY: &str = "elements are only moved, never computed: bit-identical or a real layout bug";
-const BENCH_WEIGHTS: &[&[usize]] = &[&[1024, 1024], &[1024, 3072], &[4096, 4096]];
 
 pub static IDENTITY: Operation = Operation {
     name: "identity",
