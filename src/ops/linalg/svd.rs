@@ -49,9 +49,10 @@ pub static SVD: Operation = Operation {
         Stage {
             name: "reconstruction",
             dtype: F32,
-            tolerance: GEMM_TOLERANCE,
-            why: "u·diag(s)·vᵀ is invariant under the vectors' ambiguity; its error is the SVD's backward error plus an \
-                  r-term f32 GEMM, limits as SVF's zero_source_f32",
+            tolerance: Tolerance::gate(1e-3, 1e-4),
+            why: "u·diag(s)·vᵀ is invariant under the vectors' ambiguity; its error is the f32 SVD's backward error \
+                  c·n·2⁻²⁴·‖x‖₂ (≈1e-5 per element at n = 11, ‖x‖₂ ≈ 5, measured with nalgebra's f32 SVD) plus an r-term \
+                  f32 GEMM: mean ≤ 1e-4 for n ≲ 64 and ‖x‖₂ ≲ 10",
         },
         Stage {
             name: "orthogonality",
