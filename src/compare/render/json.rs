@@ -72,6 +72,7 @@ fn tensor(t: &TensorResult) -> Value {
             "left_final_sha256": h.left_final,
             "right_final_sha256": h.right_final,
             "equal": h.equal,
+            "rehashed": h.rehashed,
             "historical_final_sha256": h.historical,
             "historical_reproducible": h.historical_reproducible,
             "left_matches_historical": h.left_matches_historical(),

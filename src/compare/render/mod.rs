@@ -250,13 +250,23 @@ fn wants_detail(s: &StageResult, top_diffs: usize) -> bool {
         })
 }
 
+/// Says so when the final hashes are the reports' claims, not re-hashed
+/// (no hash mode on; they were still checked against the bytes' equality).
+fn as_reported(h: &crate::compare::check::HashFacts) -> &'static str {
+    if h.rehashed {
+        ""
+    } else {
+        ", as reported"
+    }
+}
+
 /// The one-line hash summary of a tensor.
 fn hash_line(t: &TensorResult) -> String {
     let h = &t.hashes;
     let mut s = match (&h.left_final, &h.right_final) {
-        (Some(a), Some(_)) if h.equal => format!("final hash: equal ({}…)", &a[..a.len().min(12)]),
+        (Some(a), Some(_)) if h.equal => format!("final hash: equal ({}…){}", &a[..a.len().min(12)], as_reported(h)),
         (Some(_), Some(_)) => match &h.bytes {
-            Some(b) => format!("final hash: differs: {}", b.sentence()),
+            Some(b) => format!("final hash: differs: {}{}", b.sentence(), as_reported(h)),
             None => "final hash: differs (the final stage was not compared element by element)".into(),
         },
         (None, _) => "final hash: none in the left report".into(),

@@ -26,8 +26,14 @@
 
 use super::tolerance::Tolerance;
 use crate::dtype::DType;
+use crate::bundle::Region;
+use crate::error::Result;
 use crate::tensor::TensorView;
+use std::cell::RefCell;
 use rayon::prelude::*;
+
+mod fused;
+pub use fused::{force_kernels, Kernels};
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
@@ -106,6 +112,62 @@ pub struct Metrics {
     pub top: Vec<Divergence>,
 }
 
+/// One side of a stage comparison: its dtype and shape, and where its bytes are.
+#[derive(Clone, Copy, Debug)]
+pub struct Stage<'a> {
+    pub dtype: DType,
+    pub shape: &'a [usize],
+    pub bytes: Bytes<'a>,
+}
+
+/// Where a stage's bytes are read from, chunk by chunk.
+#[derive(Clone, Copy, Debug)]
+pub enum Bytes<'a> {
+    /// Already in memory (a tensor, a mapped file): chunks are borrowed.
+    Memory(&'a [u8]),
+    /// In a bundle file: each chunk is read into a buffer of the worker
+    /// thread's, reused, so memory stays bounded and no page is mapped.
+    File(Region<'a>),
+}
+
+impl<'a> From<TensorView<'a>> for Stage<'a> {
+    fn from(v: TensorView<'a>) -> Stage<'a> {
+        Stage { dtype: v.dtype, shape: v.shape, bytes: Bytes::Memory(v.data) }
+    }
+}
+
+impl Stage<'_> {
+    pub fn numel(&self) -> usize {
+        crate::tensor::numel(self.shape)
+    }
+}
+
+thread_local! {
+    /// The worker thread's chunk buffers (left, right) for [`Bytes::File`].
+    static CHUNK_BUFFERS: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+impl<'a> Bytes<'a> {
+    /// Bytes `range` of the stage: borrowed, or read into `buf`.
+    fn read<'b>(&self, range: std::ops::Range<usize>, buf: &'b mut Vec<u8>) -> Result<&'b [u8]>
+    where
+        'a: 'b,
+    {
+        match *self {
+            Bytes::Memory(d) => Ok(&d[range]),
+            Bytes::File(region) => {
+                let n = range.len();
+                if buf.len() < n {
+                    // Grown once per thread to a chunk's size, then reused.
+                    buf.resize(n, 0);
+                }
+                region.read_at(range.start, &mut buf[..n])?;
+                Ok(&buf[..n])
+            }
+        }
+    }
+}
+
 /// Measure two views of the same number of elements (the caller checks the
 /// shapes; differing element counts are a bug in the caller and panic). `tol` only decides the per-element counts (`over_max_abs`,
 /// `outside_allclose`); judging happens elsewhere.
@@ -123,6 +185,19 @@ pub fn measure_with(
     chunk: usize,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Metrics {
+    measure_stages(left.into(), right.into(), tol, top_k, chunk, progress).expect("reading memory cannot fail")
+}
+
+/// [`measure_with`] for stages wherever their bytes are; fails only when a
+/// file cannot be read.
+pub fn measure_stages(
+    left: Stage,
+    right: Stage,
+    tol: &Tolerance,
+    top_k: usize,
+    chunk: usize,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Metrics> {
     assert_eq!(left.numel(), right.numel(), "measure: callers compare equal shapes only");
     let chunk = chunk.div_ceil(BLOCK).max(1) * BLOCK;
     let limits = Limits::from(tol, top_k);
@@ -137,8 +212,8 @@ pub fn measure_with(
         (F16, F16) => pass.run(F16Codec, F16Codec, progress),
         (F64, F64) => pass.run(F64Codec, F64Codec, progress),
         (l, r) => pass.run(AnyCodec(l), AnyCodec(r), progress),
-    };
-    acc.finish(left, right)
+    }?;
+    Ok(acc.finish(left, right))
 }
 
 /// Row-major flat index → multi-index.
@@ -305,8 +380,8 @@ impl Limits {
 }
 
 struct Pass<'a> {
-    left: TensorView<'a>,
-    right: TensorView<'a>,
+    left: Stage<'a>,
+    right: Stage<'a>,
     limits: Limits,
     chunk: usize,
 }
@@ -360,40 +435,55 @@ impl Partial {
 }
 
 impl<'a> Pass<'a> {
-    fn run<L: Codec, R: Codec>(&self, l: L, r: R, progress: &(dyn Fn(u64) + Sync)) -> Acc {
+    fn run<L: Codec, R: Codec>(&self, l: L, r: R, progress: &(dyn Fn(u64) + Sync)) -> Result<Acc> {
         let n = self.left.numel();
         let chunks = n.div_ceil(self.chunk);
         let mut acc = Acc::new(&self.limits);
         let mut start = 0;
         while start < chunks {
             let end = (start + WINDOW).min(chunks);
-            let parts: Vec<Partial> = (start..end).into_par_iter().map(|c| self.chunk(l, r, c)).collect();
+            let parts: Vec<Result<Partial>> = (start..end).into_par_iter().map(|c| self.read_chunk(l, r, c)).collect();
             for p in parts {
-                acc.merge(p);
+                acc.merge(p?);
             }
             progress(((end * self.chunk).min(n) - start * self.chunk) as u64);
             start = end;
         }
-        acc
+        Ok(acc)
+    }
+
+    /// Chunk `c`'s bytes on both sides, borrowed or read into the thread's
+    /// buffers, then measured.
+    fn read_chunk<L: Codec, R: Codec>(&self, l: L, r: R, c: usize) -> Result<Partial> {
+        let n = self.left.numel();
+        let (first, last) = (c * self.chunk, ((c + 1) * self.chunk).min(n));
+        let (ls, rs) = (l.size(), r.size());
+        CHUNK_BUFFERS.with(|cell| {
+            // Never re-entered: measuring a chunk starts no other parallel work.
+            let (lbuf, rbuf) = &mut *cell.borrow_mut();
+            let lbytes = self.left.bytes.read(first * ls..last * ls, lbuf)?;
+            let rbytes = self.right.bytes.read(first * rs..last * rs, rbuf)?;
+            Ok(self.chunk(l, r, first, lbytes, rbytes))
+        })
     }
 
     /// Measure chunk `c`, block by block. Whole f32/bf16 blocks without NaN
-    /// or inf take [`fused_block`]; every other block is decoded once into two
+    /// or inf take [`fused::block`]; every other block is decoded once into two
     /// small f64 buffers (L1-resident, [`general_block`]), then summed in [`LANES`] interleaved
     /// lanes: independent accumulators that break the add-latency chain and
     /// let the compiler use SIMD. Lanes and blocks are fixed by element
     /// position, so the sums do not depend on the chunk size. Indices (of
     /// the maxima, of the top divergences) are found by a second look at a
     /// block only when that block can change them.
-    fn chunk<L: Codec, R: Codec>(&self, l: L, r: R, c: usize) -> Partial {
+    fn chunk<L: Codec, R: Codec>(&self, l: L, r: R, first: usize, lchunk: &[u8], rchunk: &[u8]) -> Partial {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU supports AVX2, checked just above.
-                return unsafe { self.chunk_avx2(l, r, c) };
+                return unsafe { self.chunk_avx2(l, r, first, lchunk, rchunk) };
             }
         }
-        self.chunk_body(l, r, c)
+        self.chunk_body(l, r, first, lchunk, rchunk)
     }
 
     /// The same code compiled for AVX2, chosen at run time: the default
@@ -402,36 +492,37 @@ impl<'a> Pass<'a> {
     /// contracts `a * b + c` into an FMA, so results are identical on every CPU.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn chunk_avx2<L: Codec, R: Codec>(&self, l: L, r: R, c: usize) -> Partial {
-        self.chunk_body(l, r, c)
+    unsafe fn chunk_avx2<L: Codec, R: Codec>(&self, l: L, r: R, first: usize, lchunk: &[u8], rchunk: &[u8]) -> Partial {
+        self.chunk_body(l, r, first, lchunk, rchunk)
     }
 
     #[inline(always)]
-    fn chunk_body<L: Codec, R: Codec>(&self, l: L, r: R, c: usize) -> Partial {
-        let n = self.left.numel();
-        let (first, last) = (c * self.chunk, ((c + 1) * self.chunk).min(n));
+    fn chunk_body<L: Codec, R: Codec>(&self, l: L, r: R, first: usize, lchunk: &[u8], rchunk: &[u8]) -> Partial {
         let (ls, rs) = (l.size(), r.size());
+        let last = first + lchunk.len() / ls;
         let same = l.dtype() == r.dtype();
         let lim = self.limits;
         let mut p = Partial::new(lim.top_k);
         p.blocks.reserve((last - first).div_ceil(BLOCK));
         let mut lb = [0f64; BLOCK];
         let mut rb = [0f64; BLOCK];
-        let fused = L::FAST && R::FAST && same;
+        let fused = L::FAST && R::FAST && same && fused::enabled();
         let mut b0 = first;
         while b0 < last {
             let len = (b0 + BLOCK).min(last) - b0;
-            let lbytes = &self.left.data[b0 * ls..(b0 + len) * ls];
-            let rbytes = &self.right.data[b0 * rs..(b0 + len) * rs];
+            let (at, end) = (b0 - first, b0 - first + len);
+            let lbytes = &lchunk[at * ls..end * ls];
+            let rbytes = &rchunk[at * rs..end * rs];
             // Whole blocks of f32 or bf16 take the fused pass; it declines a
             // block holding a NaN or an inf, which the general pass then
             // measures (both give the same numbers on a finite block).
+            // (Same dtype: `l` decodes both sides.)
             let done = fused
                 && len == BLOCK
                 && if lim.allclose.is_some() {
-                    fused_block::<L, R, true>(l, r, &mut p, b0, lbytes, rbytes, &lim)
+                    fused::block::<L, true>(l, &mut p, b0, lbytes, rbytes, &lim)
                 } else {
-                    fused_block::<L, R, false>(l, r, &mut p, b0, lbytes, rbytes, &lim)
+                    fused::block::<L, false>(l, &mut p, b0, lbytes, rbytes, &lim)
                 };
             if !done {
                 general_block(l, r, &mut p, b0, lbytes, rbytes, &lim, (&mut lb, &mut rb));
@@ -439,283 +530,6 @@ impl<'a> Pass<'a> {
             b0 += len;
         }
         p
-    }
-}
-
-/// The fused pass over one whole block of f32 or bf16 pairs (same dtype on
-/// both sides): the stored bits are widened and measured in one go, without
-/// f64 buffers, divisions or masks. It gives exactly the numbers of
-/// [`general_block`]: the same f64 operations on the same values, summed in
-/// the same lanes in the same order. Returns false, having changed nothing,
-/// when the block holds a NaN or an inf (then the general pass takes it).
-///
-/// `max_rel` costs a multiplication here: a pair whose `|d| / |left|` could
-/// beat the chunk's maximum so far only raises a flag, and a flagged block is
-/// looked at again with the exact division (rare once the maximum settles).
-#[inline(always)]
-fn fused_block<L: Codec, R: Codec, const CLOSE: bool>(
-    l: L,
-    r: R,
-    p: &mut Partial,
-    b0: usize,
-    lbytes: &[u8],
-    rbytes: &[u8],
-    lim: &Limits,
-) -> bool {
-    const MAG: u32 = 0x7fff_ffff;
-    const INF_BITS: u32 = 0x7f80_0000;
-    // fl(a / b) > M implies a > M·b exactly; lowering M by 2^-20 relative
-    // absorbs the rounding of fl(M'·b), so no pair that beats M is missed
-    // (differences of f32 values are 0 or ≥ 2^-149, far above underflow).
-    // M = inf gives inf·b ≥ a or NaN: never flagged, and rightly so.
-    let rel_floor = p.max_rel * (1.0 - 1.0 / (1u64 << 20) as f64);
-    let (rtol, atol) = lim.allclose.unwrap_or((0.0, 0.0));
-    // Two loops over the (L1-resident) block, so that neither runs out of
-    // registers. First the bit-level facts, eight 32-bit lanes at a time.
-    let (mut eq, mut mag, mut ulp) = ([0u32; 8], [0u32; 8], [0u32; 8]);
-    let step = (8 * l.size(), 8 * r.size());
-    for (lx, rx) in lbytes.chunks_exact(step.0).zip(rbytes.chunks_exact(step.1)) {
-        let (x, y) = (l.load8(lx), r.load8(rx));
-        for k in 0..8 {
-            eq[k] += (x[k] == y[k]) as u32;
-        }
-        let mx: [u32; 8] = std::array::from_fn(|k| x[k] & MAG);
-        let my: [u32; 8] = std::array::from_fn(|k| y[k] & MAG);
-        for k in 0..8 {
-            mag[k] = mag[k].max(mx[k]).max(my[k]);
-        }
-        for k in 0..8 {
-            // Sign-magnitude → monotone integer (−0 and +0 both 0), as
-            // `DType::ordered_key`; the distance of two finite f32 keys is
-            // below 2^32, so max − min wraps into the right u32.
-            let (sx, sy) = ((x[k] as i32) >> 31, (y[k] as i32) >> 31);
-            let kx = ((mx[k] as i32) ^ sx).wrapping_sub(sx);
-            let ky = ((my[k] as i32) ^ sy).wrapping_sub(sy);
-            ulp[k] = ulp[k].max(kx.max(ky).wrapping_sub(kx.min(ky)) as u32);
-        }
-    }
-    if mag.iter().any(|&m| m >= INF_BITS) {
-        return false;
-    }
-    // Then the values, exactly widened to f64, in the general pass's lanes.
-    // Sums, then maxima, counts and flags: again one loop each, so that
-    // every accumulator stays in a register.
-    let mut lanes = FusedLanes::default();
-    let widen =
-        |x: &[u32; 8], h: usize| -> [f64; LANES] { std::array::from_fn(|k| f32::from_bits(x[h * LANES + k]) as f64) };
-    #[cfg(target_arch = "x86_64")]
-    let simd = std::arch::is_x86_feature_detected!("avx2");
-    #[cfg(not(target_arch = "x86_64"))]
-    let simd = false;
-    if simd {
-        // The compiler's own vectorisation of these loops mixes lanes up;
-        // spelled out, they are the same operations on the same lanes.
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: the CPU supports AVX2, checked just above.
-        unsafe {
-            avx2::values::<L, R, CLOSE>(l, r, lbytes, rbytes, &mut lanes, [lim.max_abs, rel_floor, rtol, atol])
-        };
-    } else {
-        for (lx, rx) in lbytes.chunks_exact(step.0).zip(rbytes.chunks_exact(step.1)) {
-            let (x, y) = (l.load8(lx), r.load8(rx));
-            for h in 0..8 / LANES {
-                lanes.add_diffs(&widen(&x, h), &widen(&y, h));
-            }
-        }
-        for (lx, rx) in lbytes.chunks_exact(step.0).zip(rbytes.chunks_exact(step.1)) {
-            let (x, y) = (l.load8(lx), r.load8(rx));
-            for h in 0..8 / LANES {
-                lanes.add_products(&widen(&x, h), &widen(&y, h));
-            }
-        }
-        for (lx, rx) in lbytes.chunks_exact(step.0).zip(rbytes.chunks_exact(step.1)) {
-            let (x, y) = (l.load8(lx), r.load8(rx));
-            for h in 0..8 / LANES {
-                lanes.add_flags::<CLOSE>(&widen(&x, h), &widen(&y, h), lim.max_abs, rel_floor, rtol, atol);
-            }
-        }
-    }
-
-    let s = &lanes.0;
-    let sum = |x: &[f64; LANES]| (x[0] + x[1]) + (x[2] + x[3]);
-    p.blocks.push(BlockSums { abs: sum(&s.abs), sq: sum(&s.sq), dot: sum(&s.dot), ll: sum(&s.ll), rr: sum(&s.rr) });
-    p.compared += BLOCK as u64;
-    p.over_max_abs += s.over.iter().sum::<u64>();
-    p.outside_allclose += s.outside.iter().sum::<u64>();
-    p.not_bit_equal += (BLOCK as u32 - eq.iter().sum::<u32>()) as u64;
-    p.max_ulp = p.max_ulp.max((ulp.iter().max().copied().unwrap_or(0) >> L::ULP_SHIFT) as u64);
-    let block_max_abs = s.max_abs.iter().fold(0.0f64, |m, &v| if v > m { v } else { m });
-
-    // A second look, only where this block changes an index.
-    let (ls, rs) = (l.size(), r.size());
-    let at = |j: usize| (l.value(&lbytes[j * ls..j * ls + ls]), r.value(&rbytes[j * rs..j * rs + rs]));
-    if block_max_abs > p.max_abs {
-        if let Some(j) = (0..BLOCK).find(|&j| {
-            let (lv, rv) = at(j);
-            (rv - lv).abs() == block_max_abs
-        }) {
-            (p.max_abs, p.max_abs_at) = (block_max_abs, Some(b0 + j));
-        }
-    }
-    if lanes.1.iter().any(|&h| h != 0) {
-        // In index order, strictly greater: the first occurrence of the
-        // block's maximum, as the general pass finds it.
-        for j in 0..BLOCK {
-            let (lv, rv) = at(j);
-            let rel = (rv - lv).abs() / lv.abs();
-            if rel > p.max_rel {
-                (p.max_rel, p.max_rel_at) = (rel, Some(b0 + j));
-            }
-        }
-    }
-    if block_max_abs > p.top.floor {
-        for j in 0..BLOCK {
-            let (lv, rv) = at(j);
-            let a = (rv - lv).abs();
-            if a > p.top.floor {
-                p.top.offer(Candidate { key: a, index: b0 + j, left: lv, right: rv });
-            }
-        }
-    }
-    true
-}
-
-/// [`FusedLanes::add_diffs`], [`FusedLanes::add_products`] and
-/// [`FusedLanes::add_flags`] over a whole block, in AVX2 intrinsics and one
-/// loop: one `__m256d` is one set of [`LANES`] lanes.
-#[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use super::{Codec, FusedLanes, LANES};
-    use std::arch::x86_64::*;
-
-    /// One pass over the block's values: every lane of [`FusedLanes`].
-    #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn values<L: Codec, R: Codec, const CLOSE: bool>(
-        l: L,
-        r: R,
-        lbytes: &[u8],
-        rbytes: &[u8],
-        lanes: &mut FusedLanes,
-        [max_abs, rel_floor, rtol, atol]: [f64; 4],
-    ) {
-        const _: () = assert!(LANES == 4);
-        let z = _mm256_setzero_pd();
-        let (mut abs, mut sq, mut dot, mut ll, mut rr) = (z, z, z, z, z);
-        let (mut max, mut over, mut outside, mut hit) = (z, _mm256_setzero_si256(), _mm256_setzero_si256(), z);
-        let sign = _mm256_set1_pd(-0.0);
-        let (max_abs, rel_floor, rtol, atol) =
-            (_mm256_set1_pd(max_abs), _mm256_set1_pd(rel_floor), _mm256_set1_pd(rtol), _mm256_set1_pd(atol));
-        let step = (8 * l.size(), 8 * r.size());
-        for (lx, rx) in lbytes.chunks_exact(step.0).zip(rbytes.chunks_exact(step.1)) {
-            let (x, y) = (l.load8(lx), r.load8(rx));
-            for h in 0..2 {
-                // f32 → f64 is exact; `cvtps2pd` is that conversion.
-                let lv = _mm256_cvtps_pd(_mm_loadu_ps(x[4 * h..].as_ptr().cast()));
-                let rv = _mm256_cvtps_pd(_mm_loadu_ps(y[4 * h..].as_ptr().cast()));
-                let d = _mm256_sub_pd(rv, lv);
-                let a = _mm256_andnot_pd(sign, d);
-                abs = _mm256_add_pd(abs, a);
-                sq = _mm256_add_pd(sq, _mm256_mul_pd(d, d));
-                dot = _mm256_add_pd(dot, _mm256_mul_pd(lv, rv));
-                ll = _mm256_add_pd(ll, _mm256_mul_pd(lv, lv));
-                rr = _mm256_add_pd(rr, _mm256_mul_pd(rv, rv));
-                // maxpd(a, m) is `if a > m { a } else { m }`.
-                max = _mm256_max_pd(a, max);
-                // A true comparison is all ones, −1 as an integer.
-                over = _mm256_sub_epi64(over, _mm256_castpd_si256(_mm256_cmp_pd::<_CMP_GT_OQ>(a, max_abs)));
-                let la = _mm256_andnot_pd(sign, lv);
-                hit = _mm256_or_pd(hit, _mm256_cmp_pd::<_CMP_GT_OQ>(a, _mm256_mul_pd(rel_floor, la)));
-                if CLOSE {
-                    let bound = _mm256_add_pd(atol, _mm256_mul_pd(rtol, la));
-                    outside = _mm256_sub_epi64(outside, _mm256_castpd_si256(_mm256_cmp_pd::<_CMP_GT_OQ>(a, bound)));
-                }
-            }
-        }
-        let f = |v: __m256d| {
-            let mut o = [0.0; LANES];
-            _mm256_storeu_pd(o.as_mut_ptr(), v);
-            o
-        };
-        let u = |v: __m256i| {
-            let mut o = [0u64; LANES];
-            _mm256_storeu_si256(o.as_mut_ptr().cast(), v);
-            o
-        };
-        // Every lane started at zero, as in `FusedLanes::default()`.
-        let s = &mut lanes.0;
-        (s.abs, s.sq, s.dot, s.ll, s.rr, s.max_abs) = (f(abs), f(sq), f(dot), f(ll), f(rr), f(max));
-        (s.over, s.outside) = (u(over), u(outside));
-        lanes.1 = u(_mm256_castpd_si256(hit));
-    }
-}
-
-/// The general pass's lanes without the masks (every pair is finite), plus
-/// the `max_rel` flags.
-#[derive(Default)]
-struct FusedLanes(Lanes, [u64; LANES]);
-
-impl FusedLanes {
-    #[inline(always)]
-    #[allow(clippy::needless_range_loop)] // index loops over lanes are what vectorises
-    fn add_diffs(&mut self, lv: &[f64; LANES], rv: &[f64; LANES]) {
-        let s = &mut self.0;
-        let mut d = [0.0; LANES];
-        for k in 0..LANES {
-            d[k] = rv[k] - lv[k];
-        }
-        for k in 0..LANES {
-            s.abs[k] += d[k].abs();
-        }
-        for k in 0..LANES {
-            s.sq[k] += d[k] * d[k];
-        }
-    }
-
-    #[inline(always)]
-    #[allow(clippy::needless_range_loop)]
-    fn add_products(&mut self, lv: &[f64; LANES], rv: &[f64; LANES]) {
-        let s = &mut self.0;
-        for k in 0..LANES {
-            s.dot[k] += lv[k] * rv[k];
-        }
-        for k in 0..LANES {
-            s.ll[k] += lv[k] * lv[k];
-        }
-        for k in 0..LANES {
-            s.rr[k] += rv[k] * rv[k];
-        }
-    }
-
-    #[inline(always)]
-    #[allow(clippy::needless_range_loop)]
-    fn add_flags<const CLOSE: bool>(
-        &mut self,
-        lv: &[f64; LANES],
-        rv: &[f64; LANES],
-        max_abs: f64,
-        rel_floor: f64,
-        rtol: f64,
-        atol: f64,
-    ) {
-        let s = &mut self.0;
-        let mut a = [0.0; LANES];
-        for k in 0..LANES {
-            a[k] = (rv[k] - lv[k]).abs();
-        }
-        for k in 0..LANES {
-            s.max_abs[k] = if a[k] > s.max_abs[k] { a[k] } else { s.max_abs[k] };
-        }
-        for k in 0..LANES {
-            s.over[k] += (a[k] > max_abs) as u64;
-        }
-        for k in 0..LANES {
-            self.1[k] |= (a[k] > rel_floor * lv[k].abs()) as u64;
-        }
-        if CLOSE {
-            for k in 0..LANES {
-                s.outside[k] += (a[k] > atol + rtol * lv[k].abs()) as u64;
-            }
-        }
     }
 }
 
@@ -808,7 +622,20 @@ fn general_block<L: Codec, R: Codec>(
 }
 
 /// Interleaved accumulators: element `j` of a block goes to lane `j % LANES`.
-const LANES: usize = 4;
+/// Eight f64 lanes are one AVX-512 register ([`fused`] uses the same lanes).
+const LANES: usize = 8;
+
+/// The lanes' sum, in a fixed pairwise order.
+#[inline(always)]
+fn lane_sum(x: &[f64; LANES]) -> f64 {
+    ((x[0] + x[1]) + (x[2] + x[3])) + ((x[4] + x[5]) + (x[6] + x[7]))
+}
+
+/// The lanes' maximum (lanes start at 0 and never hold NaN).
+#[inline(always)]
+fn lane_max(x: &[f64; LANES]) -> f64 {
+    x.iter().fold(0.0f64, |m, &v| if v > m { v } else { m })
+}
 
 #[derive(Default)]
 struct Lanes {
@@ -884,19 +711,17 @@ impl Lanes {
     /// The block's sums (lanes added pairwise, a fixed order), its maxima,
     /// and its counts added into `p`.
     fn fold(&self, p: &mut Partial) -> (BlockSums, f64, f64) {
-        let sum = |x: &[f64; LANES]| (x[0] + x[1]) + (x[2] + x[3]);
-        let max = |x: &[f64; LANES]| x.iter().fold(0.0f64, |m, &v| if v > m { v } else { m });
         p.compared += self.compared.iter().sum::<u64>();
         p.over_max_abs += self.over.iter().sum::<u64>();
         p.outside_allclose += self.outside.iter().sum::<u64>();
         let sums = BlockSums {
-            abs: sum(&self.abs),
-            sq: sum(&self.sq),
-            dot: sum(&self.dot),
-            ll: sum(&self.ll),
-            rr: sum(&self.rr),
+            abs: lane_sum(&self.abs),
+            sq: lane_sum(&self.sq),
+            dot: lane_sum(&self.dot),
+            ll: lane_sum(&self.ll),
+            rr: lane_sum(&self.rr),
         };
-        (sums, max(&self.max_abs), max(&self.max_rel))
+        (sums, lane_max(&self.max_abs), lane_max(&self.max_rel))
     }
 }
 
@@ -1017,7 +842,7 @@ impl Acc {
         }
     }
 
-    fn finish(self, left: TensorView, right: TensorView) -> Metrics {
+    fn finish(self, left: Stage, right: Stage) -> Metrics {
         let shape = left.shape;
         let n = self.compared as f64;
         let s = self.sums;
