@@ -5,10 +5,12 @@ reports — max_abs with its index, mean_abs, rms, max_rel, cosine (f64), NMSE,
 max ULP distance, elements not bit-equal, byte match, sha256 of both sides —
 the way one would write it in numpy: load each stage, decode to f64, compute.
 
-    PYTHONPATH=oracle python3 benches/numpy_comparer.py LEFT.json RIGHT.json [--hash all|final]
+    PYTHONPATH=oracle python3 benches/numpy_comparer.py LEFT.json RIGHT.json [--hash none|final|all]
 
-`--hash final` hashes only each tensor's last stage, as `parity check` does by
-default; `--hash all` (the default here) every stage, as `parity check --verify-hashes`.
+What it hashes follows `parity check`'s modes: `--hash none` as
+`--strict-stage-tolerances` (no verdict rests on a hash), `--hash final` each
+tensor's last stage, as the hash modes (`--strict-hash`), `--hash all` (the
+default here) every stage, as `--verify-hashes`.
 """
 
 from __future__ import annotations
@@ -61,7 +63,10 @@ def metrics(a: np.ndarray, b: np.ndarray, hash_it: bool) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    hash_all = not ("--hash" in argv and argv[argv.index("--hash") + 1] == "final")
+    which = argv[argv.index("--hash") + 1] if "--hash" in argv else "all"
+    if which not in ("none", "final", "all"):
+        print(f"numpy_comparer: --hash {which}: expected none, final or all", file=sys.stderr)
+        return 2
     left, right = Path(argv[0]), Path(argv[1])
     t0 = time.perf_counter()
     lrep, lf = stages_of(left)
@@ -71,7 +76,8 @@ def main(argv: list[str]) -> int:
         stages = list(t["stages"])
         for stage in stages:
             key = f"tensor.{t['key']}.{stage}"
-            metrics(lf.get_tensor(key), rf.get_tensor(key), hash_all or stage == stages[-1])
+            hash_it = which == "all" or (which == "final" and stage == stages[-1])
+            metrics(lf.get_tensor(key), rf.get_tensor(key), hash_it)
             count += 1
     print(f"numpy comparer: {count} stages in {time.perf_counter() - t0:.2f} s")
     return 0

@@ -1,0 +1,148 @@
+//! `cargo bench --bench bandwidth`: `parity check`'s end-to-end throughput
+//! next to the machine's read bandwidth, measured in one run so that the
+//! ratios between them hold whatever the machine's mood.
+//!
+//! * `memory/two_threads`: two threads each summing its own 256 MiB buffer
+//!   (anonymous memory, touched beforehand) — the machine's two-stream read
+//!   bandwidth.
+//! * `bundles/pread_two_threads`, `bundles/mmap_two_threads`: two threads
+//!   reading both stage bundles of a case from the page cache, summing every
+//!   word — the fastest any reader of those files can go, by positional reads
+//!   into small buffers and by mapping the pages.
+//! * `check/strict_stage_tolerances`: `parity::compare::check` on the same
+//!   case, as `parity check LEFT RIGHT --strict-stage-tolerances` runs it.
+//!
+//! The bundle benches need a case: `PARITY_BENCH_CASE=DIR` holding
+//! `python.json` and `rust.json` (benches/qwen_case.py writes one; see
+//! benches/README.md). Without it only `memory` runs. Every throughput counts
+//! the bytes of both bundles (or both buffers) once.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use std::fs::File;
+use std::hint::black_box;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Bytes per read in the pread bench: the comparer's chunk (64 Ki f32).
+const READ: usize = 256 << 10;
+
+/// Sum of the little-endian u64 words: cheap work that must read every byte.
+#[inline(never)]
+fn sum_words(bytes: &[u8]) -> u64 {
+    let (words, _) = bytes.as_chunks::<8>();
+    words.iter().fold(0u64, |s, w| s.wrapping_add(u64::from_le_bytes(*w)))
+}
+
+fn memory(c: &mut Criterion) {
+    const SIZE: usize = 256 << 20;
+    // Filled (so every page is touched and resident) before timing.
+    let buffers: Vec<Vec<u8>> = (0..2u8).map(|t| vec![t + 1; SIZE]).collect();
+    let mut group = c.benchmark_group("memory");
+    group.sample_size(20).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(4));
+    group.throughput(Throughput::Bytes((2 * SIZE) as u64));
+    group.bench_function("two_threads", |b| {
+        b.iter(|| {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = buffers.iter().map(|buf| s.spawn(move || sum_words(buf))).collect();
+                handles.into_iter().map(|h| h.join().unwrap()).fold(0u64, u64::wrapping_add)
+            })
+        })
+    });
+    group.finish();
+}
+
+struct Case {
+    left: PathBuf,
+    right: PathBuf,
+    bundles: [PathBuf; 2],
+    bytes: u64,
+}
+
+fn case() -> Option<Case> {
+    let dir = PathBuf::from(std::env::var_os("PARITY_BENCH_CASE")?);
+    let bundle = |report: &Path| -> PathBuf {
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(report).expect("report")).expect("report JSON");
+        dir.join(v["stage_bundle"].as_str().expect("stage_bundle"))
+    };
+    let (left, right) = (dir.join("python.json"), dir.join("rust.json"));
+    let bundles = [bundle(&left), bundle(&right)];
+    let bytes = bundles.iter().map(|p| std::fs::metadata(p).expect("bundle").len()).sum();
+    Some(Case { left, right, bundles, bytes })
+}
+
+/// Both files, cut into `READ`-byte pieces dealt out to two threads in turn.
+fn two_threads(files: &[File; 2], read: impl Fn(&File, u64, usize) -> u64 + Sync) -> u64 {
+    let pieces: Vec<(usize, u64, usize)> = files
+        .iter()
+        .enumerate()
+        .flat_map(|(f, file)| {
+            let len = file.metadata().unwrap().len() as usize;
+            (0..len).step_by(READ).map(move |o| (f, o as u64, READ.min(len - o)))
+        })
+        .collect();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|t| {
+                let (pieces, read) = (&pieces, &read);
+                s.spawn(move || {
+                    pieces.iter().skip(t).step_by(2).fold(0u64, |acc, &(f, o, n)| acc.wrapping_add(read(&files[f], o, n)))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).fold(0u64, u64::wrapping_add)
+    })
+}
+
+fn bundles(c: &mut Criterion) {
+    let Some(case) = case() else {
+        eprintln!("bandwidth: set PARITY_BENCH_CASE=DIR (a case from benches/qwen_case.py) for the bundle and check benches");
+        return;
+    };
+    let files = case.bundles.clone().map(|p| File::open(p).expect("bundle"));
+    let mut group = c.benchmark_group("bundles");
+    group.sample_size(20).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(4));
+    group.throughput(Throughput::Bytes(case.bytes));
+    group.bench_function("pread_two_threads", |b| {
+        b.iter(|| {
+            two_threads(&files, |file, offset, n| {
+                thread_local!(static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; READ]));
+                BUF.with(|buf| {
+                    let mut buf = buf.borrow_mut();
+                    file.read_exact_at(&mut buf[..n], offset).expect("read");
+                    sum_words(&buf[..n])
+                })
+            })
+        })
+    });
+    group.bench_function("mmap_two_threads", |b| {
+        b.iter(|| {
+            // Mapped afresh each time: a reader pays for mapping the pages.
+            // SAFETY: read-only maps of files nobody truncates during the bench.
+            let maps = files.each_ref().map(|f| unsafe { memmap2::Mmap::map(f) }.expect("map"));
+            let sum = two_threads(&files, |file, offset, n| {
+                let m = if std::ptr::eq(file, &files[0]) { &maps[0] } else { &maps[1] };
+                sum_words(&m[offset as usize..offset as usize + n])
+            });
+            drop(maps);
+            sum
+        })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("check");
+    group.sample_size(20).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(4));
+    group.throughput(Throughput::Bytes(case.bytes));
+    let mut opts = parity::compare::CheckOptions::default();
+    opts.modes.strict_stage_tolerances = true;
+    group.bench_function("strict_stage_tolerances", |b| {
+        b.iter(|| {
+            let outcome = parity::compare::check(&case.left, &case.right, &opts).expect("the case checks");
+            black_box(outcome.tensor_count())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, memory, bundles);
+criterion_main!(benches);
