@@ -128,7 +128,7 @@ pub(super) fn block<C: Codec, const CLOSE: bool>(
         let s = lane_sum(&ll);
         // The lanes of Σ|d| and Σd² stay +0, and lane_sum(+0…) is +0.
         p.blocks.push(BlockSums { abs: 0.0, sq: 0.0, dot: s, ll: s, rr: s });
-        p.compared += BLOCK as u64;
+        p.tally.compared += BLOCK as u64;
         return true;
     }
 
@@ -136,7 +136,7 @@ pub(super) fn block<C: Codec, const CLOSE: bool>(
     // absorbs the rounding of fl(M'·b), so no pair that beats M is missed
     // (differences of f32 values are 0 or ≥ 2^-149, far above underflow).
     // M = inf gives inf·b ≥ a or NaN: never flagged, and rightly so.
-    let rel_floor = p.max_rel * (1.0 - 1.0 / (1u64 << 20) as f64);
+    let rel_floor = p.tally.max_rel * (1.0 - 1.0 / (1u64 << 20) as f64);
     let bounds = [lim.max_abs, rel_floor, rtol, atol];
     let f = if avx512() {
         // SAFETY: as above.
@@ -160,27 +160,27 @@ pub(super) fn block<C: Codec, const CLOSE: bool>(
         ll: lane_sum(&f.ll),
         rr: lane_sum(&f.rr),
     });
-    p.compared += BLOCK as u64;
-    p.over_max_abs += f.over;
-    p.outside_allclose += f.outside;
-    p.not_bit_equal += BLOCK as u64 - f.equal;
-    p.max_ulp = p.max_ulp.max((f.max_ulp >> C::ULP_SHIFT) as u64);
+    p.tally.compared += BLOCK as u64;
+    p.tally.over_max_abs += f.over;
+    p.tally.outside_allclose += f.outside;
+    p.tally.not_bit_equal += BLOCK as u64 - f.equal;
+    p.tally.max_ulp = p.tally.max_ulp.max((f.max_ulp >> C::ULP_SHIFT) as u64);
 
     // A second look, only where this block changes an index.
     let block_max_abs = lane_max(&f.max_abs);
-    if block_max_abs > p.max_abs {
+    if block_max_abs > p.tally.max_abs {
         // The same operations on the same values give the same bits, so the
         // lanes' maximum is found again exactly (first occurrence).
         if let Some(j) = find_abs(c, lbytes, rbytes, block_max_abs) {
-            (p.max_abs, p.max_abs_at) = (block_max_abs, Some(b0 + j));
+            (p.tally.max_abs, p.tally.max_abs_at) = (block_max_abs, Some(b0 + j));
         }
     }
     if f.rel_hit {
         // The first occurrence of the block's largest exact ratio, taken
         // only if strictly greater: what a scan in index order finds.
         let (m, j) = max_rel(c, lbytes, rbytes);
-        if m > p.max_rel {
-            (p.max_rel, p.max_rel_at) = (m, Some(b0 + j));
+        if m > p.tally.max_rel {
+            (p.tally.max_rel, p.tally.max_rel_at) = (m, Some(b0 + j));
         }
     }
     if block_max_abs > p.top.floor {

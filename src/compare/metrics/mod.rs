@@ -399,9 +399,10 @@ struct BlockSums {
     rr: f64,
 }
 
-/// What one chunk contributes; merged in chunk order by [`Acc::merge`].
-struct Partial {
-    blocks: Vec<BlockSums>,
+/// The counts and maxima that a chunk contributes and the running total
+/// keeps, merged chunk by chunk in index order by [`Tally::merge`].
+#[derive(Default)]
+struct Tally {
     compared: u64,
     max_abs: f64,
     max_abs_at: Option<usize>,
@@ -412,25 +413,42 @@ struct Partial {
     over_max_abs: u64,
     outside_allclose: u64,
     nf: NonFiniteState,
+}
+
+impl Tally {
+    /// Add a later chunk's tally. Maxima move only when strictly greater: on
+    /// a tie the earlier chunk (the lower index) keeps its index.
+    fn merge(&mut self, later: &Tally) {
+        self.compared += later.compared;
+        if later.max_abs > self.max_abs {
+            (self.max_abs, self.max_abs_at) = (later.max_abs, later.max_abs_at);
+        }
+        if later.max_rel > self.max_rel {
+            (self.max_rel, self.max_rel_at) = (later.max_rel, later.max_rel_at);
+        }
+        self.max_ulp = self.max_ulp.max(later.max_ulp);
+        self.not_bit_equal += later.not_bit_equal;
+        self.over_max_abs += later.over_max_abs;
+        self.outside_allclose += later.outside_allclose;
+        add_counts(&mut self.nf.left, &later.nf.left);
+        add_counts(&mut self.nf.right, &later.nf.right);
+        self.nf.mismatched += later.nf.mismatched;
+        if self.nf.first.is_none() {
+            self.nf.first = later.nf.first;
+        }
+    }
+}
+
+/// What one chunk contributes; merged in chunk order by [`Acc::merge`].
+struct Partial {
+    blocks: Vec<BlockSums>,
+    tally: Tally,
     top: TopK,
 }
 
 impl Partial {
     fn new(top_k: usize) -> Partial {
-        Partial {
-            blocks: Vec::new(),
-            compared: 0,
-            max_abs: 0.0,
-            max_abs_at: None,
-            max_rel: 0.0,
-            max_rel_at: None,
-            max_ulp: 0,
-            not_bit_equal: 0,
-            over_max_abs: 0,
-            outside_allclose: 0,
-            nf: NonFiniteState::default(),
-            top: TopK::new(top_k),
-        }
+        Partial { blocks: Vec::new(), tally: Tally::default(), top: TopK::new(top_k) }
     }
 }
 
@@ -569,8 +587,8 @@ fn general_block<L: Codec, R: Codec>(
             }
         }
     }
-    p.not_bit_equal += not_bit_equal;
-    p.max_ulp = p.max_ulp.max(max_ulp);
+    p.tally.not_bit_equal += not_bit_equal;
+    p.tally.max_ulp = p.tally.max_ulp.max(max_ulp);
 
     // 2. Sums, counts and block maxima, in lanes.
     let (lbl, rbl) = (&lb[..len], &rb[..len]);
@@ -590,7 +608,7 @@ fn general_block<L: Codec, R: Codec>(
     }
     let (sums, block_max_abs, block_max_rel) = lanes.fold(p);
     if rem > 0 {
-        p.compared -= (LANES - rem) as u64;
+        p.tally.compared -= (LANES - rem) as u64;
     }
     p.blocks.push(sums);
 
@@ -599,21 +617,21 @@ fn general_block<L: Codec, R: Codec>(
     let finite_at = |j: usize| lbl[j].is_finite() & rbl[j].is_finite();
     // The same operations on the same values give the same bits, so
     // the lanes' maximum is found again exactly (first occurrence).
-    if block_max_abs > p.max_abs {
+    if block_max_abs > p.tally.max_abs {
         if let Some(j) = (0..len).find(|&j| finite_at(j) && abs_at(j) == block_max_abs) {
-            (p.max_abs, p.max_abs_at) = (block_max_abs, Some(b0 + j));
+            (p.tally.max_abs, p.tally.max_abs_at) = (block_max_abs, Some(b0 + j));
         }
     }
-    if block_max_rel > p.max_rel {
+    if block_max_rel > p.tally.max_rel {
         if let Some(j) = (0..len).find(|&j| finite_at(j) && abs_at(j) / lbl[j].abs() == block_max_rel) {
-            (p.max_rel, p.max_rel_at) = (block_max_rel, Some(b0 + j));
+            (p.tally.max_rel, p.tally.max_rel_at) = (block_max_rel, Some(b0 + j));
         }
     }
     if non_finite || block_max_abs > p.top.floor {
         for j in 0..len {
             let (lv, rv) = (lbl[j], rbl[j]);
             if !finite_at(j) {
-                non_finite_pair(&mut p.nf, &mut p.top, b0 + j, lv, rv);
+                non_finite_pair(&mut p.tally.nf, &mut p.top, b0 + j, lv, rv);
             } else if abs_at(j) > p.top.floor {
                 p.top.offer(Candidate { key: abs_at(j), index: b0 + j, left: lv, right: rv });
             }
@@ -711,9 +729,9 @@ impl Lanes {
     /// The block's sums (lanes added pairwise, a fixed order), its maxima,
     /// and its counts added into `p`.
     fn fold(&self, p: &mut Partial) -> (BlockSums, f64, f64) {
-        p.compared += self.compared.iter().sum::<u64>();
-        p.over_max_abs += self.over.iter().sum::<u64>();
-        p.outside_allclose += self.outside.iter().sum::<u64>();
+        p.tally.compared += self.compared.iter().sum::<u64>();
+        p.tally.over_max_abs += self.over.iter().sum::<u64>();
+        p.tally.outside_allclose += self.outside.iter().sum::<u64>();
         let sums = BlockSums {
             abs: lane_sum(&self.abs),
             sq: lane_sum(&self.sq),
@@ -764,19 +782,7 @@ fn non_finite_pair(nf: &mut NonFiniteState, top: &mut TopK, i: usize, lv: f64, r
 /// The running total, merged chunk by chunk in index order.
 struct Acc {
     sums: BlockSums,
-    compared: u64,
-    max_abs: f64,
-    max_abs_at: Option<usize>,
-    max_rel: f64,
-    max_rel_at: Option<usize>,
-    max_ulp: u64,
-    not_bit_equal: u64,
-    over_max_abs: u64,
-    outside_allclose: u64,
-    left_nf: NonFiniteCounts,
-    right_nf: NonFiniteCounts,
-    nf_mismatched: u64,
-    first_nf_mismatch: Option<usize>,
+    tally: Tally,
     top: Vec<Candidate>,
     top_k: usize,
     allclose: bool,
@@ -786,19 +792,7 @@ impl Acc {
     fn new(limits: &Limits) -> Acc {
         Acc {
             sums: BlockSums::default(),
-            compared: 0,
-            max_abs: 0.0,
-            max_abs_at: None,
-            max_rel: 0.0,
-            max_rel_at: None,
-            max_ulp: 0,
-            not_bit_equal: 0,
-            over_max_abs: 0,
-            outside_allclose: 0,
-            left_nf: NonFiniteCounts::default(),
-            right_nf: NonFiniteCounts::default(),
-            nf_mismatched: 0,
-            first_nf_mismatch: None,
+            tally: Tally::default(),
             top: Vec::new(),
             top_k: limits.top_k,
             allclose: limits.allclose.is_some(),
@@ -815,26 +809,7 @@ impl Acc {
             self.sums.ll += b.ll;
             self.sums.rr += b.rr;
         }
-        self.compared += p.compared;
-        // Strictly greater: on a tie the earlier chunk (lower index) keeps it.
-        if p.max_abs > self.max_abs {
-            self.max_abs = p.max_abs;
-            self.max_abs_at = p.max_abs_at;
-        }
-        if p.max_rel > self.max_rel {
-            self.max_rel = p.max_rel;
-            self.max_rel_at = p.max_rel_at;
-        }
-        self.max_ulp = self.max_ulp.max(p.max_ulp);
-        self.not_bit_equal += p.not_bit_equal;
-        self.over_max_abs += p.over_max_abs;
-        self.outside_allclose += p.outside_allclose;
-        add_counts(&mut self.left_nf, &p.nf.left);
-        add_counts(&mut self.right_nf, &p.nf.right);
-        self.nf_mismatched += p.nf.mismatched;
-        if self.first_nf_mismatch.is_none() {
-            self.first_nf_mismatch = p.nf.first;
-        }
+        self.tally.merge(&p.tally);
         if self.top_k > 0 {
             self.top.extend(p.top.heap.into_vec());
             self.top.sort_unstable();
@@ -843,14 +818,15 @@ impl Acc {
     }
 
     fn finish(self, left: Stage, right: Stage) -> Metrics {
+        let t = &self.tally;
         let shape = left.shape;
-        let n = self.compared as f64;
+        let n = t.compared as f64;
         let s = self.sums;
         let same = left.dtype == right.dtype;
         // The true mean (and rms) cannot exceed the max; rounding in the sum
         // can push the computed one a hair above it, so clamp.
-        let mean_abs = if self.compared > 0 { (s.abs / n).min(self.max_abs) } else { 0.0 };
-        let rms = if self.compared > 0 { (s.sq / n).sqrt().min(self.max_abs) } else { 0.0 };
+        let mean_abs = if t.compared > 0 { (s.abs / n).min(t.max_abs) } else { 0.0 };
+        let rms = if t.compared > 0 { (s.sq / n).sqrt().min(t.max_abs) } else { 0.0 };
         let nmse = if s.ll > 0.0 {
             s.sq / s.ll
         } else if s.sq == 0.0 {
@@ -860,25 +836,25 @@ impl Acc {
         };
         Metrics {
             numel: left.numel() as u64,
-            compared: self.compared,
-            max_abs: self.max_abs,
-            max_abs_index: self.max_abs_at.map(|i| unravel(i, shape)),
+            compared: t.compared,
+            max_abs: t.max_abs,
+            max_abs_index: t.max_abs_at.map(|i| unravel(i, shape)),
             mean_abs,
             rms,
-            max_rel: self.max_rel,
-            max_rel_index: self.max_rel_at.map(|i| unravel(i, shape)),
+            max_rel: t.max_rel,
+            max_rel_index: t.max_rel_at.map(|i| unravel(i, shape)),
             cosine: cosine(s.dot, s.ll, s.rr),
             nmse,
-            max_ulp: same.then_some(self.max_ulp),
-            not_bit_equal: same.then_some(self.not_bit_equal),
-            bytes_equal: same && left.shape == right.shape && self.not_bit_equal == 0,
-            over_max_abs: self.over_max_abs,
+            max_ulp: same.then_some(t.max_ulp),
+            not_bit_equal: same.then_some(t.not_bit_equal),
+            bytes_equal: same && left.shape == right.shape && t.not_bit_equal == 0,
+            over_max_abs: t.over_max_abs,
             outside_allclose: self.outside_allclose_opt(),
             non_finite: NonFinite {
-                left: self.left_nf,
-                right: self.right_nf,
-                mismatched: self.nf_mismatched,
-                first_mismatch: self.first_nf_mismatch.map(|i| unravel(i, shape)),
+                left: t.nf.left,
+                right: t.nf.right,
+                mismatched: t.nf.mismatched,
+                first_mismatch: t.nf.first.map(|i| unravel(i, shape)),
             },
             top: self
                 .top
@@ -894,7 +870,7 @@ impl Acc {
     }
 
     fn outside_allclose_opt(&self) -> Option<u64> {
-        self.allclose.then_some(self.outside_allclose)
+        self.allclose.then_some(self.tally.outside_allclose)
     }
 }
 
