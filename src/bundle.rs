@@ -164,17 +164,7 @@ pub struct Region<'a> {
     len: usize,
 }
 
-impl<'a> Region<'a> {
-    pub fn len(&self) -> usize {
-        self.len
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-    pub fn path(&self) -> &'a Path {
-        self.path
-    }
-
+impl Region<'_> {
     /// Fill `buf` with the tensor's bytes from `start` on. A file that has
     /// shrunk since it was opened is an error naming it.
     pub fn read_at(&self, start: usize, buf: &mut [u8]) -> Result<()> {

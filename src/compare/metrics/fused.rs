@@ -300,6 +300,16 @@ mod x86 {
 
     const _: () = assert!(LANES == 8 && BLOCK % 16 == 0);
 
+    /// The bytes of sixteen elements: 64 for f32, 32 for bf16.
+    #[inline(always)]
+    fn bytes16<C: Codec>() -> usize {
+        if C::ULP_SHIFT == 16 {
+            32
+        } else {
+            64
+        }
+    }
+
     /// Sixteen elements at `p`, as the bits of the f32 with the same value.
     #[inline]
     #[target_feature(enable = "avx512f,avx512dq")]
@@ -331,7 +341,7 @@ mod x86 {
     /// [`super::equal_portable`].
     #[target_feature(enable = "avx512f,avx512dq")]
     pub(super) unsafe fn equal<C: Codec>(bytes: &[u8]) -> ([f64; LANES], u32) {
-        let step = 16 * (4 >> (C::ULP_SHIFT / 16));
+        let step = bytes16::<C>();
         let (mut ll, mut mag) = (_mm512_setzero_pd(), _mm512_setzero_si512());
         let mag_bits = _mm512_set1_epi32(MAG as i32);
         for i in (0..bytes.len()).step_by(step) {
@@ -347,7 +357,7 @@ mod x86 {
     /// [`super::values_portable`].
     #[target_feature(enable = "avx512f,avx512dq")]
     pub(super) unsafe fn values<C: Codec, const CLOSE: bool>(lbytes: &[u8], rbytes: &[u8], bounds: Bounds) -> Lanes {
-        let step = 16 * (4 >> (C::ULP_SHIFT / 16));
+        let step = bytes16::<C>();
         let [max_abs, rel_floor, rtol, atol] = bounds.map(|b| _mm512_set1_pd(b));
         let zd = _mm512_setzero_pd();
         let zi = _mm512_setzero_si512();
@@ -405,7 +415,7 @@ mod x86 {
     /// [`super::find_abs`].
     #[target_feature(enable = "avx512f,avx512dq")]
     pub(super) unsafe fn find_abs<C: Codec>(lbytes: &[u8], rbytes: &[u8], target: f64) -> Option<usize> {
-        let step = 16 * (4 >> (C::ULP_SHIFT / 16));
+        let step = bytes16::<C>();
         let t = _mm512_set1_pd(target);
         for (s, i) in (0..lbytes.len()).step_by(step).enumerate() {
             let xs = widen(load16::<C>(lbytes.as_ptr().add(i)));
@@ -425,7 +435,7 @@ mod x86 {
     /// then its first index.
     #[target_feature(enable = "avx512f,avx512dq")]
     pub(super) unsafe fn max_rel<C: Codec>(lbytes: &[u8], rbytes: &[u8]) -> (f64, usize) {
-        let step = 16 * (4 >> (C::ULP_SHIFT / 16));
+        let step = bytes16::<C>();
         let mut m = _mm512_setzero_pd();
         for i in (0..lbytes.len()).step_by(step) {
             for h in 0..2 {
