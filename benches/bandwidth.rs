@@ -137,7 +137,7 @@ fn bundles(c: &mut Criterion) {
     opts.modes.strict_stage_tolerances = true;
     group.bench_function("strict_stage_tolerances", |b| {
         b.iter(|| {
-            let outcome = parity::compare::check(&case.left, &case.right, &opts).expect("the case checks");
+            let outcome = parity::check::check(&case.left, &case.right, &opts).expect("the case checks");
             black_box(outcome.tensor_count())
         })
     });

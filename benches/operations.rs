@@ -9,10 +9,10 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use parity::compare::gate::compare_stage;
-use parity::dtype::DType;
+use parity::format::dtype::DType;
 use parity::numeric::rng::SplitMix64;
-use parity::ops::{Call, REGISTRY};
-use parity::tensor::{sha256_hex, Tensor};
+use parity::ops::{Implementation, REGISTRY};
+use parity::format::tensor::{sha256_hex, Tensor};
 use std::fmt::Write;
 use std::time::Duration;
 
@@ -31,9 +31,9 @@ fn operations(c: &mut Criterion) {
         let sizes = if quick() { &op.bench_dims[..1.min(op.bench_dims.len())] } else { op.bench_dims };
         for dims in sizes {
             let sample = (op.sample)(42, dims);
-            let call = Call { op, tensor: "bench", inputs: &sample.inputs, params: &sample.params };
-            let fast = (op.fast)(&call).expect("fast runs on its own sample");
-            let reference = (op.reference)(&call).expect("reference runs on its own sample").narrow(op);
+            let run = |i: Implementation| op.run(i, "bench", &sample.inputs, &sample.params);
+            let fast = run(Implementation::Fast).expect("fast runs on its own sample");
+            let reference = run(Implementation::Reference).expect("reference runs on its own sample");
             for stage in op.stages {
                 let (Some(r), Some(f)) = (reference.get(stage.name), fast.get(stage.name)) else { continue };
                 let g = compare_stage(r.view(), f.view(), &stage.tolerance, 0);
@@ -53,8 +53,8 @@ fn operations(c: &mut Criterion) {
             }
             let mut group = c.benchmark_group(format!("{}/{}", op.name, dims_name(dims)));
             group.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
-            group.bench_function("fast", |b| b.iter(|| (op.fast)(&call).unwrap()));
-            group.bench_function("reference", |b| b.iter(|| (op.reference)(&call).unwrap().narrow(op)));
+            group.bench_function("fast", |b| b.iter(|| run(Implementation::Fast).unwrap()));
+            group.bench_function("reference", |b| b.iter(|| run(Implementation::Reference).unwrap()));
             group.finish();
         }
     }
@@ -120,10 +120,9 @@ fn gemm_flops(c: &mut Criterion) {
     group.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
     for dims in [[1024usize, 1024, 1024], [3072, 1024, 1024]] {
         let sample = (op.sample)(3, &dims);
-        let call = Call { op, tensor: "gemm", inputs: &sample.inputs, params: &sample.params };
         let [m, k, n] = dims;
         group.throughput(Throughput::Elements((2 * m * k * n) as u64));
-        group.bench_function(dims_name(&dims), |b| b.iter(|| (op.fast)(&call).unwrap()));
+        group.bench_function(dims_name(&dims), |b| b.iter(|| op.run(Implementation::Fast, "gemm", &sample.inputs, &sample.params).unwrap()));
     }
     group.finish();
 }

@@ -25,12 +25,72 @@ pub enum Error {
     /// An operation was called with inputs or parameters it cannot accept.
     #[error("{op}: tensor '{tensor}': {message}")]
     Operation { op: String, tensor: String, message: String },
+    /// A parameter of an operation call is unknown, missing or of the wrong
+    /// kind (see `ops::params`). `path` names the report or plan, when known.
+    #[error("{}{op}: tensor '{tensor}': parameter '{key}': {problem}", .path.as_deref().map(|p| format!("{}: ", p.display())).unwrap_or_default())]
+    Parameter { path: Option<PathBuf>, op: String, tensor: String, key: String, problem: ParamProblem },
+    /// A file's bytes are not the ones its report or manifest describes.
+    #[error("{}: tensor '{}'{}: sha256 of the data is {} but {} says {}", .path.display(), .tensor, .stage.as_deref().map(|s| format!(" stage '{s}'")).unwrap_or_default(), short(.actual), .described_by.display(), short(.expected))]
+    HashMismatch { path: PathBuf, tensor: String, stage: Option<String>, expected: String, actual: String, described_by: PathBuf },
+    /// A stage the comparison requires is not there.
+    #[error("{}: tensor '{}' stage '{}': {}", .path.display(), .tensor, .stage, .message)]
+    MissingStage { path: PathBuf, tensor: String, stage: String, message: String },
+    /// A path named inside a file climbs out of that file's directory.
+    #[error("{}: \"{}\": '{}' escapes the {}'s directory (pass --allow-outside-paths to permit it)", .path.display(), .field, .target, .container)]
+    PathEscapes { path: PathBuf, field: String, target: String, container: &'static str },
+    /// A checksum manifest and the files it lists disagree.
+    #[error("{}: {}", .path.display(), .message)]
+    ManifestMismatch { path: PathBuf, message: String },
     /// The command line asks for something impossible (e.g. `--select` matches nothing).
     #[error("{0}")]
     Usage(String),
 }
 
+/// What is wrong with one parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParamProblem {
+    /// Not a parameter of the operation.
+    Unknown { known: Vec<String>, suggestion: Option<String> },
+    /// Required and absent.
+    Missing,
+    /// Present with a value of the wrong JSON kind.
+    WrongType { expected: String, got: String },
+}
+
+impl std::fmt::Display for ParamProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParamProblem::Unknown { known, suggestion } => {
+                write!(f, "unknown parameter")?;
+                if let Some(s) = suggestion {
+                    write!(f, " (did you mean '{s}'?)")?;
+                }
+                if known.is_empty() {
+                    write!(f, "; this operation takes no parameters")
+                } else {
+                    write!(f, "; known: {}", known.join(", "))
+                }
+            }
+            ParamProblem::Missing => write!(f, "required but missing"),
+            ParamProblem::WrongType { expected, got } => write!(f, "must be {expected}, got {got}"),
+        }
+    }
+}
+
+fn short(h: &str) -> String {
+    format!("{}…", &h[..h.len().min(12)])
+}
+
 impl Error {
+    /// Name the file a parameter error came from (a report or plan).
+    pub fn in_file(self, file: &Path) -> Self {
+        match self {
+            Error::Parameter { path: None, op, tensor, key, problem } => {
+                Error::Parameter { path: Some(file.to_path_buf()), op, tensor, key, problem }
+            }
+            other => other,
+        }
+    }
     pub fn io(path: &Path, source: std::io::Error) -> Self {
         Error::Io { path: path.to_path_buf(), source }
     }
@@ -60,4 +120,14 @@ fn one_line(s: String) -> String {
     } else {
         s
     }
+}
+
+/// The known name closest to a misspelt one, if one is close enough to be a
+/// plausible typo (at most a third of its letters edited, and at least one).
+pub fn did_you_mean<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Option<String> {
+    known
+        .map(|k| (strsim::damerau_levenshtein(name, k), k))
+        .filter(|(d, k)| *d <= (k.chars().count() / 3).max(1))
+        .min()
+        .map(|(_, k)| k.to_string())
 }

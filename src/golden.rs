@@ -15,12 +15,12 @@
 //!
 //! and prints a matrix of case × implementation × verdict.
 
-use crate::compare::tolerance::Tolerance;
-use crate::compare::{self, CheckOptions, CheckOutcome, Modes, Profile, StageSelection};
+use crate::check::{self, CheckOptions, CheckOutcome, Modes, StageSelection};
+use crate::compare::{Profile, Tolerance};
 use crate::error::{Error, Result};
-use crate::ops::StageDtype;
-use crate::replay::{self, Implementation, ReplayOptions};
-use crate::tensor::sha256_hex;
+use crate::format::tensor::sha256_hex;
+use crate::ops::{Implementation, StageDtype};
+use crate::replay::{self, ReplayOptions};
 use std::collections::BTreeSet;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -37,8 +37,8 @@ pub const MANIFEST: &str = "MANIFEST.sha256";
 /// derived from the f32-rounded value on both sides, so the f32 profile's
 /// limits are the meaningful ones for them.
 pub fn reference_profile() -> Profile {
-    Profile::builtin_mapped(|_op, stage| match stage.dtype {
-        StageDtype::Fixed(crate::dtype::DType::F32) => Tolerance { required: stage.tolerance.required, ..Tolerance::gate(1e-12, 1e-14) },
+    crate::ops::profile_mapped(|_op, stage| match stage.dtype {
+        StageDtype::Fixed(crate::format::dtype::DType::F32) => Tolerance { required: stage.tolerance.required, ..Tolerance::gate(1e-12, 1e-14) },
         _ => stage.tolerance,
     })
 }
@@ -86,7 +86,7 @@ pub fn gate(dir: &Path, cases: &[String]) -> Result<GateOutcome> {
     for case_dir in &case_dirs {
         let case = case_dir.file_name().unwrap().to_string_lossy().into_owned();
         let runs: [(Implementation, &str, Profile); 2] = [
-            (Implementation::Fast, "oracle_f32.json", Profile::builtin()),
+            (Implementation::Fast, "oracle_f32.json", crate::ops::builtin_profile()),
             (Implementation::ReferenceWide, "oracle_f64.json", reference_profile()),
         ];
         for (implementation, oracle_file, profile) in runs {
@@ -107,8 +107,8 @@ pub fn gate(dir: &Path, cases: &[String]) -> Result<GateOutcome> {
                 progress: false,
                 verify_hashes: true,
             };
-            let outcome = compare::check(&oracle, &out, &check)?;
-            let against = crate::report::LoadedReport::load(&oracle)?.report.producer.implementation;
+            let outcome = check::check(&oracle, &out, &check)?;
+            let against = crate::format::report::LoadedReport::load(&oracle)?.report.producer.implementation;
             rows.push(GateRow { case: case.clone(), implementation: implementation.name(), against, outcome });
         }
     }
@@ -192,7 +192,7 @@ impl GateOutcome {
         }
         let failed: Vec<&GateRow> = self.rows.iter().filter(|r| !r.outcome.passed()).collect();
         for r in &failed {
-            let _ = writeln!(s, "\n── {} / {} ──\n{}", r.case, r.implementation, compare::render(&r.outcome, compare::Format::Text));
+            let _ = writeln!(s, "\n── {} / {} ──\n{}", r.case, r.implementation, crate::render::render(&r.outcome, crate::render::Format::Text));
         }
         let _ = writeln!(
             s,

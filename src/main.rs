@@ -5,11 +5,13 @@
 //! setup error — a file missing or malformed, a required stage missing, the
 //! two sides disagreeing about what they describe).
 
-use parity::cli::Outcome;
+mod cli;
+
+use cli::Outcome;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    match parity::cli::try_main() {
+    match cli::try_main() {
         Ok(Outcome::Pass) => ExitCode::from(0),
         Ok(Outcome::ParityBroken) => ExitCode::from(1),
         Err(err) => {

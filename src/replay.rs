@@ -1,35 +1,14 @@
 //! `parity replay`: run one of this project's implementations on the inputs
 //! a report names, and write a report and stage bundle of our own.
 
-use crate::bundle::Bundle;
+use crate::format::bundle::Bundle;
 use crate::error::{Error, Result};
-use crate::ops::{self, Call, Inputs, StageDtype};
-use crate::report::write::{write_run, TensorRun};
-use crate::report::{LoadedReport, Producer, Report};
+use crate::ops::{self, Inputs};
+use crate::ops::Implementation;
+use crate::format::report::write::{write_run, TensorRun};
+use crate::format::report::{LoadedReport, Producer, Report};
 use crate::select::Selection;
 use std::path::Path;
-
-/// Which implementation replays.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Implementation {
-    /// f32 compute, low-precision outputs: the kernel users ship.
-    Fast,
-    /// f64 compute, rounded once to each stage's declared dtype.
-    Reference,
-    /// f64 compute with F64 stages kept wide, to compare against an f64 oracle
-    /// far tighter than any f32 tolerance.
-    ReferenceWide,
-}
-
-impl Implementation {
-    pub fn name(self) -> &'static str {
-        match self {
-            Implementation::Fast => "fast",
-            Implementation::Reference => "reference",
-            Implementation::ReferenceWide => "reference-f64",
-        }
-    }
-}
 
 pub struct ReplayOptions {
     pub implementation: Implementation,
@@ -73,13 +52,7 @@ pub fn replay(report_path: &Path, out: &Path, opts: &ReplayOptions) -> Result<Re
                 }
             }
         }
-        let call = Call { op, tensor: &entry.name, inputs: &inputs, params: &entry.params };
-        let stages = match opts.implementation {
-            Implementation::Fast => (op.fast)(&call)?,
-            Implementation::Reference => (op.reference)(&call)?.narrow(op),
-            Implementation::ReferenceWide => (op.reference)(&call)?,
-        };
-        check_declared_dtypes(op, &stages, &call, opts.implementation)?;
+        let stages = op.run(opts.implementation, &entry.name, &inputs, &entry.params).map_err(|e| e.in_file(&loaded.path))?;
         runs.push(TensorRun {
             name: entry.name.clone(),
             key: entry.key.clone(),
@@ -99,23 +72,6 @@ pub fn replay(report_path: &Path, out: &Path, opts: &ReplayOptions) -> Result<Re
     let out_dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let components_rel = relative_below(out_dir, &components_path);
     write_run(out, producer(opts.implementation), components_rel, None, &runs)
-}
-
-/// A guard against an implementation drifting from its description.
-fn check_declared_dtypes(op: &ops::Operation, stages: &ops::Stages, call: &Call, implementation: Implementation) -> Result<()> {
-    for (i, (name, t)) in stages.0.iter().enumerate() {
-        let declared = op.stages.get(i).filter(|s| s.name == name);
-        let Some(declared) = declared else {
-            return Err(call.error(format!("implementation emitted stage '{name}' out of the declared pipeline order")));
-        };
-        if let StageDtype::Fixed(d) = declared.dtype {
-            let wide_ok = implementation == Implementation::ReferenceWide && t.dtype == crate::dtype::DType::F64;
-            if t.dtype != d && !wide_ok {
-                return Err(call.error(format!("stage '{name}' came out as {} but is declared {d}", t.dtype)));
-            }
-        }
-    }
-    Ok(())
 }
 
 fn relative_below(dir: &Path, target: &Path) -> Option<String> {

@@ -9,8 +9,8 @@
 
 use parity::compare::metrics::{force_kernels, measure, Kernels, Metrics, BLOCK};
 use parity::compare::tolerance::Tolerance;
-use parity::dtype::DType;
-use parity::tensor::Tensor;
+use parity::format::dtype::DType;
+use parity::format::tensor::Tensor;
 use proptest::prelude::*;
 use std::sync::Mutex;
 

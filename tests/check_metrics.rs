@@ -6,8 +6,8 @@ use check_support::{bf16_tensor, f32_tensor};
 use parity::compare::metrics::{measure, measure_with, Metrics, BLOCK};
 use parity::compare::tolerance::Tolerance;
 use parity::compare::{compare_stage, compare_stage_chunked, Verdict};
-use parity::dtype::DType;
-use parity::tensor::Tensor;
+use parity::format::dtype::DType;
+use parity::format::tensor::Tensor;
 use proptest::prelude::*;
 
 const LOOSE: Tolerance = Tolerance::gate(1.0, 1.0);
@@ -339,7 +339,7 @@ proptest! {
 #[test]
 fn integer_stages_measure_ulps_as_integer_steps() {
     use parity::compare::tolerance::Tolerance;
-    use parity::tensor::Tensor;
+    use parity::format::tensor::Tensor;
     let a = Tensor::from_i64(vec![3], &[1, -5, 1 << 60]);
     let b = Tensor::from_i64(vec![3], &[1, -2, 1 << 60]);
     let same = parity::compare::compare_stage(a.view(), a.view(), &Tolerance::exact(), 0);

@@ -4,8 +4,10 @@
 mod check_support;
 
 use check_support::*;
-use parity::compare::check::CheckOutcome;
-use parity::compare::{check, render, CheckOptions, Format, Modes, StageSelection, Verdict};
+use parity::check::CheckOutcome;
+use parity::check::{check, CheckOptions, Modes, StageSelection};
+use parity::compare::Verdict;
+use parity::render::{render, Format};
 use parity::ops::Stages;
 
 const DIMS: [usize; 3] = [16, 24, 8];
@@ -204,7 +206,7 @@ fn a_dtype_differing_between_the_sides_fails_the_gate_with_the_reason() {
     let p = pair(|s| {
         let t = stage_mut(s, "final_f32");
         let v: Vec<f64> = t.to_f64_vec();
-        *t = parity::tensor::Tensor::from_f64(t.shape.clone(), &v);
+        *t = parity::format::tensor::Tensor::from_f64(t.shape.clone(), &v);
     });
     let o = run_check(&p, &opts(strict_stages()));
     let s = o.tensors[0].stages.iter().find(|s| s.stage == "final_f32").unwrap();
@@ -262,17 +264,17 @@ fn top_diffs_lists_the_largest_divergences_per_stage() {
 fn single_tensor_stage_bundles_are_accepted() {
     let p = pair(|_| {});
     // Rewrite RIGHT's bundle with `stage.<name>` keys; its report is unchanged.
-    let bundle_path = parity::report::write::bundle_path_for(&p.right);
-    let owned: Vec<(String, parity::tensor::Tensor)> = {
-        let b = parity::bundle::Bundle::open(&bundle_path).unwrap();
+    let bundle_path = parity::format::report::write::bundle_path_for(&p.right);
+    let owned: Vec<(String, parity::format::tensor::Tensor)> = {
+        let b = parity::format::bundle::Bundle::open(&bundle_path).unwrap();
         let keys: Vec<String> = b.keys().map(str::to_string).collect();
         keys.iter()
             .map(|k| (format!("stage.{}", k.rsplit('.').next().unwrap()), b.get(k).unwrap().to_owned()))
             .collect()
     };
-    let entries: Vec<(String, &parity::tensor::Tensor)> = owned.iter().map(|(k, t)| (k.clone(), t)).collect();
-    parity::bundle::write(&bundle_path, &entries).unwrap();
-    assert!(parity::bundle::Bundle::open(&bundle_path).unwrap().is_single_tensor());
+    let entries: Vec<(String, &parity::format::tensor::Tensor)> = owned.iter().map(|(k, t)| (k.clone(), t)).collect();
+    parity::format::bundle::write(&bundle_path, &entries).unwrap();
+    assert!(parity::format::bundle::Bundle::open(&bundle_path).unwrap().is_single_tensor());
     let o = run_check(&p, &opts(Modes { strict_stage_tolerances: true, strict_hash: true, ..Modes::default() }));
     assert!(o.passed(), "{}", render(&o, Format::Text));
     assert_eq!(o.tensors[0].stages.len(), 10);

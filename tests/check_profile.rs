@@ -5,10 +5,11 @@ mod check_support;
 
 use check_support::*;
 use parity::compare::tolerance::Tolerance;
-use parity::compare::{check, CheckOptions, Modes, Profile, Verdict};
+use parity::check::{check, CheckOptions, Modes};
+use parity::compare::{Profile, Verdict};
 use parity::ops::svf_apply::SVF_APPLY;
 use parity::ops::Stages;
-use parity::report::write::TensorRun;
+use parity::format::report::write::TensorRun;
 use std::path::{Path, PathBuf};
 
 fn example() -> PathBuf {
@@ -16,7 +17,7 @@ fn example() -> PathBuf {
 }
 
 fn merged(json: &str) -> parity::Result<Profile> {
-    Profile::builtin().merge_json(Path::new("tight.json"), json.as_bytes())
+    parity::ops::builtin_profile().merge_json(Path::new("tight.json"), json.as_bytes())
 }
 
 fn file(ops: &str) -> String {
@@ -29,7 +30,7 @@ fn builtin(stage: &str) -> Tolerance {
 
 #[test]
 fn the_builtin_profile_is_the_registrys() {
-    let p = Profile::builtin();
+    let p = parity::ops::builtin_profile();
     assert_eq!(p.origin(), "built-in");
     for s in SVF_APPLY.stages {
         assert_eq!(p.tolerance("svf_apply", s.name), Some(s.tolerance));
@@ -57,7 +58,7 @@ fn a_star_entry_is_the_default_for_unlisted_stages() {
 
 #[test]
 fn null_removes_an_optional_limit() {
-    let tight = Profile::builtin_mapped(|_, s| s.tolerance.with_max_ulp(1));
+    let tight = parity::ops::profile_mapped(|_, s| s.tolerance.with_max_ulp(1));
     let p = tight
         .merge_json(Path::new("t.json"), file(r#"{"svf_apply": {"final_bf16": {"max_ulp": null}}}"#).as_bytes())
         .unwrap();
@@ -97,7 +98,7 @@ fn a_stage_of_an_unknown_operation_needs_a_complete_tolerance() {
 
 #[test]
 fn the_example_file_loads() {
-    let p = Profile::load(&example()).unwrap();
+    let p = parity::ops::builtin_profile().merge_file(&example()).unwrap();
     let bf16 = p.tolerance("svf_apply", "final_bf16").unwrap();
     assert_eq!((bf16.required, bf16.max_ulp, bf16.max_abs), (true, Some(1), 1e-3));
     let mm = p.tolerance("svf_apply", "matmul_pre_norm").unwrap();
@@ -110,7 +111,7 @@ fn the_example_file_loads() {
 #[test]
 fn builtin_mapped_computes_every_stage_tolerance() {
     let p =
-        Profile::builtin_mapped(|op, s| {
+        parity::ops::profile_mapped(|op, s| {
             Tolerance { max_abs: s.tolerance.max_abs / 100.0, ..s.tolerance }
                 .with_min_cosine(if op.name == "svf_apply" { 0.9 } else { 0.0 })
         });
@@ -124,7 +125,7 @@ fn a_tolerance_file_decides_the_verdict_of_check() {
     let strict = Modes { strict_stage_tolerances: true, ..Modes::default() };
     let with_builtin = check(&p.left, &p.right, &CheckOptions { modes: strict, ..CheckOptions::default() }).unwrap();
     assert!(with_builtin.passed());
-    let tight = CheckOptions { modes: strict, profile: Profile::load(&example()).unwrap(), ..CheckOptions::default() };
+    let tight = CheckOptions { modes: strict, profile: parity::ops::builtin_profile().merge_file(&example()).unwrap(), ..CheckOptions::default() };
     let o = check(&p.left, &p.right, &tight).unwrap();
     assert!(!o.passed());
     assert_eq!(o.tensors[0].first_failing_stage.as_deref(), Some("matmul_pre_norm"));
@@ -167,7 +168,7 @@ fn an_operation_parity_does_not_know_is_compared_in_the_left_reports_order() {
         &p.right,
         &CheckOptions {
             modes: Modes { strict_stage_tolerances: true, ..Modes::default() },
-            profile: Profile::load(&example()).unwrap(),
+            profile: parity::ops::builtin_profile().merge_file(&example()).unwrap(),
             ..CheckOptions::default()
         },
     )

@@ -5,7 +5,7 @@
 mod check_support;
 
 use check_support::*;
-use parity::compare::{check, CheckOptions, StageSelection};
+use parity::check::{check, CheckOptions, StageSelection};
 use std::path::Path;
 
 /// The setup error's message; also checks it is one line.
@@ -25,7 +25,7 @@ fn default_error(p: &Pair) -> String {
 }
 
 fn right_bundle(p: &Pair) -> std::path::PathBuf {
-    parity::report::write::bundle_path_for(&p.right)
+    parity::format::report::write::bundle_path_for(&p.right)
 }
 
 #[test]
@@ -104,13 +104,13 @@ fn hostile_offsets_past_the_end_are_a_setup_error() {
 fn a_stage_the_report_lists_but_the_bundle_lacks_is_a_setup_error() {
     let p = pair(|_| {});
     let path = right_bundle(&p);
-    let owned: Vec<(String, parity::tensor::Tensor)> = {
-        let b = parity::bundle::Bundle::open(&path).unwrap();
+    let owned: Vec<(String, parity::format::tensor::Tensor)> = {
+        let b = parity::format::bundle::Bundle::open(&path).unwrap();
         let keys: Vec<String> = b.keys().filter(|k| !k.ends_with(".u_scaled")).map(str::to_string).collect();
         keys.iter().map(|k| (k.clone(), b.get(k).unwrap().to_owned())).collect()
     };
-    let entries: Vec<(String, &parity::tensor::Tensor)> = owned.iter().map(|(k, t)| (k.clone(), t)).collect();
-    parity::bundle::write(&path, &entries).unwrap();
+    let entries: Vec<(String, &parity::format::tensor::Tensor)> = owned.iter().map(|(k, t)| (k.clone(), t)).collect();
+    parity::format::bundle::write(&path, &entries).unwrap();
     let msg = default_error(&p);
     assert!(msg.contains("rust_stages.safetensors") && msg.contains(NAME) && msg.contains("stage 'u_scaled'"), "{msg}");
     assert!(msg.contains("missing from the bundle"), "{msg}");

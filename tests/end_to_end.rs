@@ -100,7 +100,7 @@ fn a_broken_port_fails_with_exit_1_and_names_the_first_failing_stage() {
     let tensor_key = key.trim_start_matches("tensor.").trim_end_matches(".matmul_pre_norm");
     for t in report["tensors"].as_array_mut().unwrap() {
         if t["key"] == tensor_key {
-            t["stages"]["matmul_pre_norm"]["sha256"] = parity::tensor::sha256_hex(&bytes[start..end]).into();
+            t["stages"]["matmul_pre_norm"]["sha256"] = parity::format::tensor::sha256_hex(&bytes[start..end]).into();
         }
     }
     std::fs::write(&out, serde_json::to_vec_pretty(&report).unwrap()).unwrap();

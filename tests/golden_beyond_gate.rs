@@ -5,10 +5,12 @@
 //! same exact value once, and the SVD's vectors (nalgebra vs LAPACK's dgesdd)
 //! to ~1e-14, since the cases' singular values are well separated.
 
-use parity::compare::{self, CheckOptions, CheckOutcome, Modes, Profile, StageSelection};
-use parity::dtype::DType;
+use parity::check::{self, CheckOptions, CheckOutcome, Modes, StageSelection};
+use parity::compare::Profile;
+use parity::format::dtype::DType;
 use parity::ops::StageDtype;
-use parity::replay::{self, Implementation, ReplayOptions};
+use parity::ops::Implementation;
+use parity::replay::{self, ReplayOptions};
 use std::path::{Path, PathBuf};
 
 const CASES: [&str; 7] = [
@@ -42,20 +44,20 @@ fn run(case: &str, implementation: Implementation, oracle: &str, profile: Profil
         progress: false,
         verify_hashes: true,
     };
-    let outcome = compare::check(&oracle, &out, &check).unwrap_or_else(|e| panic!("{case}: check: {e}"));
+    let outcome = check::check(&oracle, &out, &check).unwrap_or_else(|e| panic!("{case}: check: {e}"));
     assert!(
         outcome.passed(),
         "{case}: {} vs {} failed\n{}",
         implementation.name(),
         oracle.display(),
-        compare::render(&outcome, compare::Format::Text)
+        parity::render::render(&outcome, parity::render::Format::Text)
     );
     outcome
 }
 
 #[test]
 fn casts_reproduce_ml_dtypes_bit_for_bit() {
-    run("cast_edge_values", Implementation::Fast, "oracle_f32.json", Profile::builtin(), true);
+    run("cast_edge_values", Implementation::Fast, "oracle_f32.json", parity::ops::builtin_profile(), true);
 }
 
 #[test]

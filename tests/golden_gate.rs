@@ -25,7 +25,7 @@ fn every_registered_operation_has_a_golden_case() {
     let mut covered = std::collections::BTreeSet::new();
     for case in std::fs::read_dir("golden").unwrap() {
         let report = case.unwrap().path().join("oracle_f32.json");
-        if let Ok(loaded) = parity::report::LoadedReport::load(&report) {
+        if let Ok(loaded) = parity::format::report::LoadedReport::load(&report) {
             covered.extend(loaded.report.tensors.into_iter().map(|t| t.operation));
         }
     }

@@ -7,11 +7,11 @@
 //! tests on a bigger one (`--scale 40 --exhaustive16`).
 
 use parity::compare::compare_stage;
-use parity::dtype::DType;
+use parity::format::dtype::DType;
 use parity::numeric::round::{self, MiniFloat, BF16, F16, F8E4M3FN, F8E5M2};
 use parity::ops::cast::CAST;
-use parity::ops::{Call, Inputs, Params, Stages};
-use parity::tensor::Tensor;
+use parity::ops::{Implementation, Inputs, Params, Stages};
+use parity::format::tensor::Tensor;
 use proptest::prelude::*;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -40,8 +40,7 @@ fn cast(x: &Tensor, to: &str) -> [parity::Result<Stages>; 2] {
     let mut inputs = Inputs::new();
     inputs.insert("x".into(), x.clone());
     let params: Params = json!({ "to": to }).as_object().unwrap().clone();
-    let call = Call { op: &CAST, tensor: "w", inputs: &inputs, params: &params };
-    [(CAST.fast)(&call), (CAST.reference)(&call)]
+    [CAST.run(Implementation::Fast, "w", &inputs, &params), CAST.run(Implementation::Reference, "w", &inputs, &params)]
 }
 
 fn fast(x: &Tensor, to: &str) -> Tensor {
@@ -51,7 +50,7 @@ fn fast(x: &Tensor, to: &str) -> Tensor {
 
 fn reference(x: &Tensor, to: &str) -> Tensor {
     let [_, r] = cast(x, to);
-    r.unwrap().narrow(&CAST).get("output").unwrap().clone()
+    r.unwrap().get("output").unwrap().clone()
 }
 
 /// Element i's bits, whatever the width.
@@ -234,16 +233,15 @@ fn the_output_dtype_is_the_one_to_names() {
 fn bad_parameters_and_dtypes_are_errors_naming_what_is_wrong() {
     let x = f32s(&[1.0]);
     for (params, needle) in [
-        (json!({}), "'to' missing"),
-        (json!({"to": "F8"}), "'to' must be one of"),
-        (json!({"to": 5}), "'to' must be one of"),
-        (json!({"to": "I32"}), "'to' must be one of"),
+        (json!({}), "'to': required but missing"),
+        (json!({"to": "F8"}), "'to': must be one of"),
+        (json!({"to": 5}), "'to': must be one of"),
+        (json!({"to": "I32"}), "'to': must be one of"),
     ] {
         let mut inputs = Inputs::new();
         inputs.insert("x".into(), x.clone());
         let params: Params = params.as_object().unwrap().clone();
-        let call = Call { op: &CAST, tensor: "w", inputs: &inputs, params: &params };
-        for out in [(CAST.fast)(&call), (CAST.reference)(&call)] {
+        for out in [CAST.run(Implementation::Fast, "w", &inputs, &params), CAST.run(Implementation::Reference, "w", &inputs, &params)] {
             let msg = out.unwrap_err().to_string();
             assert!(msg.contains(needle) && msg.contains("cast"), "{msg}");
         }

@@ -6,10 +6,10 @@
 mod ops_support;
 
 use ops_support::*;
-use parity::dtype::DType;
+use parity::format::dtype::DType;
 use parity::ops::elementwise::{ADD, CLAMP, FILL, SCALE, SUBTRACT};
 use parity::ops::Operation;
-use parity::tensor::Tensor;
+use parity::format::tensor::Tensor;
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -73,7 +73,7 @@ fn scale_decodes_narrow_and_wide_inputs_exactly() {
 #[test]
 fn scale_refuses_a_missing_factor_or_a_non_float_input() {
     let x = x_only(f32t(&[1], &[1.0]));
-    refused(&SCALE, &x, &params(json!({})), "parameter 'factor' missing");
+    refused(&SCALE, &x, &params(json!({})), "parameter 'factor': required but missing");
     refused(&SCALE, &x, &params(json!({"factor": "2"})), "must be a number");
     refused(&SCALE, &x_only(typed(DType::I64, &[1], &[1.0])), &params(json!({"factor": 2})), "must be a float tensor, got I64");
 }
@@ -147,7 +147,7 @@ fn add_refuses_both_or_neither_second_operand_and_mismatched_shapes() {
         refused(op, &ab(&[1.0], &[1.0]), &params(json!({"value": 1})), "exactly one");
         refused(op, &inputs(vec![("a", f32t(&[1], &[1.0]))]), &params(json!({})), "neither");
         refused(op, &ab(&[1.0, 2.0], &[1.0]), &params(json!({})), "no broadcasting");
-        refused(op, &ab(&[1.0], &[1.0]), &params(json!({"alpha": "1"})), "'alpha' must be a number");
+        refused(op, &ab(&[1.0], &[1.0]), &params(json!({"alpha": "1"})), "'alpha': must be a number");
     }
 }
 
@@ -250,7 +250,7 @@ fn fill_writes_integers_into_integer_dtypes_and_refuses_what_does_not_fit() {
     refused(&FILL, &x_only(typed(DType::U8, &[1], &[0.0])), &params(json!({"value": -1})), "does not fit U8");
     refused(&FILL, &x_only(f32t(&[1], &[0.0])), &params(json!({"value": true})), "must be a number");
     refused(&FILL, &x_only(typed(DType::I64, &[1], &[0.0])), &params(json!({"value": 9007199254740993i64})), "beyond 2^53");
-    refused(&FILL, &x_only(f32t(&[1], &[0.0])), &params(json!({})), "parameter 'value' missing");
+    refused(&FILL, &x_only(f32t(&[1], &[0.0])), &params(json!({})), "parameter 'value': required but missing");
 }
 
 // ---------------------------------------------------------------- fast vs reference

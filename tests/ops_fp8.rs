@@ -2,11 +2,11 @@
 //! hand-computed blocks, the IEEE edge cases, errors, and fast vs reference.
 
 use parity::compare::compare_stage;
-use parity::dtype::DType;
+use parity::format::dtype::DType;
 use parity::numeric::round::{F8E4M3FN, F8E5M2};
 use parity::ops::fp8::{FP8_BLOCK_DEQUANTIZE, FP8_BLOCK_QUANTIZE};
-use parity::ops::{Call, Inputs, Operation, Params, Stages};
-use parity::tensor::Tensor;
+use parity::ops::{Implementation, Inputs, Operation, Params, Stages};
+use parity::format::tensor::Tensor;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -16,8 +16,7 @@ fn params(v: Value) -> Params {
 
 /// Both implementations, the reference narrowed to the declared dtypes.
 fn both(op: &'static Operation, inputs: &Inputs, p: &Params) -> [parity::Result<Stages>; 2] {
-    let call = Call { op, tensor: "w", inputs, params: p };
-    [(op.fast)(&call), (op.reference)(&call).map(|s| s.narrow(op))]
+    [op.run(Implementation::Fast, "w", inputs, p), op.run(Implementation::Reference, "w", inputs, p)]
 }
 
 fn quantize(x: Tensor, p: Value) -> [Stages; 2] {

@@ -6,10 +6,10 @@
 mod ops_support;
 
 use ops_support::*;
-use parity::dtype::DType;
+use parity::format::dtype::DType;
 use parity::ops::layout::{CONCAT, IDENTITY, RESHAPE, SLICE, SPLIT, TRANSPOSE};
 use parity::ops::Operation;
-use parity::tensor::Tensor;
+use parity::format::tensor::Tensor;
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -95,7 +95,7 @@ fn transpose_refuses_dims_that_are_not_a_permutation() {
     refused(&TRANSPOSE, &ins, &params(json!({"dims": [0, 0]})), "not a permutation");
     refused(&TRANSPOSE, &ins, &params(json!({"dims": [0]})), "has 1 entries but x has rank 2");
     refused(&TRANSPOSE, &ins, &params(json!({"dims": [0, 2]})), "axis 2 is out of range");
-    refused(&TRANSPOSE, &ins, &params(json!({"dims": "1,0"})), "list of integers");
+    refused(&TRANSPOSE, &ins, &params(json!({"dims": "1,0"})), "list of whole numbers");
 }
 
 // ---------------------------------------------------------------- reshape
@@ -119,7 +119,7 @@ fn reshape_refuses_a_shape_that_does_not_hold_the_elements() {
     refused(&RESHAPE, &ins, &params(json!({"shape": [-2, -3]})), "only -1 is allowed");
     let huge = 1i64 << 40;
     refused(&RESHAPE, &inputs(vec![("x", f32t(&[0], &[]))]), &params(json!({"shape": [huge, huge, 0]})), "multiply beyond");
-    refused(&RESHAPE, &ins, &params(json!({})), "parameter 'shape' missing");
+    refused(&RESHAPE, &ins, &params(json!({})), "parameter 'shape': required but missing");
     let empty = inputs(vec![("x", f32t(&[0, 3], &[]))]);
     refused(&RESHAPE, &empty, &params(json!({"shape": [0, -1]})), "ambiguous");
 }
@@ -164,9 +164,9 @@ fn slice_refuses_bad_ranges() {
     refused(&SLICE, &ins, &params(json!({"ranges": [[0, 2, 0]]})), "step 0 must be positive");
     refused(&SLICE, &ins, &params(json!({"ranges": [[2, 0, -1]]})), "step -1 must be positive");
     refused(&SLICE, &ins, &params(json!({"ranges": [[0, 2]]})), "must be [start, stop, step]");
-    refused(&SLICE, &ins, &params(json!({"ranges": [[0, 1.5, 1]]})), "stop must be an integer or null");
+    refused(&SLICE, &ins, &params(json!({"ranges": [[0, 1.5, 1]]})), "'ranges': must be a list of [start, stop, step] lists (integers or null)");
     refused(&SLICE, &ins, &params(json!({"ranges": [[0, 1, 1], [0, 1, 1], [0, 1, 1]]})), "3 entries but x has rank 2");
-    refused(&SLICE, &ins, &params(json!({})), "parameter 'ranges' missing");
+    refused(&SLICE, &ins, &params(json!({})), "parameter 'ranges': required but missing");
     refused(&SLICE, &inputs(vec![("x", f32t(&[], &[1.0]))]), &params(json!({"ranges": []})), "rank 0");
 }
 
@@ -239,8 +239,8 @@ fn split_refuses_an_index_outside_the_axis() {
     refused(&SPLIT, &ins, &params(json!({"index": 4})), "outside [0, 3]");
     refused(&SPLIT, &ins, &params(json!({"index": -4})), "outside [0, 3]");
     refused(&SPLIT, &ins, &params(json!({"index": 1, "axis": 2})), "out of range");
-    refused(&SPLIT, &ins, &params(json!({"index": "1"})), "must be an integer");
-    refused(&SPLIT, &ins, &params(json!({})), "parameter 'index' missing");
+    refused(&SPLIT, &ins, &params(json!({"index": "1"})), "'index': must be a whole number");
+    refused(&SPLIT, &ins, &params(json!({})), "parameter 'index': required but missing");
 }
 
 // ---------------------------------------------------------------- fast vs reference

@@ -3,19 +3,18 @@
 //! and fast vs reference through the comparer's gate.
 
 use parity::compare::compare_stage;
-use parity::dtype::DType;
+use parity::format::dtype::DType;
 use parity::numeric::rng::SplitMix64;
 use parity::ops::linalg::{LOWRANK_RECONSTRUCT, MATMUL, PHLORA, SVD};
-use parity::ops::{Call, Inputs, Operation, Params, Stages};
-use parity::tensor::Tensor;
+use parity::ops::{Implementation, Inputs, Operation, Params, Stages};
+use parity::format::tensor::Tensor;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
 fn run(op: &'static Operation, inputs: &[(&str, Tensor)], p: Value) -> [parity::Result<Stages>; 2] {
     let inputs: Inputs = inputs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
     let params: Params = p.as_object().unwrap().clone();
-    let call = Call { op, tensor: "w", inputs: &inputs, params: &params };
-    [(op.fast)(&call), (op.reference)(&call).map(|s| s.narrow(op))]
+    [op.run(Implementation::Fast, "w", &inputs, &params), op.run(Implementation::Reference, "w", &inputs, &params)]
 }
 
 /// Both implementations' stages (fast, reference narrowed to f32).
@@ -27,7 +26,7 @@ fn ok(op: &'static Operation, inputs: &[(&str, Tensor)], p: Value) -> [Stages; 2
 fn wide(op: &'static Operation, inputs: &[(&str, Tensor)], p: Value) -> Stages {
     let inputs: Inputs = inputs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
     let params: Params = p.as_object().unwrap().clone();
-    (op.reference)(&Call { op, tensor: "w", inputs: &inputs, params: &params }).unwrap()
+    op.run(Implementation::ReferenceWide, "w", &inputs, &params).unwrap()
 }
 
 fn m(rows: usize, cols: usize, v: &[f32]) -> Tensor {
@@ -318,11 +317,11 @@ fn phlora_of_a_zero_matrix_has_residual_nan_as_in_torch() {
 fn phlora_rank_must_be_between_1_and_min_m_n() {
     let x = m(3, 2, &[1.0, 0.0, 0.0, 1.0, 0.0, 0.0]);
     for (p, needle) in [
-        (json!({}), "'rank' missing"),
+        (json!({}), "'rank': required but missing"),
         (json!({"rank": 0}), "rank 0 is outside 1..=2"),
         (json!({"rank": 3}), "rank 3 is outside 1..=2"),
-        (json!({"rank": 1.5}), "must be a positive integer"),
-        (json!({"rank": "2"}), "must be a positive integer"),
+        (json!({"rank": 1.5}), "'rank': must be a whole number"),
+        (json!({"rank": "2"}), "'rank': must be a whole number"),
     ] {
         for out in run(&PHLORA, &[("x", x.clone())], p.clone()) {
             assert!(err(&out).contains(needle), "{p}: {}", err(&out));
@@ -364,7 +363,7 @@ fn lowrank_errors_name_the_shapes_and_the_scale() {
     let msg = err(&run(&LOWRANK_RECONSTRUCT, &[("a", a.clone()), ("b", b.clone()), ("base", m(3, 4, &[0.0; 12]))], json!({}))[1]);
     assert!(msg.contains("base is [3, 4] but b @ a is [4, 3]"), "{msg}");
     let msg = err(&run(&LOWRANK_RECONSTRUCT, &[("a", a), ("b", b)], json!({"scale": "big"}))[0]);
-    assert!(msg.contains("parameter 'scale' must be a number"), "{msg}");
+    assert!(msg.contains("parameter 'scale': must be a number"), "{msg}");
 }
 
 // ---------------------------------------------------------------- fast vs reference

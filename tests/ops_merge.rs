@@ -8,10 +8,10 @@ mod ops_support;
 
 use ops_support::*;
 use parity::compare::compare_stage;
-use parity::dtype::DType;
+use parity::format::dtype::DType;
 use parity::ops::merge::{kept_count, TASK_ARITHMETIC, TIES};
 use parity::ops::{Inputs, Operation, Stages};
-use parity::tensor::Tensor;
+use parity::format::tensor::Tensor;
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -78,8 +78,8 @@ fn merges_accept_bf16_weights_and_decode_them_exactly() {
 fn merges_refuse_mismatched_shapes_and_bad_weights() {
     let ins = merge_inputs(&[1.0, 2.0], &[&[1.0, 2.0]]);
     refused(&TASK_ARITHMETIC, &ins, &params(json!({"weights": [1.0, 2.0]})), "list of 1 numbers");
-    refused(&TASK_ARITHMETIC, &ins, &params(json!({"weights": ["1"]})), "list of 1 numbers");
-    refused(&TASK_ARITHMETIC, &ins, &params(json!({})), "parameter 'weights' missing");
+    refused(&TASK_ARITHMETIC, &ins, &params(json!({"weights": ["1"]})), "'weights': must be a list of numbers");
+    refused(&TASK_ARITHMETIC, &ins, &params(json!({})), "parameter 'weights': required but missing");
     let wrong = inputs(vec![("base", f32t(&[2], &[1.0, 2.0])), ("tasks", f32t(&[2], &[1.0, 2.0]))]);
     refused(&TASK_ARITHMETIC, &wrong, &params(json!({"weights": [1.0, 1.0]})), "expected [T, 2]");
     refused(&TIES, &wrong, &params(json!({"density": 0.5})), "expected [T, 2]");
@@ -158,8 +158,8 @@ fn ties_refuses_a_density_outside_zero_to_one() {
     for d in [json!(0.0), json!(-0.5), json!(1.5)] {
         refused(&TIES, &ins, &params(json!({ "density": d })), "must be in (0, 1]");
     }
-    refused(&TIES, &ins, &params(json!({})), "parameter 'density' missing");
-    refused(&TIES, &ins, &params(json!({"density": 0.5, "lambda": "1"})), "lambda must be a number");
+    refused(&TIES, &ins, &params(json!({})), "parameter 'density': required but missing");
+    refused(&TIES, &ins, &params(json!({"density": 0.5, "lambda": "1"})), "'lambda': must be a number");
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! `parity replay`: our implementations run on the inputs a report names.
 
-use parity::replay::{replay, Implementation, ReplayOptions};
-use parity::report::LoadedReport;
+use parity::ops::Implementation;
+use parity::replay::{replay, ReplayOptions};
+use parity::format::report::LoadedReport;
 use std::path::Path;
 
 fn opts(implementation: Implementation) -> ReplayOptions {
@@ -125,7 +126,7 @@ fn the_wide_reference_keeps_f64_stages_and_the_narrow_one_does_not() {
     let dir = tempfile::tempdir().unwrap();
     let wide = replay(Path::new(SMALL), &dir.path().join("w.json"), &opts(Implementation::ReferenceWide)).unwrap();
     let narrow = replay(Path::new(SMALL), &dir.path().join("n.json"), &opts(Implementation::Reference)).unwrap();
-    assert_eq!(wide.tensors[0].stages["matmul_pre_norm"].dtype, parity::dtype::DType::F64);
-    assert_eq!(narrow.tensors[0].stages["matmul_pre_norm"].dtype, parity::dtype::DType::F32);
+    assert_eq!(wide.tensors[0].stages["matmul_pre_norm"].dtype, parity::format::dtype::DType::F64);
+    assert_eq!(narrow.tensors[0].stages["matmul_pre_norm"].dtype, parity::format::dtype::DType::F32);
     assert_eq!(wide.tensors[0].stages["final_bf16"].sha256, narrow.tensors[0].stages["final_bf16"].sha256);
 }

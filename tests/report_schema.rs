@@ -2,8 +2,9 @@
 //! every golden report the oracle wrote, validates against it — and reports
 //! that break the contract do not.
 
-use parity::replay::{replay, Implementation, ReplayOptions};
-use parity::report::{Report, SCHEMA_JSON};
+use parity::ops::Implementation;
+use parity::replay::{replay, ReplayOptions};
+use parity::format::report::{Report, SCHEMA_JSON};
 use std::path::Path;
 
 fn validator() -> jsonschema::Validator {

@@ -1,9 +1,9 @@
 //! SPEC §3 promises about `svf_apply`, one test each, for both implementations.
 
-use parity::dtype::DType;
+use parity::format::dtype::DType;
 use parity::ops::svf_apply::SVF_APPLY;
-use parity::ops::{Call, Inputs, Params, Stages};
-use parity::tensor::Tensor;
+use parity::ops::{Implementation, Inputs, Params, Stages};
+use parity::format::tensor::Tensor;
 use serde_json::json;
 
 fn inputs(m: usize, n: usize, u: &[f32], s: &[f32], v: &[f32], offsets: &[f32]) -> Inputs {
@@ -24,8 +24,7 @@ fn params(v: serde_json::Value) -> Params {
 
 /// Run both implementations (reference narrowed to the declared dtypes).
 fn both(inputs: &Inputs, params: &Params) -> [parity::Result<Stages>; 2] {
-    let call = Call { op: &SVF_APPLY, tensor: "w", inputs, params };
-    [(SVF_APPLY.fast)(&call), (SVF_APPLY.reference)(&call).map(|s| s.narrow(&SVF_APPLY))]
+    [SVF_APPLY.run(Implementation::Fast, "w", inputs, params), SVF_APPLY.run(Implementation::Reference, "w", inputs, params)]
 }
 
 fn f32s(stages: &Stages, name: &str) -> Vec<f32> {
@@ -201,12 +200,11 @@ fn the_reference_rounds_its_f64_result_once_to_f32() {
     // reference keeps it wide, then rounds once to the nearest f32.
     let x = inputs(1, 1, &[0.1], &[3.0], &[0.1], &[0.0]);
     let p = params(json!({"final_shape": [1, 1]}));
-    let call = Call { op: &SVF_APPLY, tensor: "w", inputs: &x, params: &p };
-    let wide = (SVF_APPLY.reference)(&call).unwrap();
+    let wide = SVF_APPLY.run(Implementation::ReferenceWide, "w", &x, &p).unwrap();
     assert_eq!(wide.get("final_f32").unwrap().dtype, DType::F64, "the reference's stages are wide before narrowing");
     let exact = 0.1f32 as f64 * 3.0 * 0.1f32 as f64;
     assert_eq!(wide.get("final_f32").unwrap().to_f64_vec(), vec![exact]);
-    let narrow = wide.narrow(&SVF_APPLY);
+    let narrow = SVF_APPLY.run(Implementation::Reference, "w", &x, &p).unwrap();
     assert_eq!(f32s(&narrow, "final_f32"), vec![exact as f32]);
     assert_eq!(narrow.get("final_f32").unwrap().dtype, DType::F32);
 }

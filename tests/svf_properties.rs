@@ -4,8 +4,8 @@
 
 use parity::compare::compare_stage;
 use parity::ops::svf_apply::SVF_APPLY;
-use parity::ops::{Call, Inputs, Params};
-use parity::tensor::Tensor;
+use parity::ops::{Implementation, Inputs, Params};
+use parity::format::tensor::Tensor;
 use proptest::prelude::*;
 
 /// Random SVF inputs: shapes up to 48×48, any rank (also beyond min(m, n)),
@@ -50,9 +50,8 @@ proptest! {
     /// once from f64, the fast kernel rounds `1 + offsets` first, as torch does).
     #[test]
     fn fast_passes_the_builtin_profile_against_the_reference((inputs, params) in svf_inputs(false)) {
-        let call = Call { op: &SVF_APPLY, tensor: "w", inputs: &inputs, params: &params };
-        let fast = (SVF_APPLY.fast)(&call).unwrap();
-        let reference = (SVF_APPLY.reference)(&call).unwrap().narrow(&SVF_APPLY);
+        let fast = SVF_APPLY.run(Implementation::Fast, "w", &inputs, &params).unwrap();
+        let reference = SVF_APPLY.run(Implementation::Reference, "w", &inputs, &params).unwrap();
         for stage in SVF_APPLY.stages {
             let tol = stage.tolerance;
             let r = compare_stage(reference.get(stage.name).unwrap().view(), fast.get(stage.name).unwrap().view(), &tol, 1);
@@ -69,9 +68,8 @@ proptest! {
     /// the same places with the same signs on both sides.
     #[test]
     fn offsets_of_minus_one_agree_in_ulps_and_in_non_finite_positions((inputs, params) in svf_inputs(true)) {
-        let call = Call { op: &SVF_APPLY, tensor: "w", inputs: &inputs, params: &params };
-        let fast = (SVF_APPLY.fast)(&call).unwrap();
-        let reference = (SVF_APPLY.reference)(&call).unwrap().narrow(&SVF_APPLY);
+        let fast = SVF_APPLY.run(Implementation::Fast, "w", &inputs, &params).unwrap();
+        let reference = SVF_APPLY.run(Implementation::Reference, "w", &inputs, &params).unwrap();
         let norm = |s: &parity::ops::Stages| s.get("normalization").unwrap().to_f32_vec()[0];
         let (f, r) = (norm(&fast), norm(&reference));
         if r.is_finite() {
@@ -89,8 +87,7 @@ proptest! {
 
     #[test]
     fn fast_bf16_is_the_rne_rounding_of_its_own_final_f32((inputs, params) in svf_inputs(true)) {
-        let call = Call { op: &SVF_APPLY, tensor: "w", inputs: &inputs, params: &params };
-        for stages in [(SVF_APPLY.fast)(&call).unwrap(), (SVF_APPLY.reference)(&call).unwrap().narrow(&SVF_APPLY)] {
+        for stages in [SVF_APPLY.run(Implementation::Fast, "w", &inputs, &params).unwrap(), SVF_APPLY.run(Implementation::Reference, "w", &inputs, &params).unwrap()] {
             let f32s = stages.get("final_f32").unwrap().to_f32_vec();
             let bf16 = stages.get("final_bf16").unwrap().as_u16_bits();
             for (x, b) in f32s.iter().zip(&bf16) {

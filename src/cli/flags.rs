@@ -1,10 +1,28 @@
-//! Command-line flags, apart from the work they configure.
+//! Command-line flags, apart from the work they configure. Each flag is
+//! parsed once, into the library's own type (`ValueEnum` on `Format` and
+//! `Implementation`, `FromStr` of `StageSelection`).
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
+use parity::check::StageSelection;
+use parity::ops::Implementation;
+use parity::render::Format;
 use std::path::PathBuf;
+use std::str::FromStr;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  every enabled gate holds
+  1  a gate failed: parity is broken
+  2  the comparison could not be made: usage or setup error (a file missing or
+     malformed, a required stage missing, the two sides describing different things)";
 
 #[derive(Parser, Debug)]
-#[command(name = "parity", version, about = "Prove a port of an ML tensor pipeline is numerically right, stage by stage.")]
+#[command(
+    name = "parity",
+    version,
+    about = "Prove a port of an ML tensor pipeline is numerically right, stage by stage.",
+    after_help = EXIT_CODES
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -13,10 +31,13 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Compare two reports stage by stage (LEFT = baseline, RIGHT = candidate).
+    #[command(after_help = EXIT_CODES)]
     Check(CheckArgs),
     /// Run parity's own implementation on the components a report names.
+    #[command(after_help = EXIT_CODES)]
     Replay(ReplayArgs),
     /// Check every golden case: integrity, replay of both implementations, verdicts.
+    #[command(after_help = EXIT_CODES)]
     Gate(GateArgs),
     /// List every operation with its inputs, parameters, stages and default tolerances.
     Ops(OpsArgs),
@@ -44,13 +65,15 @@ pub struct CheckArgs {
     #[arg(long, value_name = "PAT")]
     pub select: Vec<String>,
     /// `all`, or a comma-separated list of stages to compare.
-    #[arg(long, default_value = "all")]
-    pub stages: String,
+    #[arg(long, default_value = "all", value_parser = StageSelection::from_str)]
+    pub stages: StageSelection,
     /// Show the N largest divergences per stage.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub top_diffs: usize,
-    #[arg(long, value_enum, default_value_t = FormatArg::Text)]
-    pub format: FormatArg,
+    /// Who reads the result: text (terminals), json (scripts, parity.check.v1),
+    /// junit (CI test viewers, one testcase per tensor), markdown (CI step summaries).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
     /// Write the result here (atomically) instead of standard output.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -63,14 +86,6 @@ pub struct CheckArgs {
     pub verify_hashes: bool,
 }
 
-#[derive(Copy, Clone, Debug, ValueEnum)]
-pub enum FormatArg {
-    Text,
-    Json,
-    Junit,
-    Markdown,
-}
-
 #[derive(Args, Debug)]
 pub struct ReplayArgs {
     /// The report whose components to replay.
@@ -78,25 +93,15 @@ pub struct ReplayArgs {
     /// Where to write the new report (its bundle goes next to it).
     #[arg(long, value_name = "OUT.json")]
     pub out: PathBuf,
-    #[arg(long = "impl", value_enum, default_value_t = ImplArg::Fast)]
-    pub implementation: ImplArg,
+    /// Which implementation replays.
+    #[arg(long = "impl", value_enum, default_value_t = Implementation::Fast)]
+    pub implementation: Implementation,
     /// Only tensors whose name contains PAT (or matches it as a glob); repeatable.
     #[arg(long, value_name = "PAT")]
     pub select: Vec<String>,
     /// Allow report paths that are absolute or leave the report's directory.
     #[arg(long)]
     pub allow_outside_paths: bool,
-}
-
-#[derive(Copy, Clone, Debug, ValueEnum)]
-pub enum ImplArg {
-    /// f32 compute, bf16/f16/fp8 outputs: the kernel users ship.
-    Fast,
-    /// f64 compute, each stage rounded once to its declared dtype.
-    Reference,
-    /// f64 compute, F32 stages kept as F64 (to compare with an f64 oracle).
-    #[value(name = "reference-f64")]
-    ReferenceF64,
 }
 
 #[derive(Args, Debug)]

@@ -2,18 +2,28 @@
 
 pub mod flags;
 
-use crate::compare::{self, CheckOptions, Format, Modes, Profile, StageSelection};
-use crate::error::{Error, Result};
-use crate::replay::{self, Implementation, ReplayOptions};
 use clap::Parser;
-use flags::{Cli, Command, FormatArg, ImplArg};
+use flags::{Cli, Command};
+use parity::check::{CheckOptions, Modes};
+use parity::error::{Error, Result};
+use parity::replay::ReplayOptions;
 use std::io::Write;
 
-/// How a successful run ended: the gates held, or parity is broken.
+/// How a run that could be made ended: the gates held, or parity is broken.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
     Pass,
     ParityBroken,
+}
+
+impl Outcome {
+    fn of(passed: bool) -> Outcome {
+        if passed {
+            Outcome::Pass
+        } else {
+            Outcome::ParityBroken
+        }
+    }
 }
 
 /// The top-level entry point: everything `main` does besides exiting.
@@ -30,13 +40,8 @@ pub fn try_main() -> Result<Outcome> {
 /// `parity check`: compare two reports and decide by the chosen modes.
 fn check(args: flags::CheckArgs) -> Result<Outcome> {
     let profile = match &args.tolerances {
-        Some(path) => Profile::load(path)?,
-        None => Profile::builtin(),
-    };
-    let stages = if args.stages == "all" {
-        StageSelection::All
-    } else {
-        StageSelection::Named(args.stages.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+        Some(path) => parity::ops::builtin_profile().merge_file(path)?,
+        None => parity::ops::builtin_profile(),
     };
     let opts = CheckOptions {
         modes: Modes {
@@ -46,40 +51,34 @@ fn check(args: flags::CheckArgs) -> Result<Outcome> {
         },
         profile,
         select: args.select,
-        stages,
+        stages: args.stages,
         top_diffs: args.top_diffs,
         allow_outside_paths: args.allow_outside_paths,
         progress: true,
         verify_hashes: args.verify_hashes,
     };
-    let outcome = compare::check(&args.left, &args.right, &opts)?;
-    let format = match args.format {
-        FormatArg::Text => Format::Text,
-        FormatArg::Json => Format::Json,
-        FormatArg::Junit => Format::Junit,
-        FormatArg::Markdown => Format::Markdown,
-    };
-    let rendered = compare::render(&outcome, format);
+    let outcome = parity::check::check(&args.left, &args.right, &opts)?;
+    let rendered = parity::render::render(&outcome, args.format);
     match &args.output {
-        Some(path) => crate::atomic::write_bytes(path, rendered.as_bytes())?,
+        Some(path) => parity::format::atomic::write_bytes(path, rendered.as_bytes())?,
         None => print_stdout(&rendered)?,
     }
-    Ok(if outcome.passed() { Outcome::Pass } else { Outcome::ParityBroken })
+    Ok(Outcome::of(outcome.passed()))
 }
 
 /// `parity replay`: run our implementation on a report's components.
 fn replay(args: flags::ReplayArgs) -> Result<Outcome> {
-    let implementation = match args.implementation {
-        ImplArg::Fast => Implementation::Fast,
-        ImplArg::Reference => Implementation::Reference,
-        ImplArg::ReferenceF64 => Implementation::ReferenceWide,
+    let opts = ReplayOptions {
+        implementation: args.implementation,
+        select: args.select,
+        allow_outside_paths: args.allow_outside_paths,
+        progress: true,
     };
-    let opts = ReplayOptions { implementation, select: args.select, allow_outside_paths: args.allow_outside_paths, progress: true };
-    let report = replay::replay(&args.report, &args.out, &opts)?;
+    let report = parity::replay::replay(&args.report, &args.out, &opts)?;
     print_stdout(&format!(
         "replayed {} tensor(s) with the {} implementation → {} ({})\n",
         report.tensors.len(),
-        implementation.name(),
+        args.implementation.name(),
         args.out.display(),
         report.stage_bundle
     ))?;
@@ -88,24 +87,26 @@ fn replay(args: flags::ReplayArgs) -> Result<Outcome> {
 
 /// `parity gate`: the golden cases, as CI runs them.
 fn gate(args: flags::GateArgs) -> Result<Outcome> {
-    let outcome = crate::golden::gate(&args.dir, &args.case)?;
+    let outcome = parity::golden::gate(&args.dir, &args.case)?;
     print_stdout(&outcome.render())?;
-    Ok(if outcome.passed() { Outcome::Pass } else { Outcome::ParityBroken })
+    Ok(Outcome::of(outcome.passed()))
 }
 
 /// `parity ops`: the catalog.
 fn ops(args: flags::OpsArgs) -> Result<Outcome> {
-    let text = if args.json { crate::ops::catalog::to_json() } else { crate::ops::catalog::to_text() };
+    let text = if args.json { parity::ops::catalog::to_json() } else { parity::ops::catalog::to_text() };
     print_stdout(&text)?;
     Ok(Outcome::Pass)
 }
 
-/// Print to stdout; a closed pipe (`parity check … | head`) ends quietly.
+/// Print to stdout. A closed pipe (`parity check … | head`) ends the output
+/// quietly, but never the verdict: the caller still returns the outcome, so
+/// the exit code is the gate's even when nobody reads the rest.
 fn print_stdout(s: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match out.write_all(s.as_bytes()).and_then(|_| out.flush()) {
         Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
-        Err(e) => Err(Error::Usage(format!("cannot write to standard output: {e}"))),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Error::io(std::path::Path::new("<standard output>"), e)),
     }
 }

@@ -5,8 +5,8 @@ use super::metrics::{self, Metrics, Stage, CHUNK};
 use crate::error::Result;
 use super::numbers::{self, short, versus};
 use super::tolerance::Tolerance;
-use crate::dtype::DType;
-use crate::tensor::TensorView;
+use crate::format::dtype::DType;
+use crate::format::tensor::TensorView;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {

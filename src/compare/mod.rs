@@ -1,20 +1,22 @@
-//! The comparer: stage-by-stage metrics, tolerance gates and verdicts.
+//! The comparer: two byte sources in, metrics and verdicts out.
 //!
-//! * [`metrics`] — every number about one stage, in one streaming pass;
+//! It knows no operation, report or command line: callers hand it two stages
+//! (dtype, shape and bytes, in memory or streamed from a file) and a
+//! [`Tolerance`]; it measures them in one streaming pass and judges the gate.
+//!
+//! * [`metrics`] — every number about one stage pair, in one streaming pass;
 //! * [`gate`] — one stage's metrics held against its [`tolerance`];
-//! * [`profile`] — which tolerance each stage of each operation gets;
-//! * [`check`] — `parity check`: pair two reports, compare, judge the modes;
-//! * [`render`] — the outcome as text, JSON, JUnit XML or Markdown.
+//! * [`profile`] — which tolerance each stage of each operation gets, built
+//!   from declarations the caller supplies (the catalog's, for the built-in
+//!   profile) with tolerance files merged over them;
+//! * [`numbers`] — how the comparer's numbers are written for people.
 
-pub mod check;
 pub mod gate;
 pub mod metrics;
 pub mod numbers;
 pub mod profile;
-pub mod render;
 pub mod tolerance;
 
-pub use check::{check, CheckOptions, CheckOutcome, Modes, StageSelection};
 pub use gate::{compare_stage, compare_stage_chunked, StageResult, Verdict};
 pub use profile::Profile;
-pub use render::{render, Format};
+pub use tolerance::Tolerance;

@@ -141,6 +141,11 @@ pub fn percent(part: u64, whole: u64) -> String {
     }
 }
 
+/// A sha256 for people: its first 12 hex digits and an ellipsis.
+pub fn short_hash(h: &str) -> String {
+    format!("{}…", &h[..h.len().min(12)])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

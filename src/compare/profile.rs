@@ -1,9 +1,11 @@
 //! Tolerance profiles: per operation, per stage, whether the stage is
 //! required and the limits of its gate.
 //!
-//! The built-in profile is read from the operation registry
-//! ([`crate::ops::REGISTRY`]): every stage declares its own tolerance. A user
-//! profile file (`parity check --tolerances FILE`) is merged over it.
+//! A profile starts from *declarations*: operations whose stages, in
+//! pipeline order, each come with a tolerance. The comparer knows no
+//! operation itself — the catalog hands it its declarations
+//! (`ops::builtin_profile`), and a user profile file (`parity check
+//! --tolerances FILE`) is merged over them.
 //!
 //! # The tolerance file, `parity.tolerances.v1`
 //!
@@ -60,8 +62,7 @@
 //!   `max_mismatch_fraction` in [0, 1].
 
 use super::tolerance::Tolerance;
-use crate::error::{Error, Result};
-use crate::ops::{Operation, Stage, REGISTRY};
+use crate::error::{did_you_mean, Error, Result};
 use indexmap::IndexMap;
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
@@ -82,32 +83,26 @@ struct OpProfile {
     stages: IndexMap<String, Tolerance>,
     /// The `"*"` entry: the tolerance of stages not named above.
     star: Option<Override>,
-    /// The stage order comes from the registry (else from LEFT's report).
+    /// Declared (a catalog operation): the stage order and names are fixed,
+    /// else they come from LEFT's report.
     registry: bool,
 }
 
 impl Profile {
-    /// The registry's own tolerances.
-    pub fn builtin() -> Profile {
-        Profile::builtin_mapped(|_, stage| stage.tolerance).named("built-in")
-    }
-
-    /// A profile over the registry's operations with a tolerance computed for
-    /// each stage (the golden gate builds a much tighter profile this way).
-    pub fn builtin_mapped(f: impl Fn(&Operation, &Stage) -> Tolerance) -> Profile {
-        let ops = REGISTRY
-            .iter()
-            .map(|op| {
-                let stages = op.stages.iter().map(|s| (s.name.to_string(), f(op, s))).collect();
-                (op.name.to_string(), OpProfile { stages, star: None, registry: true })
+    /// A profile over declared operations: each with its stages, in
+    /// pipeline order, and their tolerances.
+    pub fn declared<'a, S>(origin: &str, ops: impl IntoIterator<Item = (&'a str, S)>) -> Profile
+    where
+        S: IntoIterator<Item = (&'a str, Tolerance)>,
+    {
+        let ops = ops
+            .into_iter()
+            .map(|(op, stages)| {
+                let stages = stages.into_iter().map(|(s, t)| (s.to_string(), t)).collect();
+                (op.to_string(), OpProfile { stages, star: None, registry: true })
             })
             .collect();
-        Profile { ops, origin: "built-in (mapped)".into() }
-    }
-
-    /// The built-in profile with a tolerance file merged over it.
-    pub fn load(path: &Path) -> Result<Profile> {
-        Profile::builtin().merge_file(path)
+        Profile { ops, origin: origin.into() }
     }
 
     /// This profile with a tolerance file merged over it.
@@ -131,16 +126,21 @@ impl Profile {
         let file: File =
             serde_json::from_value(value).map_err(|e| Error::json(path, format!("invalid tolerance profile: {e}")))?;
         for (op_name, entries) in file.operations {
-            let registry_op = crate::ops::find(&op_name);
-            let op = self
-                .ops
-                .entry(op_name.clone())
-                .or_insert_with(|| OpProfile { registry: registry_op.is_some(), ..OpProfile::default() });
+            if !self.ops.contains_key(&op_name) {
+                let declared = self.ops.iter().filter(|(_, o)| o.registry).map(|(n, _)| n.as_str());
+                if let Some(near) = did_you_mean(&op_name, declared) {
+                    return Err(Error::json(
+                        path,
+                        format!("operations.{op_name}: not a catalog operation — did you mean '{near}'? (an operation of your own needs a name no catalog operation is one typo away from)"),
+                    ));
+                }
+            }
+            let op = self.ops.entry(op_name.clone()).or_default();
             let star = entries.get("*").copied();
-            if let Some(op_def) = registry_op {
+            if op.registry {
                 for name in entries.keys().filter(|n| *n != "*") {
-                    if op_def.stage(name).is_none() {
-                        let known: Vec<&str> = op_def.stages.iter().map(|s| s.name).collect();
+                    if !op.stages.contains_key(name) {
+                        let known: Vec<&str> = op.stages.keys().map(String::as_str).collect();
                         return Err(Error::json(
                             path,
                             format!(

@@ -36,20 +36,20 @@
 //! a non-finite mismatch, which is the truth: ml_dtypes overflows there).
 //! NaN payloads differ, which the comparer ignores (NaN is matched by position).
 
-use super::{Call, Input, Operation, Param, Sample, Stage, StageDtype, Stages};
+use super::{Call, Input, Operation, Param, ParamKind, Sample, Stage, StageDtype, Stages};
 use crate::compare::tolerance::Tolerance;
-use crate::dtype::DType;
+use crate::format::dtype::DType;
 use crate::error::Result;
 use crate::numeric::rng::SplitMix64;
 use crate::numeric::round::{self, MiniFloat, BF16, F16, F8E4M3FN, F8E5M2};
-use crate::tensor::Tensor;
+use crate::format::tensor::Tensor;
 use rayon::prelude::*;
 
 pub static CAST: Operation = Operation {
     name: "cast",
     summary: "round a tensor into another float format (bf16, f16, fp8 e4m3fn/e5m2, f32), RNE",
     inputs: &[Input { name: "x", doc: "F64, F32, F16 or BF16, any shape", optional: false }],
-    params: &[Param { name: "to", doc: "\"BF16\", \"F16\", \"F8_E4M3\" (e4m3fn), \"F8_E5M2\" or \"F32\"", required: true }],
+    params: &[Param { name: "to", kind: ParamKind::OneOf(&["BF16", "F16", "F8_E4M3", "F8_E5M2", "F32"]), doc: "\"BF16\", \"F16\", \"F8_E4M3\" (e4m3fn), \"F8_E5M2\" or \"F32\"", required: true }],
     stages: &[Stage {
         name: "output",
         dtype: StageDtype::FromParam("to"),

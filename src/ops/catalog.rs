@@ -1,6 +1,7 @@
 //! `parity ops`: the catalog as people and scripts read it.
 
-use super::{Operation, REGISTRY};
+use super::{Operation, Stage, REGISTRY};
+use crate::compare::Profile;
 use crate::compare::tolerance::Tolerance;
 use std::fmt::Write;
 
@@ -108,4 +109,20 @@ pub fn to_json() -> String {
     let mut s = serde_json::to_string_pretty(&serde_json::json!({"schema": "parity.ops.v1", "operations": ops})).unwrap();
     s.push('\n');
     s
+}
+
+/// The built-in tolerance profile: every declared stage of every catalog
+/// operation with its declared tolerance. The comparer knows no operation;
+/// this is how the catalog's declarations reach it.
+pub fn builtin_profile() -> Profile {
+    profile_mapped(|_, stage| stage.tolerance).named("built-in")
+}
+
+/// A profile over the catalog's operations with a tolerance computed for
+/// each declared stage (the golden gate builds a much tighter one this way).
+pub fn profile_mapped(f: impl Fn(&Operation, &Stage) -> Tolerance) -> Profile {
+    Profile::declared(
+        "built-in (mapped)",
+        REGISTRY.iter().map(|op| (op.name, op.stages.iter().map(|s| (s.name, f(op, s))).collect::<Vec<_>>())),
+    )
 }

@@ -24,14 +24,14 @@
 //! (0 · inf); a block of tiny subnormals whose scale underflows to 0 quantizes
 //! to NaN/inf.
 
-use super::{Call, Input, Operation, Param, Sample, Stage, StageDtype, Stages};
+use super::{Call, Input, Operation, Param, ParamKind, Sample, Stage, StageDtype, Stages};
 use super::BENCH_WEIGHTS;
 use crate::compare::tolerance::Tolerance;
-use crate::dtype::DType;
+use crate::format::dtype::DType;
 use crate::error::Result;
 use crate::numeric::rng::SplitMix64;
 use crate::numeric::round::{self, MiniFloat, F8E4M3FN, F8E5M2};
-use crate::tensor::Tensor;
+use crate::format::tensor::Tensor;
 use rayon::prelude::*;
 
 const F32: StageDtype = StageDtype::Fixed(DType::F32);
@@ -42,8 +42,8 @@ pub static FP8_BLOCK_QUANTIZE: Operation = Operation {
     summary: "per-block fp8 quantization: amax and f32 scale per block, RNE(x / scale) in fp8, and the dequantized check",
     inputs: &[Input { name: "x", doc: "F32 [m, n] (BF16/F16 read exactly)", optional: false }],
     params: &[
-        Param { name: "format", doc: "\"F8_E4M3\" (e4m3fn, default) or \"F8_E5M2\"", required: false },
-        Param { name: "block", doc: BLOCK_DOC, required: false },
+        Param { name: "format", kind: ParamKind::OneOf(&["F8_E4M3", "F8_E5M2"]), doc: "\"F8_E4M3\" (e4m3fn, default) or \"F8_E5M2\"", required: false },
+        Param { name: "block", kind: ParamKind::Sizes, doc: BLOCK_DOC, required: false },
     ],
     stages: &[
         Stage {
@@ -87,7 +87,7 @@ pub static FP8_BLOCK_DEQUANTIZE: Operation = Operation {
         Input { name: "quantized", doc: "F8_E4M3 (e4m3fn) or F8_E5M2 [m, n]", optional: false },
         Input { name: "scale", doc: "F32 [ceil(m/bm), ceil(n/bn)] (BF16/F16 read exactly): weight_scale_inv", optional: false },
     ],
-    params: &[Param { name: "block", doc: BLOCK_DOC, required: false }],
+    params: &[Param { name: "block", kind: ParamKind::Sizes, doc: BLOCK_DOC, required: false }],
     stages: &[Stage {
         name: "output",
         dtype: F32,

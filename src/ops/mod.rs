@@ -16,18 +16,23 @@
 //! * **fast** — what users ship: f32 compute, low-precision outputs.
 
 use crate::compare::tolerance::Tolerance;
-use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::tensor::Tensor;
+use crate::format::dtype::DType;
+use crate::format::tensor::Tensor;
 use std::collections::BTreeMap;
+
+pub use crate::format::stages::{Params, Stages};
+pub use params::{Param, ParamKind};
 
 pub mod cast;
 pub mod catalog;
+pub use catalog::{builtin_profile, profile_mapped};
 pub mod elementwise;
 pub mod fp8;
 pub mod layout;
 pub mod linalg;
 pub mod merge;
+pub mod params;
 pub mod svf_apply;
 
 /// Every operation parity knows. One line per operation.
@@ -64,10 +69,34 @@ pub fn find(name: &str) -> Option<&'static Operation> {
 pub(crate) const BENCH_WEIGHTS: &[&[usize]] = &[&[1024, 1024], &[1024, 3072], &[4096, 4096]];
 
 pub type Inputs = BTreeMap<String, Tensor>;
-pub type Params = serde_json::Map<String, serde_json::Value>;
 
-/// One implementation: inputs and parameters in, stages in pipeline order out.
-pub type Implementation = fn(&Call) -> Result<Stages>;
+/// One implementation's function: inputs and parameters in, stages in
+/// pipeline order out. Called only through [`Operation::run`].
+pub type Kernel = fn(&Call) -> Result<Stages>;
+
+/// Which implementation [`Operation::run`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum Implementation {
+    /// f32 compute, bf16/f16/fp8 outputs: the kernel users ship.
+    Fast,
+    /// f64 compute, each stage rounded once to its declared dtype.
+    Reference,
+    /// f64 compute, F32 stages kept as F64 (to compare with an f64 oracle
+    /// far tighter than any f32 tolerance).
+    #[cfg_attr(feature = "cli", value(name = "reference-f64"))]
+    ReferenceWide,
+}
+
+impl Implementation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Implementation::Fast => "fast",
+            Implementation::Reference => "reference",
+            Implementation::ReferenceWide => "reference-f64",
+        }
+    }
+}
 
 #[derive(Debug)]
 pub struct Operation {
@@ -76,8 +105,8 @@ pub struct Operation {
     pub inputs: &'static [Input],
     pub params: &'static [Param],
     pub stages: &'static [Stage],
-    pub reference: Implementation,
-    pub fast: Implementation,
+    pub(crate) reference: Kernel,
+    pub(crate) fast: Kernel,
     /// Random inputs of a given size, for benches and property tests.
     pub sample: fn(seed: u64, dims: &[usize]) -> Sample,
     /// What `dims` means for `sample`, e.g. "[m, n, k]".
@@ -92,13 +121,6 @@ pub struct Input {
     /// Accepted dtypes and shape, for people ("F32 [m, n]").
     pub doc: &'static str,
     pub optional: bool,
-}
-
-#[derive(Debug)]
-pub struct Param {
-    pub name: &'static str,
-    pub doc: &'static str,
-    pub required: bool,
 }
 
 #[derive(Debug)]
@@ -117,6 +139,18 @@ pub enum StageDtype {
     FromParam(&'static str),
     /// The dtype of an input.
     FromInput(&'static str),
+}
+
+impl StageDtype {
+    /// The dtype this declaration names for one call; None where the call
+    /// leaves it to the implementation (a parameter left at its default).
+    pub fn resolve(self, call: &Call) -> Option<DType> {
+        match self {
+            StageDtype::Fixed(d) => Some(d),
+            StageDtype::FromInput(i) => call.inputs.get(i).map(|t| t.dtype),
+            StageDtype::FromParam(p) => call.params.get(p).and_then(|v| v.as_str()).and_then(DType::parse),
+        }
+    }
 }
 
 impl std::fmt::Display for StageDtype {
@@ -144,26 +178,47 @@ pub struct Sample {
     pub params: Params,
 }
 
-/// Stages in pipeline order.
-#[derive(Debug, Default, Clone)]
-pub struct Stages(pub Vec<(String, Tensor)>);
+impl Operation {
+    /// The one way to run an operation — every caller (replay, the gate,
+    /// plans, benches, tests) goes through here, so the declaration is
+    /// enforced, not merely documented:
+    /// 1. `params` are held to the declared parameters (unknown, missing or
+    ///    ill-typed keys are refused before any work);
+    /// 2. every required input is present, and no undeclared one is given;
+    /// 3. the chosen implementation runs;
+    /// 4. the reference's wide (F64) stages are rounded once, RNE, to their
+    ///    declared F32 — unless `ReferenceWide` asks to keep them;
+    /// 5. the stages must be exactly the declared ones, in declared order,
+    ///    each of its declared dtype.
+    pub fn run(&'static self, implementation: Implementation, tensor: &str, inputs: &Inputs, params: &Params) -> Result<Stages> {
+        params::validate(self.name, tensor, self.params, params)?;
+        let call = Call { op: self, tensor, inputs, params };
+        for input in self.inputs.iter().filter(|i| !i.optional) {
+            call.input(input.name)?;
+        }
+        if let Some(extra) = inputs.keys().find(|k| !self.inputs.iter().any(|i| i.name == k.as_str())) {
+            let known: Vec<&str> = self.inputs.iter().map(|i| i.name).collect();
+            return Err(call.error(format!("input '{extra}' is not an input of {} (its inputs: {})", self.name, known.join(", "))));
+        }
+        let stages = match implementation {
+            Implementation::Fast => (self.fast)(&call)?,
+            Implementation::Reference => self.narrow(&call, (self.reference)(&call)?),
+            Implementation::ReferenceWide => (self.reference)(&call)?,
+        };
+        self.check_stages(&call, &stages, implementation)?;
+        Ok(stages)
+    }
 
-impl Stages {
-    pub fn push(&mut self, name: &str, t: Tensor) {
-        self.0.push((name.to_string(), t));
-    }
-    pub fn get(&self, name: &str) -> Option<&Tensor> {
-        self.0.iter().find(|(n, _)| n == name).map(|(_, t)| t)
-    }
     /// Round wide (F64) stages to their declared F32 dtype — the reference's
-    /// single f64 → f32 rounding (RNE).
-    pub fn narrow(self, op: &Operation) -> Stages {
+    /// single f64 → f32 rounding (RNE, see `numeric::round::f64_to_f32`).
+    fn narrow(&self, call: &Call, stages: Stages) -> Stages {
         Stages(
-            self.0
+            stages
+                .0
                 .into_iter()
                 .map(|(name, t)| {
-                    let declared = op.stage(&name).map(|s| s.dtype);
-                    if t.dtype == DType::F64 && declared == Some(StageDtype::Fixed(DType::F32)) {
+                    let declared = self.stage(&name).and_then(|s| s.dtype.resolve(call));
+                    if t.dtype == DType::F64 && declared == Some(DType::F32) {
                         let v: Vec<f32> = t.to_f64_vec().into_iter().map(crate::numeric::round::f64_to_f32).collect();
                         (name, Tensor::from_f32(t.shape, &v))
                     } else {
@@ -173,9 +228,33 @@ impl Stages {
                 .collect(),
         )
     }
-}
 
-impl Operation {
+    /// An implementation that drifts from its declaration is a bug in parity,
+    /// reported as an error naming the stage rather than written to a bundle.
+    fn check_stages(&self, call: &Call, stages: &Stages, implementation: Implementation) -> Result<()> {
+        let produced: Vec<&str> = stages.names().collect();
+        let declared: Vec<&str> = self.stages.iter().map(|s| s.name).collect();
+        if produced != declared {
+            return Err(call.error(format!(
+                "the {} implementation produced stages [{}] but {} declares [{}]",
+                implementation.name(),
+                produced.join(", "),
+                self.name,
+                declared.join(", ")
+            )));
+        }
+        for ((name, t), st) in stages.0.iter().zip(self.stages) {
+            let want = st.dtype.resolve(call);
+            let wide_ok = implementation == Implementation::ReferenceWide && t.dtype == DType::F64 && want == Some(DType::F32);
+            if let (Some(want), false) = (want, wide_ok) {
+                if t.dtype != want {
+                    return Err(call.error(format!("stage '{name}' came out as {} but is declared {want}", t.dtype)));
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn stage(&self, name: &str) -> Option<&Stage> {
         self.stages.iter().find(|s| s.name == name)
     }

@@ -2,12 +2,12 @@
 //! report writer, and ways to spoil them.
 #![allow(dead_code)]
 
-use parity::dtype::DType;
+use parity::format::dtype::DType;
 use parity::ops::svf_apply::SVF_APPLY;
-use parity::ops::{Call, Stages};
-use parity::report::write::{write_run, TensorRun};
-use parity::report::{Baseline, Producer};
-use parity::tensor::Tensor;
+use parity::ops::{Implementation, Stages};
+use parity::format::report::write::{write_run, TensorRun};
+use parity::format::report::{Baseline, Producer};
+use parity::format::tensor::Tensor;
 use std::path::{Path, PathBuf};
 
 pub const NAME: &str = "model.layers.0.mlp.down_proj.weight";
@@ -15,14 +15,14 @@ pub const NAME: &str = "model.layers.0.mlp.down_proj.weight";
 /// The stages the fast SVF produces for sample inputs of `dims` = [m, n, k].
 pub fn svf_stages(seed: u64, dims: [usize; 3]) -> (Stages, parity::ops::Params) {
     let sample = (SVF_APPLY.sample)(seed, &dims);
-    let call = Call { op: &SVF_APPLY, tensor: NAME, inputs: &sample.inputs, params: &sample.params };
-    ((SVF_APPLY.fast)(&call).expect("sample inputs run"), sample.params)
+    let stages = SVF_APPLY.run(Implementation::Fast, NAME, &sample.inputs, &sample.params).expect("sample inputs run");
+    (stages, sample.params)
 }
 
 pub fn run(name: &str, stages: Stages, params: parity::ops::Params) -> TensorRun {
     TensorRun {
         name: name.to_string(),
-        key: parity::bundle::safe_key(name),
+        key: parity::format::bundle::safe_key(name),
         operation: SVF_APPLY.name.to_string(),
         params,
         stages,

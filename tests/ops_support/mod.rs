@@ -4,9 +4,9 @@
 #![allow(dead_code)]
 
 use parity::compare::compare_stage;
-use parity::dtype::DType;
-use parity::ops::{Call, Inputs, Operation, Params, Stages};
-use parity::tensor::Tensor;
+use parity::format::dtype::DType;
+use parity::ops::{Implementation, Inputs, Operation, Params, Stages};
+use parity::format::tensor::Tensor;
 
 pub fn params(v: serde_json::Value) -> Params {
     v.as_object().expect("params are a JSON object").clone()
@@ -23,8 +23,7 @@ pub fn f32t(shape: &[usize], values: &[f32]) -> Tensor {
 /// The fast stages and the reference's, narrowed to their declared dtypes
 /// (what `parity replay --impl fast|reference` writes).
 pub fn both(op: &'static Operation, inputs: &Inputs, params: &Params) -> [parity::Result<Stages>; 2] {
-    let call = Call { op, tensor: "w", inputs, params };
-    [(op.fast)(&call), (op.reference)(&call).map(|s| s.narrow(op))]
+    [op.run(Implementation::Fast, "w", inputs, params), op.run(Implementation::Reference, "w", inputs, params)]
 }
 
 /// Both implementations, which must succeed.

@@ -25,10 +25,10 @@
 //!   units of that dtype, -0 and +0 being 0 ULP apart).
 
 use super::tolerance::Tolerance;
-use crate::dtype::DType;
-use crate::bundle::Region;
+use crate::format::dtype::DType;
+use crate::format::bundle::Region;
 use crate::error::Result;
-use crate::tensor::TensorView;
+use crate::format::tensor::TensorView;
 use std::cell::RefCell;
 use rayon::prelude::*;
 
@@ -138,7 +138,7 @@ impl<'a> From<TensorView<'a>> for Stage<'a> {
 
 impl Stage<'_> {
     pub fn numel(&self) -> usize {
-        crate::tensor::numel(self.shape)
+        crate::format::tensor::numel(self.shape)
     }
 }
 

@@ -13,11 +13,11 @@
 //! then the target format (bf16, f16, fp8) by RNE from that f32.
 
 use super::{add_plan, clamp_plan, fill_value, float_input, integer_bytes, repeat, required_number, Other};
-use crate::dtype::DType;
+use crate::format::dtype::DType;
 use crate::error::Result;
 use crate::numeric::round;
 use crate::ops::{Call, Stages};
-use crate::tensor::Tensor;
+use crate::format::tensor::Tensor;
 
 pub(super) fn scale(call: &Call) -> Result<Stages> {
     let x = float_input(call, "x")?;

@@ -16,13 +16,13 @@
 mod fast;
 mod reference;
 
-use super::{Call, Input, Inputs, Operation, Param, Sample, Stage, StageDtype};
+use super::{Call, Input, Inputs, Operation, Param, ParamKind, Sample, Stage, StageDtype};
 use crate::compare::tolerance::Tolerance;
-use crate::dtype::DType;
+use crate::format::dtype::DType;
 use crate::error::Result;
 use crate::ops::BENCH_WEIGHTS;
 use crate::numeric::rng::SplitMix64;
-use crate::tensor::Tensor;
+use crate::format::tensor::Tensor;
 use serde_json::{json, Value};
 
 const F32: StageDtype = StageDtype::Fixed(DType::F32);
@@ -38,7 +38,7 @@ pub static SCALE: Operation = Operation {
     name: "scale",
     summary: "x · factor (torch: the Python scalar becomes an f32, then one f32 multiply)",
     inputs: &[Input { name: "x", doc: "a float dtype, any shape", optional: false }],
-    params: &[Param { name: "factor", doc: "number", required: true }],
+    params: &[Param { name: "factor", kind: ParamKind::Number, doc: "number", required: true }],
     stages: &[Stage {
         name: "output",
         dtype: F32,
@@ -63,8 +63,8 @@ const ADD_WHY: &str = "one f32 rounding of the result, and when alpha ≠ 1 or a
                        |alpha·b| < 4), absolute because the sum may cancel; bit-exact with alpha = 1 and a tensor b";
 
 const ADD_PARAMS: &[Param] = &[
-    Param { name: "value", doc: "number: a scalar in place of the input b (exactly one of b and value)", required: false },
-    Param { name: "alpha", doc: "number, default 1: the multiplier of b (or value)", required: false },
+    Param { name: "value", kind: ParamKind::Number, doc: "number: a scalar in place of the input b (exactly one of b and value)", required: false },
+    Param { name: "alpha", kind: ParamKind::Number, doc: "number, default 1: the multiplier of b (or value)", required: false },
 ];
 
 pub static ADD: Operation = Operation {
@@ -98,8 +98,8 @@ pub static CLAMP: Operation = Operation {
     summary: "x limited to [min, max]; NaN stays NaN (torch.clamp)",
     inputs: &[Input { name: "x", doc: "a float dtype, any shape", optional: false }],
     params: &[
-        Param { name: "min", doc: "number or null: the lower bound", required: false },
-        Param { name: "max", doc: "number or null: the upper bound (at least one bound; min ≤ max)", required: false },
+        Param { name: "min", kind: ParamKind::Number, doc: "number or null: the lower bound", required: false },
+        Param { name: "max", kind: ParamKind::Number, doc: "number or null: the upper bound (at least one bound; min ≤ max)", required: false },
     ],
     stages: &[Stage {
         name: "output",
@@ -121,6 +121,7 @@ pub static FILL: Operation = Operation {
     inputs: &[Input { name: "x", doc: "any dtype, any shape: gives the shape and dtype only", optional: false }],
     params: &[Param {
         name: "value",
+ kind: ParamKind::Scalar,
         doc: "number (an integer in range for integer dtypes; true/false or 0/1 for BOOL)",
         required: true,
     }],
@@ -251,7 +252,7 @@ fn integer_bytes(dtype: DType, v: f64) -> Vec<u8> {
 
 /// `n` copies of one element.
 fn repeat(dtype: DType, shape: Vec<usize>, element: &[u8]) -> Tensor {
-    let n = crate::tensor::numel(&shape);
+    let n = crate::format::tensor::numel(&shape);
     Tensor { dtype, shape, data: element.repeat(n) }
 }
 

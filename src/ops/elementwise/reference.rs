@@ -7,11 +7,11 @@
 //! 16-bit formats, `MiniFloat` for fp8).
 
 use super::{add_plan, clamp_plan, fill_value, float_input, integer_bytes, repeat, required_number, Other};
-use crate::dtype::DType;
+use crate::format::dtype::DType;
 use crate::error::Result;
 use crate::numeric::round;
 use crate::ops::{Call, Stages};
-use crate::tensor::Tensor;
+use crate::format::tensor::Tensor;
 
 pub(super) fn scale(call: &Call) -> Result<Stages> {
     let x = float_input(call, "x")?;

@@ -16,12 +16,12 @@
 mod fast;
 mod reference;
 
-use super::{Call, Input, Inputs, Operation, Param, Sample, Stage, StageDtype};
+use super::{Call, Input, Inputs, Operation, Param, ParamKind, Sample, Stage, StageDtype};
 use crate::compare::tolerance::Tolerance;
 use crate::error::Result;
 use crate::ops::BENCH_WEIGHTS;
 use crate::numeric::rng::SplitMix64;
-use crate::tensor::{numel, Tensor};
+use crate::format::tensor::{numel, Tensor};
 use serde_json::{json, Value};
 
 const SAME_AS_X: StageDtype = StageDtype::FromInput("x");
@@ -46,6 +46,7 @@ pub static TRANSPOSE: Operation = Operation {
     inputs: &[Input { name: "x", doc: "any dtype, any shape", optional: false }],
     params: &[Param {
         name: "dims",
+ kind: ParamKind::Integers,
         doc: "a permutation of the axes (negative axes count from the end); default: reversed, i.e. a matrix transpose",
         required: false,
     }],
@@ -63,6 +64,7 @@ pub static RESHAPE: Operation = Operation {
     inputs: &[Input { name: "x", doc: "any dtype, any shape", optional: false }],
     params: &[Param {
         name: "shape",
+ kind: ParamKind::Integers,
         doc: "the new shape; one entry may be -1 (inferred); the element count must not change",
         required: true,
     }],
@@ -80,6 +82,7 @@ pub static SLICE: Operation = Operation {
     inputs: &[Input { name: "x", doc: "any dtype, rank ≥ 1", optional: false }],
     params: &[Param {
         name: "ranges",
+ kind: ParamKind::Ranges,
         doc: "one [start, stop, step] per leading axis (numpy semantics: negative indices count from the end, \
               out-of-range bounds clamp, null = default, step > 0); axes not listed are kept whole",
         required: true,
@@ -99,7 +102,7 @@ pub static CONCAT: Operation = Operation {
         Input { name: "a", doc: "any dtype, rank ≥ 1", optional: false },
         Input { name: "b", doc: "a's dtype; a's shape except along axis", optional: false },
     ],
-    params: &[Param { name: "axis", doc: "the axis to join along (default 0; negative counts from the end)", required: false }],
+    params: &[Param { name: "axis", kind: ParamKind::Integer, doc: "the axis to join along (default 0; negative counts from the end)", required: false }],
     stages: &[Stage { name: "output", dtype: StageDtype::FromInput("a"), tolerance: Tolerance::exact(), why: MOVES_ONLY }],
     reference: reference::concat,
     fast: fast::concat,
@@ -113,9 +116,10 @@ pub static SPLIT: Operation = Operation {
     summary: "x cut in two along one axis at `index`: x[..index] and x[index..]",
     inputs: &[Input { name: "x", doc: "any dtype, rank ≥ 1", optional: false }],
     params: &[
-        Param { name: "axis", doc: "the axis to cut (default 0; negative counts from the end)", required: false },
+        Param { name: "axis", kind: ParamKind::Integer, doc: "the axis to cut (default 0; negative counts from the end)", required: false },
         Param {
             name: "index",
+ kind: ParamKind::Integer,
             doc: "the split point, 0 ≤ index ≤ size of the axis (negative counts from the end)",
             required: true,
         },

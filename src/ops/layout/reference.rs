@@ -9,7 +9,7 @@
 use super::{concat_plan, like, reshape_plan, slice_plan, split_plan, strides, transpose_plan};
 use crate::error::Result;
 use crate::ops::{Call, Stages};
-use crate::tensor::{numel, Tensor};
+use crate::format::tensor::{numel, Tensor};
 
 pub(super) fn identity(call: &Call) -> Result<Stages> {
     let x = call.input("x")?;

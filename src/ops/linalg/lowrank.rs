@@ -4,11 +4,11 @@
 
 use super::gemm;
 use super::matmul::GEMM_TOLERANCE;
-use crate::dtype::DType;
+use crate::format::dtype::DType;
 use crate::error::Result;
 use crate::numeric::rng::SplitMix64;
-use crate::ops::{Call, Input, Inputs, Operation, Param, Params, Sample, Stage, StageDtype, Stages};
-use crate::tensor::Tensor;
+use crate::ops::{Call, Input, Inputs, Operation, Param, ParamKind, Params, Sample, Stage, StageDtype, Stages};
+use crate::format::tensor::Tensor;
 
 const F32: StageDtype = StageDtype::Fixed(DType::F32);
 
@@ -22,6 +22,7 @@ pub static LOWRANK_RECONSTRUCT: Operation = Operation {
     ],
     params: &[Param {
         name: "scale",
+ kind: ParamKind::Number,
         doc: "a number (default 1); the fast path rounds it to f32 first, as torch does with a Python scalar",
         required: false,
     }],

@@ -2,11 +2,11 @@
 
 use super::gemm;
 use crate::compare::tolerance::Tolerance;
-use crate::dtype::DType;
+use crate::format::dtype::DType;
 use crate::error::Result;
 use crate::numeric::rng::SplitMix64;
 use crate::ops::{Call, Input, Inputs, Operation, Params, Sample, Stage, StageDtype, Stages};
-use crate::tensor::Tensor;
+use crate::format::tensor::Tensor;
 
 /// A GEMM's output: k-term f32 dot products. The limits are the SVF
 /// profile's for its GEMM stages (SPEC §3), which comes from the workflow

@@ -22,7 +22,7 @@ pub use matmul::MATMUL;
 pub use svd::{PHLORA, SVD};
 
 use super::Call;
-use crate::dtype::DType;
+use crate::format::dtype::DType;
 use crate::error::Result;
 use nalgebra::{DMatrix, RealField};
 

@@ -10,11 +10,11 @@ use super::gemm;
 use super::matmul::GEMM_TOLERANCE;
 use super::{finite_input, thin_svd, ThinSvd};
 use crate::compare::tolerance::Tolerance;
-use crate::dtype::DType;
+use crate::format::dtype::DType;
 use crate::error::Result;
 use crate::numeric::rng::SplitMix64;
-use crate::ops::{Call, Input, Inputs, Operation, Param, Params, Sample, Stage, StageDtype, Stages};
-use crate::tensor::Tensor;
+use crate::ops::{Call, Input, Inputs, Operation, Param, ParamKind, Params, Sample, Stage, StageDtype, Stages};
+use crate::format::tensor::Tensor;
 
 const F32: StageDtype = StageDtype::Fixed(DType::F32);
 
@@ -73,7 +73,7 @@ pub static PHLORA: Operation = Operation {
     name: "phlora",
     summary: "rank-r factorization from the SVD (PHLoRA): a = sqrt(s_r)·Vhᵣ, b = Uᵣ·sqrt(s_r), x ≈ b @ a",
     inputs: &[Input { name: "x", doc: "F32 [m, n] (F64/F16/BF16 read exactly), finite", optional: false }],
-    params: &[Param { name: "rank", doc: "r, an integer with 1 ≤ r ≤ min(m, n)", required: true }],
+    params: &[Param { name: "rank", kind: ParamKind::Integer, doc: "r, an integer with 1 ≤ r ≤ min(m, n)", required: true }],
     stages: &[
         Stage { name: "s", dtype: F32, tolerance: S_TOLERANCE, why: S_WHY },
         Stage {

@@ -15,7 +15,7 @@
 use super::{merge_plan, ties_params, weights};
 use crate::error::Result;
 use crate::ops::{Call, Stages};
-use crate::tensor::Tensor;
+use crate::format::tensor::Tensor;
 
 pub(super) fn task_arithmetic(call: &Call) -> Result<Stages> {
     let p = merge_plan(call)?;

@@ -22,12 +22,12 @@
 mod fast;
 mod reference;
 
-use super::{Call, Input, Inputs, Operation, Param, Sample, Stage, StageDtype};
+use super::{Call, Input, Inputs, Operation, Param, ParamKind, Sample, Stage, StageDtype};
 use crate::compare::tolerance::Tolerance;
-use crate::dtype::DType;
+use crate::format::dtype::DType;
 use crate::error::Result;
 use crate::numeric::rng::SplitMix64;
-use crate::tensor::Tensor;
+use crate::format::tensor::Tensor;
 use serde_json::{json, Value};
 
 const F32: StageDtype = StageDtype::Fixed(DType::F32);
@@ -55,7 +55,7 @@ pub static TASK_ARITHMETIC: Operation = Operation {
     name: "task_arithmetic",
     summary: "base + Σ λᵢ·(tasksᵢ − base) (Ilharco et al., task arithmetic)",
     inputs: MERGE_INPUTS,
-    params: &[Param { name: "weights", doc: "λ: a list of T numbers, one per task", required: true }],
+    params: &[Param { name: "weights", kind: ParamKind::Numbers, doc: "λ: a list of T numbers, one per task", required: true }],
     stages: &[
         TASK_VECTORS,
         Stage {
@@ -95,10 +95,11 @@ pub static TIES: Operation = Operation {
     params: &[
         Param {
             name: "density",
+ kind: ParamKind::Number,
             doc: "the fraction of each task vector kept, 0 < d ≤ 1: k = ⌈d·N⌉ entries of N (computed exactly from d)",
             required: true,
         },
-        Param { name: "lambda", doc: "number, default 1: the multiplier of the merged delta", required: false },
+        Param { name: "lambda", kind: ParamKind::Number, doc: "number, default 1: the multiplier of the merged delta", required: false },
     ],
     stages: &[
         TASK_VECTORS,

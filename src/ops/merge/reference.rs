@@ -8,7 +8,7 @@
 use super::{merge_plan, ties_params, weights};
 use crate::error::Result;
 use crate::ops::{Call, Stages};
-use crate::tensor::Tensor;
+use crate::format::tensor::Tensor;
 use std::cmp::Ordering;
 
 pub(super) fn task_arithmetic(call: &Call) -> Result<Stages> {

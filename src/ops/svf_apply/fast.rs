@@ -17,12 +17,12 @@
 //! must zero) costs more than the arithmetic around the GEMMs.
 
 use super::plan;
-use crate::dtype::{DType, DType::F32};
+use crate::format::dtype::{DType, DType::F32};
 use crate::error::Result;
 use crate::numeric::round;
 use crate::ops::linalg::gemm::{sgemm_into, transpose_into, Operand};
 use crate::ops::{Call, Stages};
-use crate::tensor::Tensor;
+use crate::format::tensor::Tensor;
 
 pub(super) fn run(call: &Call) -> Result<Stages> {
     let p = plan(call)?;

@@ -7,12 +7,12 @@
 mod fast;
 mod reference;
 
-use super::{Call, Input, Operation, Param, Sample, Stage, StageDtype};
+use super::{Call, Input, Operation, Param, ParamKind, Sample, Stage, StageDtype};
 use crate::compare::tolerance::Tolerance;
-use crate::dtype::DType;
+use crate::format::dtype::DType;
 use crate::error::Result;
 use crate::numeric::rng::SplitMix64;
-use crate::tensor::Tensor;
+use crate::format::tensor::Tensor;
 
 const F32: StageDtype = StageDtype::Fixed(DType::F32);
 
@@ -27,9 +27,10 @@ pub static SVF_APPLY: Operation = Operation {
         Input { name: "offsets", doc: "F32 [k] learned offsets", optional: false },
     ],
     params: &[
-        Param { name: "final_shape", doc: "[m, n] or [n, m]: the target layout", required: true },
+        Param { name: "final_shape", kind: ParamKind::Sizes, doc: "[m, n] or [n, m]: the target layout", required: true },
         Param {
             name: "transpose",
+ kind: ParamKind::Bool,
             doc: "bool: decides the orientation when given (final_shape must agree); a square weight is transposed only when this says so",
             required: false,
         },

@@ -10,7 +10,7 @@ use super::plan;
 use crate::error::Result;
 use crate::numeric::round;
 use crate::ops::{Call, Stages};
-use crate::tensor::Tensor;
+use crate::format::tensor::Tensor;
 use nalgebra::DMatrix;
 
 pub(super) fn run(call: &Call) -> Result<Stages> {
@@ -50,7 +50,7 @@ pub(super) fn run(call: &Call) -> Result<Stages> {
     out.push("zero_source_f32", Tensor::from_f64(vec![m, n], &row_major(&zero_source)));
     out.push("adapted_source_f32", Tensor::from_f64(vec![m, n], &row_major(&adapted)));
     out.push("final_f32", Tensor::from_f64(vec![final_.nrows(), final_.ncols()], &row_major(&final_)));
-    out.push("final_bf16", Tensor::from_u16_bits(crate::dtype::DType::BF16, vec![final_.nrows(), final_.ncols()], &final_bf16));
+    out.push("final_bf16", Tensor::from_u16_bits(crate::format::dtype::DType::BF16, vec![final_.nrows(), final_.ncols()], &final_bf16));
     Ok(out)
 }
 

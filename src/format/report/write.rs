@@ -1,10 +1,10 @@
 //! Writing one side's run: a stage bundle and the report that describes it.
 
 use super::{Baseline, Producer, Report, StageEntry, TensorEntry, SCHEMA};
-use crate::bundle;
+use crate::format::bundle;
 use crate::error::Result;
-use crate::ops::{Params, Stages};
-use crate::tensor::Tensor;
+use crate::format::stages::{Params, Stages};
+use crate::format::tensor::Tensor;
 use indexmap::IndexMap;
 use std::path::{Path, PathBuf};
 
@@ -73,6 +73,6 @@ pub fn write_run(
         baseline,
         tensors,
     };
-    crate::atomic::write_bytes(report_path, report.to_json_pretty().as_bytes())?;
+    crate::format::atomic::write_bytes(report_path, report.to_json_pretty().as_bytes())?;
     Ok(report)
 }

@@ -4,7 +4,7 @@
 //! an implementation produces). Both hash the same way: sha256 over the raw
 //! little-endian bytes as stored (bf16/f16 as their u16 bits).
 
-use crate::dtype::DType;
+use crate::format::dtype::DType;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 

@@ -7,7 +7,7 @@
 //! when a stage could not be compared element by element).
 
 use super::*;
-use crate::compare::check::{ModeResult, Side};
+use crate::check::{ModeResult, Side};
 use crate::compare::metrics::{Metrics, NonFiniteCounts};
 use crate::compare::tolerance::Tolerance;
 use serde_json::{json, Value};

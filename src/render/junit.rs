@@ -10,7 +10,7 @@
 //! cannot carry at all are dropped.
 
 use super::*;
-use crate::compare::check::ModeResult;
+use crate::check::ModeResult;
 use quick_xml::events::{BytesDecl, BytesText, Event};
 use quick_xml::Writer;
 use std::io;

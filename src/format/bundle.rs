@@ -15,11 +15,11 @@
 //!
 //! Writing is deterministic — the `safetensors` crate orders tensors by
 //! (alignment, name) and we attach no metadata, so equal content gives equal
-//! bytes whatever produced it — and atomic (see [`crate::atomic`]).
+//! bytes whatever produced it — and atomic (see [`crate::format::atomic`]).
 
-use crate::dtype::DType;
+use crate::format::dtype::DType;
 use crate::error::{Error, Result};
-use crate::tensor::{Tensor, TensorView};
+use crate::format::tensor::{Tensor, TensorView};
 use memmap2::Mmap;
 use std::borrow::Cow;
 use std::fs::File;
@@ -186,7 +186,7 @@ impl Region<'_> {
             h.update(&buf[..n]);
             at += n;
         }
-        Ok(crate::tensor::hex(&h.finalize()))
+        Ok(crate::format::tensor::hex(&h.finalize()))
     }
 }
 
@@ -207,7 +207,7 @@ impl safetensors::View for &Tensor {
 
 /// Write tensors (full key → tensor) deterministically and atomically.
 pub fn write(path: &Path, tensors: &[(String, &Tensor)]) -> Result<()> {
-    crate::atomic::write_via_path(path, |tmp| {
+    crate::format::atomic::write_via_path(path, |tmp| {
         safetensors::serialize_to_file(tensors.iter().map(|(k, t)| (k.as_str(), *t)), None, tmp)
             .map_err(|e| Error::bundle(path, format!("cannot write safetensors: {e}")))
     })

@@ -2,12 +2,10 @@
 //! (`json`, schema `parity.check.v1`), a CI test viewer (`junit`) or a CI
 //! step summary (`markdown`).
 
-use super::check::{CheckOutcome, TensorResult};
-use super::gate::{StageResult, Verdict};
-use super::metrics::NonFiniteCounts;
-use super::numbers::{self, short};
-use crate::error::Error;
-use std::str::FromStr;
+use crate::check::{CheckOutcome, TensorResult};
+use crate::compare::gate::{StageResult, Verdict};
+use crate::compare::metrics::NonFiniteCounts;
+use crate::compare::numbers::{self, short};
 
 mod json;
 mod junit;
@@ -16,12 +14,18 @@ mod text;
 
 pub use json::SCHEMA as JSON_SCHEMA;
 
+/// `--format`: who reads the outcome.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Format {
+    /// For terminals: tables, and torch.testing-style detail for failures.
     #[default]
     Text,
+    /// For scripts: `parity.check.v1`.
     Json,
+    /// For CI test viewers: one testcase per tensor.
     Junit,
+    /// For CI step summaries.
     Markdown,
 }
 
@@ -34,16 +38,6 @@ impl Format {
             Format::Junit => "junit",
             Format::Markdown => "markdown",
         }
-    }
-}
-
-impl FromStr for Format {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Format, Error> {
-        Format::ALL
-            .into_iter()
-            .find(|f| f.name() == s)
-            .ok_or_else(|| Error::Usage(format!("--format '{s}': expected text, json, junit or markdown")))
     }
 }
 
@@ -252,7 +246,7 @@ fn wants_detail(s: &StageResult, top_diffs: usize) -> bool {
 
 /// Says so when the final hashes are the reports' claims, not re-hashed
 /// (no hash mode on; they were still checked against the bytes' equality).
-fn as_reported(h: &crate::compare::check::HashFacts) -> &'static str {
+fn as_reported(h: &crate::check::HashFacts) -> &'static str {
     if h.rehashed {
         ""
     } else {
@@ -304,6 +298,6 @@ fn overall_line(o: &CheckOutcome) -> String {
     format!("Result: {} (exit {})", if o.passed() { "PASS" } else { "FAIL" }, o.exit_code())
 }
 
-fn producer_phrase(p: &crate::report::Producer) -> String {
+fn producer_phrase(p: &crate::format::report::Producer) -> String {
     format!("{}, {}", p.name, p.implementation)
 }

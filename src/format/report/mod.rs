@@ -5,7 +5,7 @@
 //! insertion-ordered map). The JSON Schema shipped beside this file,
 //! [`SCHEMA_JSON`], is the published contract and is validated in tests.
 
-use crate::dtype::DType;
+use crate::format::dtype::DType;
 use crate::error::{Error, Result};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
@@ -15,7 +15,7 @@ pub mod write;
 
 pub const SCHEMA: &str = "parity.report.v1";
 /// The JSON Schema of a report, as shipped in the repository.
-pub const SCHEMA_JSON: &str = include_str!("parity.report.v1.schema.json");
+pub const SCHEMA_JSON: &str = include_str!("../../../schemas/parity.report.v1.schema.json");
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Report {

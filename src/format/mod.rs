@@ -1,0 +1,15 @@
+//! The files both sides write, and the plain types they hold — the bottom
+//! layer: nothing here imports the comparer, the catalog or a command.
+//!
+//! * [`dtype`], [`tensor`] — element types and tensors (owned or viewed);
+//! * [`bundle`] — safetensors stage bundles and components files;
+//! * [`report`] — `parity.report.v1` and its writer;
+//! * [`stages`] — stages in pipeline order, and operation parameters;
+//! * [`atomic`] — writes that never leave a half-written file under a final name.
+
+pub mod atomic;
+pub mod bundle;
+pub mod dtype;
+pub mod report;
+pub mod stages;
+pub mod tensor;
