@@ -5,7 +5,9 @@ reports — max_abs with its index, mean_abs, rms, max_rel, cosine (f64), NMSE,
 max ULP distance, elements not bit-equal, byte match, sha256 of both sides —
 the way one would write it in numpy: load each stage, decode to f64, compute.
 
-    PYTHONPATH=oracle python3 benches/numpy_comparer.py LEFT.json RIGHT.json [--hash none|final|all]
+    python3 benches/numpy_comparer.py LEFT.json RIGHT.json [--hash none|final|all]
+
+Needs numpy, ml_dtypes and safetensors, which `pip install ./oracle` brings.
 
 What it hashes follows `parity check`'s modes: `--hash none` as
 `--strict-stage-tolerances` (no verdict rests on a hash), `--hash final` each

@@ -5,7 +5,8 @@ transposed) and four down_proj-like [1024, 3072] (kept), k = 1024, each with
 all ten stages: about 0.6 GB of stage bundle per side. Outside CI (it takes
 a minute and ~1.5 GB of disk):
 
-    PYTHONPATH=oracle python3 benches/qwen_case.py /tmp/qwen8 [--tensors 8] [--scale 1]
+    pip install ./oracle       # the oracle's report writer and svf pipeline
+    python3 benches/qwen_case.py /tmp/qwen8 [--tensors 8] [--scale 1]
 
 `--scale N` multiplies the number of tensors by N (N = 13 gives ~8 GB per side,
 for the bounded-memory check).

@@ -5,17 +5,21 @@
 #   bash benches/side_by_side.sh DIR [RUNS]
 #
 # DIR must hold the 8-tensor Qwen-MLP case (python.json + bundles) written by
-#   PYTHONPATH=oracle python3 benches/qwen_case.py DIR
+#   python3 benches/qwen_case.py DIR
 # The bundles are read from the page cache either way (written just before);
 # run it twice first, or put DIR on tmpfs, so that no run waits on the disk.
-# Needs a release build (cargo build --release) and, for the PyTorch line,
-# `pip install torch` (not part of CI).
+# Needs a release build (cargo build --release) and a `python3` with the
+# oracle and, for the PyTorch line, torch installed: `pip install ./oracle torch`
+# (torch is not part of CI).
 set -euo pipefail
 dir=${1:?usage: side_by_side.sh DIR [RUNS]}
 runs=${2:-5}
 here=$(cd "$(dirname "$0")/.." && pwd)
 parity="$here/target/release/parity"
-export PYTHONPATH="$here/oracle"
+# The comparers run under `python3` from PATH, which needs the oracle's
+# dependencies (numpy, ml_dtypes, safetensors) and torch.
+python3 -c 'import numpy, ml_dtypes, safetensors, torch' 2>/dev/null \
+  || { echo "side_by_side.sh: python3 lacks numpy/ml_dtypes/safetensors/torch: pip install ./oracle torch" >&2; exit 2; }
 
 # Wall time of a whole process, to the 0.1 ms (its exit status is not the point:
 # --strict-hash fails on this case, whose final hashes differ by design).

@@ -4,7 +4,9 @@ For every tensor of a report: read the components, compute the ten SVF
 stages in f32 (torch.matmul → MKL/OpenBLAS sgemm), write the stage bundle and
 hash every stage. The baseline the fast kernel's time is quoted against.
 
-    PYTHONPATH=oracle python3 benches/torch_replay.py /tmp/qwen8/python.json /tmp/torch_out.safetensors
+    python3 benches/torch_replay.py /tmp/qwen8/python.json /tmp/torch_out.safetensors
+
+Needs torch and safetensors (`pip install ./oracle torch`).
 """
 
 from __future__ import annotations

@@ -3,20 +3,33 @@
     python -m parity_oracle svf-random --out DIR --seed N [--shape M N] [--k K]
                                        [--tensors T] [--orientation source|transposed]
                                        [--offset-scale X]
+    python -m parity_oracle make-golden [--out DIR] [--case NAME]...
+    python -m parity_oracle make-cast-fixture [--out FILE] [--scale N] [--exhaustive16]
 
-writes a golden-style case directory (components.safetensors, oracle_f32.json +
-.safetensors, oracle_f64.json + .safetensors) for random svf_apply tensors.
+svf-random writes a golden-style case directory (components.safetensors,
+oracle_f32.json + .safetensors, oracle_f64.json + .safetensors) for random
+svf_apply tensors; make-golden regenerates golden/ (`parity_oracle.golden`);
+make-cast-fixture the Rust cast tests' fixture (`parity_oracle.cast_fixture`).
+The `parity-oracle` command installed with the package is the same.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    from .case import SvfTensor
 
-from .case import SvfTensor, write_svf_case
-from .svf import decompose_f32
+# Subcommands that are whole programs of their own: their arguments are
+# theirs, and numpy is not imported before they start (make-golden sets
+# single-threaded BLAS first).
+DELEGATED = {
+    "make-golden": ("golden", "regenerate golden/ deterministically"),
+    "make-cast-fixture": ("cast_fixture", "write tests/fixtures/cast_ml_dtypes.safetensors"),
+}
+PROG = "python -m parity_oracle"
 
 
 def random_svf_tensors(
@@ -29,6 +42,11 @@ def random_svf_tensors(
 ) -> list[SvfTensor]:
     """`count` random weights (N(0, 0.05²), a typical weight scale) with their
     f32 SVD and N(0, offset_scale²) offsets, all from one seeded generator."""
+    import numpy as np
+
+    from .case import SvfTensor
+    from .svf import decompose_f32
+
     rng = np.random.default_rng(seed)
     m, n = shape
     tensors = []
@@ -48,8 +66,17 @@ def random_svf_tensors(
 
 def main(argv: list[str] | None = None) -> int:
     """The top-level entry point: parse arguments, run the subcommand."""
-    parser = argparse.ArgumentParser(prog="python -m parity_oracle", description=__doc__.split("\n\n")[0])
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in DELEGATED:
+        import importlib
+
+        module = importlib.import_module(f"parity_oracle.{DELEGATED[argv[0]][0]}")
+        return module.main(argv[1:], prog=f"{PROG} {argv[0]}")
+
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    for name, (_, help_text) in DELEGATED.items():
+        sub.add_parser(name, help=f"{help_text} (see {PROG} {name} --help)", add_help=False)
     rnd = sub.add_parser("svf-random", help="write a case directory for random svf_apply tensors")
     rnd.add_argument("--out", required=True, help="output directory (created if missing)")
     rnd.add_argument("--seed", type=int, default=0, help="seed of numpy's default_rng (default 0)")
@@ -67,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         m, n = args.shape
         if m < 0 or n < 0 or args.tensors < 1:
             raise ValueError("--shape must be non-negative and --tensors at least 1")
+        from .case import write_svf_case
+
         tensors = random_svf_tensors(args.seed, (m, n), args.k, args.tensors, args.orientation, args.offset_scale)
         write_svf_case(args.out, tensors)
     except (ValueError, TypeError, OSError) as e:

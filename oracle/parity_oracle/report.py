@@ -38,16 +38,25 @@ import ml_dtypes
 import numpy as np
 import safetensors
 
-from . import svf
 from .tensorio import atomic_write_bytes, is_torch_tensor, safetensors_dtype, serialize_tensors, sha256_hex, to_numpy
 
 SCHEMA = "parity.report.v1"
 
 # Operations whose stage list the writer knows: stages are checked against it
-# and written in its (pipeline) order; the last one gives final_sha256.
-KNOWN_OPERATIONS: dict[str, tuple[str, ...]] = {
-    svf.OPERATION: svf.SVF_STAGES,
-}
+# and written in its (pipeline) order; the last one gives final_sha256. Filled
+# by the catalog's registrations (`parity_oracle.ops.register`, svf_apply like
+# every other operation); `known_stages` loads the catalog on first use.
+KNOWN_OPERATIONS: dict[str, tuple[str, ...]] = {}
+
+
+def known_stages(operation: str) -> tuple[str, ...] | None:
+    """The registered stage list of `operation`, or None for an operation the
+    oracle does not know (its stages are then written as given)."""
+    if operation not in KNOWN_OPERATIONS:
+        from . import ops  # imports report: a top-level import would be circular
+
+        ops.load_all()
+    return KNOWN_OPERATIONS.get(operation)
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_]")
 _NAME_PART = re.compile(r"^[A-Za-z0-9_]+$")
@@ -130,9 +139,10 @@ class ReportWriter:
         """Add one tensor's stages (and optionally the operation's inputs).
 
         `stages` maps stage name -> array, in pipeline order. For a known
-        operation (svf_apply) the names must be its stages (a subset is fine,
-        but it must include the final one) and are written in pipeline order
-        whatever order they come in; for others the last stage given is final.
+        operation (svf_apply or any other of `parity_oracle.ops`) the names
+        must be its stages (a subset is fine, but it must include the final
+        one) and are written in pipeline order whatever order they come in; for
+        others the last stage given is final.
         Returns the report entry (a dict) for this tensor.
         """
         key = safe_key(name)
@@ -150,7 +160,7 @@ class ReportWriter:
         stage_names = list(stages)
         for stage in stage_names:
             _check_part(f"{name}: stage name", stage)
-        known = KNOWN_OPERATIONS.get(operation)
+        known = known_stages(operation)
         if known is not None:
             unknown = [st for st in stage_names if st not in known]
             if unknown:

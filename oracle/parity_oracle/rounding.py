@@ -2,7 +2,7 @@
 
 ml_dtypes is what users' pipelines run, but it is not the contract's
 definition of a rounding: from float64 it rounds to float32 first and then to
-bf16 / fp8 (a double rounding; see `oracle/make_cast_fixture.py` and
+bf16 / fp8 (a double rounding; see `parity_oracle.cast_fixture` and
 `parity_oracle.ops.cast`). The f64 pipelines need the single correctly rounded
 step from the exact value, so this module computes it with Python integers and
 `fractions.Fraction` — slow, obviously right, and independent of both

@@ -1,22 +1,23 @@
-"""Shared fixtures of the oracle's test suite (run from the repo root:
-`python3 -m pytest oracle/tests -q`)."""
+"""Shared fixtures of the oracle's test suite.
+
+Run from the repository root against the installed package
+(`pip install './oracle[test]'`, then `python3 -m pytest oracle/tests -q`). The
+checkout is located from this file only for what the suite reads from it
+(golden/, the Rust side's JSON Schema, the cast fixture): the package itself is
+imported as installed.
+"""
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-ORACLE_DIR = Path(__file__).resolve().parents[1]
-REPO_ROOT = ORACLE_DIR.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 GOLDEN_DIR = REPO_ROOT / "golden"
-SCHEMA_PATH = REPO_ROOT / "src" / "report" / "parity.report.v1.schema.json"
-
-if str(ORACLE_DIR) not in sys.path:
-    sys.path.insert(0, str(ORACLE_DIR))
+SCHEMA_PATH = REPO_ROOT / "schemas" / "parity.report.v1.schema.json"
 
 # SPEC §3's built-in tolerance profile for svf_apply: stage -> (max_abs, mean_abs).
 SVF_TOLERANCES = {

@@ -7,15 +7,16 @@ import os
 import subprocess
 import sys
 
-from conftest import ORACLE_DIR, REPO_ROOT
+from conftest import REPO_ROOT
 
 from parity_oracle import load_tensors, sha256_hex
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ORACLE_DIR)}
-    return subprocess.run([sys.executable, "-m", "parity_oracle", *args], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+def run_cli(*args: str, cwd=REPO_ROOT, module: str = "parity_oracle") -> subprocess.CompletedProcess:
+    # The installed package, whatever the directory: no PYTHONPATH.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
 
 
 def test_svf_random_writes_components_and_both_oracle_reports(tmp_path, validate_report):
@@ -48,3 +49,59 @@ def test_svf_random_reports_bad_arguments_with_exit_code_2(tmp_path):
     r = run_cli("svf-random", "--out", str(tmp_path / "x"), "--shape", "4", "3", "--k", "9")
     assert r.returncode == 2 and "k=9" in r.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_the_installed_package_runs_from_any_directory(tmp_path):
+    r = run_cli("svf-random", "--out", str(tmp_path / "case"), "--seed", "1", "--shape", "4", "3", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "case" / "oracle_f32.json").is_file()
+
+
+def test_make_golden_writes_a_case_and_its_manifest(tmp_path):
+    out = tmp_path / "g"
+    r = run_cli("make-golden", "--out", str(out), "--case", "svf_bf16_ties", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (out / "svf_bf16_ties" / "NOTE.md").is_file() and (out / "MANIFEST.sha256").is_file()
+    committed = REPO_ROOT / "golden" / "svf_bf16_ties" / "oracle_f32.safetensors"
+    assert (out / "svf_bf16_ties" / "oracle_f32.safetensors").read_bytes() == committed.read_bytes()
+
+
+def test_generators_refuse_to_guess_a_checkout(tmp_path):
+    """Without --out, outside a parity checkout: exit 2 and a clear message,
+    nothing written."""
+    for command in ("make-golden", "make-cast-fixture"):
+        r = run_cli(command, cwd=tmp_path)
+        assert r.returncode == 2, (command, r.stdout, r.stderr)
+        assert "not inside a parity checkout" in r.stderr and "--out" in r.stderr, r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_make_golden_finds_the_checkout_from_a_subdirectory(tmp_path):
+    """golden/ is located from the current directory upwards (a stand-in
+    checkout here, so the real golden/ is not touched)."""
+    (tmp_path / "oracle").mkdir()
+    (tmp_path / "Cargo.toml").write_text("")
+    (tmp_path / "oracle" / "pyproject.toml").write_text("")
+    (tmp_path / "src" / "deep").mkdir(parents=True)
+    r = run_cli("make-golden", "--case", "svf_bf16_ties", cwd=tmp_path / "src" / "deep")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "golden" / "svf_bf16_ties" / "NOTE.md").is_file()
+
+
+def test_subcommand_help_lists_every_command():
+    r = run_cli("--help")
+    assert r.returncode == 0
+    for command in ("svf-random", "make-golden", "make-cast-fixture"):
+        assert command in r.stdout
+    r = run_cli("make-golden", "--help")
+    assert r.returncode == 0 and "--case" in r.stdout and "svf_minilm_query" in r.stdout
+
+
+def test_make_golden_makes_blas_single_threaded_before_numpy_loads():
+    """The package loads no numpy on import, so the generator's BLAS settings
+    (read once, when numpy loads OpenBLAS) take effect under `-m`."""
+    code = ("import os, sys; import parity_oracle; assert 'numpy' not in sys.modules; "
+            "import parity_oracle.golden; print(os.environ['OPENBLAS_NUM_THREADS'])")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "OPENBLAS_NUM_THREADS")}
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "1", r.stderr

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import GOLDEN_DIR, ORACLE_DIR, SVF_TOLERANCES, stage_diff
+from conftest import GOLDEN_DIR, SVF_TOLERANCES, stage_diff
 
-from parity_oracle import SVF_INPUTS, SVF_STAGES, load_tensors, sha256_hex, svf_apply_f32, svf_apply_f64
+from parity_oracle import SVF_INPUTS, SVF_STAGES, load_tensors, ops, sha256_hex, svf_apply_f32, svf_apply_f64
+from parity_oracle import golden as make_golden
 
 CASE_DIRS = sorted(p for p in GOLDEN_DIR.iterdir() if p.is_dir()) if GOLDEN_DIR.is_dir() else []
 REPORTS = ("oracle_f32.json", "oracle_f64.json")
@@ -32,23 +31,28 @@ CASE_FILES = {"NOTE.md", "components.safetensors", "oracle_f32.json", "oracle_f3
               "oracle_f64.json", "oracle_f64.safetensors"}
 
 
-def load_make_golden():
-    spec = importlib.util.spec_from_file_location("make_golden", ORACLE_DIR / "make_golden.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("make_golden", module)
-    spec.loader.exec_module(module)
-    return module
-
-
 def read_report(case_dir: Path, name: str) -> dict:
     return json.loads((case_dir / name).read_text(encoding="utf-8"))
 
 
 def test_golden_has_the_expected_cases():
     names = {p.name for p in CASE_DIRS}
-    assert names == {c.name for c in load_make_golden().CASES}
+    assert names == {c.name for c in make_golden.CASES}
     for case_dir in CASE_DIRS:
         assert {p.name for p in case_dir.iterdir()} == CASE_FILES, case_dir.name
+
+
+def test_every_case_comes_from_the_catalog_and_svf_apply_is_registered_like_the_others():
+    """One mechanism for every operation: the generator's cases are exactly
+    the catalog's, svf_apply's included, in golden/README.md's order."""
+    assert make_golden.CASES == ops.CASES
+    assert ops.OPS["svf_apply"].stages == SVF_STAGES and ops.OPS["svf_apply"].inputs == SVF_INPUTS
+    svf_cases = [c.name for c in ops.CASES if c.family == "parity_oracle.ops.svf"]
+    assert len(svf_cases) == len(SVF_CASE_DIRS) == 8
+    readme = (GOLDEN_DIR / "README.md").read_text(encoding="utf-8")
+    listed = re.findall(r"^\| \[`([^`]+)`\]", readme, flags=re.M)
+    assert listed == [c.name for c in make_golden.CASES]
+    assert listed[:8] == svf_cases
 
 
 def test_manifest_lists_every_file_with_its_hash():
@@ -110,8 +114,6 @@ def test_operation_case_reports_validate_and_match_their_bundles(case_dir, valid
     """Catalog cases: both reports valid, every stage in the bundle with its
     hash, stages named and ordered as the oracle registers them, and the
     tensor's inputs in the components file."""
-    from parity_oracle import ops
-
     ops.load_all()
     components = load_tensors(case_dir / "components.safetensors")
     names = {}
@@ -181,7 +183,6 @@ def test_bf16_ties_case_holds_ties_rounded_both_ways():
 
 
 def _generate(out: Path, cases: list[str]) -> None:
-    make_golden = load_make_golden()
     args = ["--out", str(out)]
     for c in cases:
         args += ["--case", c]
@@ -197,8 +198,7 @@ def _without_versions(path: Path) -> str:
 
 
 def test_make_golden_is_byte_reproducible(tmp_path):
-    make_golden = load_make_golden()
-    cases = [c.name for c in make_golden.CASES if getattr(c, "needs", None) is None]
+    cases = [c.name for c in make_golden.CASES if c.needs is None]
     _generate(tmp_path / "a", cases)
     _generate(tmp_path / "b", cases)
     files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())

@@ -3,16 +3,15 @@ f64 pipeline's single correct rounding (parity_oracle.rounding)."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import warnings
 
 import ml_dtypes
 import numpy as np
 import pytest
-from conftest import ORACLE_DIR, REPO_ROOT
+from conftest import REPO_ROOT
 
-from parity_oracle import load_tensors, ops, rounding
+from parity_oracle import cast_fixture, load_tensors, ops, rounding
 from parity_oracle.ops import cast
 
 ops.load_all()
@@ -126,10 +125,7 @@ def test_cast_refuses_unknown_targets_and_sources():
 def test_rust_fixture_is_what_the_generator_writes_today():
     """tests/fixtures/cast_ml_dtypes.safetensors is reproducible and records
     the installed ml_dtypes' behaviour."""
-    spec = importlib.util.spec_from_file_location("make_cast_fixture", ORACLE_DIR / "make_cast_fixture.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    fresh = module.build(1, False)
+    fresh = cast_fixture.build(1, False)
     committed = load_tensors(REPO_ROOT / "tests" / "fixtures" / "cast_ml_dtypes.safetensors")
     assert sorted(fresh) == sorted(committed)
     for key in fresh:

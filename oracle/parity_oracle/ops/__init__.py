@@ -1,10 +1,11 @@
-"""The oracle's operation catalog beyond svf_apply (SPEC §7).
+"""The oracle's operation catalog (SPEC §3, §7), svf_apply included.
 
-Each family of operations is one module in this package (``layout.py``,
-``cast.py``, …). A module calls :func:`register` once per operation and
-:func:`golden_case` once per golden case; :func:`load_all` imports every
-module here, so adding a family needs no edit anywhere else — make_golden.py
-and the CLI find it.
+Each family of operations is one module in this package (``svf.py``,
+``layout.py``, ``cast.py``, …). A module calls :func:`register` once per
+operation and :func:`golden_case` once per golden case; :func:`load_all`
+imports every module here, so adding a family needs no edit anywhere else —
+the golden generator (:mod:`parity_oracle.golden`), the report writer and the
+CLI find it.
 
 An operation is two pipelines over the same inputs:
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import sys
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -38,6 +40,13 @@ class OracleOp:
     stages: tuple[str, ...]  # pipeline order; the last one is the final stage
     f32: Pipeline
     f64: Pipeline
+    # Optional wording of a golden case whose tensors all use this operation
+    # (the generic wording otherwise): the NOTE.md section that lists the
+    # tensors, given them; the NOTE.md bullet that describes the files; the
+    # reports' baseline note.
+    note_tensors: Callable[[list["OpTensor"]], str] | None = None
+    note_files: str | None = None
+    baseline_note: str | None = None
 
 
 @dataclass
@@ -66,6 +75,11 @@ class OpCase:
     data: str = "seeded random numbers"
     checks: list[str] = field(default_factory=list)
     verify: Callable[[dict], None] | None = None
+    # A distribution the case reads its data from; without it the generator
+    # skips the case unless it is asked for by name.
+    needs: str | None = None
+    # The family module that defined the case (set by golden_case).
+    family: str = ""
 
 
 OPS: dict[str, OracleOp] = {}
@@ -84,11 +98,20 @@ def register(op: OracleOp) -> OracleOp:
 def golden_case(case: OpCase) -> OpCase:
     if any(c.name == case.name for c in CASES):
         raise ValueError(f"golden case {case.name!r} defined twice")
+    if not case.family:
+        case.family = case.build.__module__
     CASES.append(case)
     return case
 
 
 _loaded = False
+
+
+def _family_order(case: OpCase) -> tuple[int, str]:
+    # A family module may set GOLDEN_ORDER (default 100) to place its cases in
+    # golden/README.md; ties keep the family name's order, then definition order.
+    module = sys.modules.get(case.family)
+    return getattr(module, "GOLDEN_ORDER", 100), case.family
 
 
 def load_all() -> None:
@@ -98,6 +121,7 @@ def load_all() -> None:
         return
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
         importlib.import_module(f"{__name__}.{info.name}")
+    CASES.sort(key=_family_order)  # stable: a family's cases keep their order
     _loaded = True
 
 

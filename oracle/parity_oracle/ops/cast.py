@@ -2,7 +2,7 @@
 
 * ``f32`` is ``x.astype(to)`` with numpy and ml_dtypes — exactly what a user's
   tensors go through, including ml_dtypes' semantics (measured, see
-  `oracle/make_cast_fixture.py` and tests/test_ops_cast.py):
+  `parity_oracle/cast_fixture.py` and tests/test_ops_cast.py):
 
   - from float32/float16/bfloat16: one RNE step, subnormals kept, -0 kept;
     overflow → ±inf (bf16, f16, e5m2) or NaN with the input's sign (e4m3fn:

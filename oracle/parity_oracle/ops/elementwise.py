@@ -157,7 +157,7 @@ def _record(case: OpCase, line: str) -> None:
 
 
 def _weight(rng: np.random.Generator, shape, scale: float = 0.05) -> np.ndarray:
-    # Drawn in f64 and rounded once to f32 (weight scale), like make_golden's weights.
+    # Drawn in f64 and rounded once to f32 (weight scale), like the golden svf cases' weights.
     return (rng.standard_normal(shape) * scale).astype(np.float32)
 
 
