@@ -30,8 +30,17 @@ pub enum Error {
     #[error("{}{op}: tensor '{tensor}': parameter '{key}': {problem}", .path.as_deref().map(|p| format!("{}: ", p.display())).unwrap_or_default())]
     Parameter { path: Option<PathBuf>, op: String, tensor: String, key: String, problem: ParamProblem },
     /// A file's bytes are not the ones its report or manifest describes.
-    #[error("{}: tensor '{}'{}: sha256 of the data is {} but {} says {}", .path.display(), .tensor, .stage.as_deref().map(|s| format!(" stage '{s}'")).unwrap_or_default(), short(.actual), .described_by.display(), short(.expected))]
-    HashMismatch { path: PathBuf, tensor: String, stage: Option<String>, expected: String, actual: String, described_by: PathBuf },
+    #[error("{}: tensor '{}'{}: sha256 of the data is {} but {} says {}: the {} does not describe this bundle", .path.display(), .tensor, .stage.as_deref().map(|s| format!(" stage '{s}'")).unwrap_or_default(), short(.actual), .described_by.display(), short(.expected), .described_as)]
+    HashMismatch {
+        path: PathBuf,
+        tensor: String,
+        stage: Option<String>,
+        expected: String,
+        actual: String,
+        described_by: PathBuf,
+        /// What `described_by` is: "report", "manifest".
+        described_as: &'static str,
+    },
     /// A stage the comparison requires is not there.
     #[error("{}: tensor '{}' stage '{}': {}", .path.display(), .tensor, .stage, .message)]
     MissingStage { path: PathBuf, tensor: String, stage: String, message: String },

@@ -131,14 +131,17 @@ pub fn verify_manifest(dir: &Path) -> Result<usize> {
         let path = dir.join(rel);
         let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
         if sha256_hex(&bytes) != hash {
-            return Err(Error::bundle(&path, format!("sha256 differs from {MANIFEST}: the golden file changed or is corrupt")));
+            return Err(Error::ManifestMismatch { path: path.clone(), message: format!("sha256 differs from {MANIFEST}: the golden file changed or is corrupt") });
         }
         listed.insert(rel.to_string());
     }
     for file in walk(dir)? {
         let rel = file.strip_prefix(dir).unwrap().to_string_lossy().replace('\\', "/");
         if rel != MANIFEST && !listed.contains(&rel) {
-            return Err(Error::bundle(&file, format!("not covered by {MANIFEST}: regenerate the manifest with oracle/make_golden.py")));
+            return Err(Error::ManifestMismatch {
+                path: file.clone(),
+                message: format!("not covered by {MANIFEST}: regenerate the manifest with `python3 -m parity_oracle make-golden`"),
+            });
         }
     }
     Ok(listed.len())

@@ -68,6 +68,8 @@ pub(super) struct Present<'a> {
     pub(super) region: Region<'a>,
     pub(super) entry: &'a StageEntry,
     pub(super) bundle: &'a Path,
+    /// The report that describes the bundle.
+    pub(super) report: &'a Path,
     pub(super) tensor: &'a str,
     pub(super) stage: &'a str,
 }
@@ -85,6 +87,14 @@ pub(super) fn plan_tensor<'a>(l: &'a Opened, r: &'a Opened, lt: &'a TensorEntry,
             format!("operation '{}' here but '{}' in {}", rt.operation, lt.operation, l.path().display()),
         ));
     }
+    // A report's params are held to the operation's declaration as a replay
+    // would hold them: a misspelt key compared equal on both sides is still
+    // a call the catalog would refuse.
+    if let Some(o) = crate::ops::find(&lt.operation) {
+        for (side, t) in [(l, lt), (r, rt)] {
+            crate::ops::params::validate(o.name, &t.name, o.params, &t.params).map_err(|e| e.in_file(side.path()))?;
+        }
+    }
     if rt.params != lt.params {
         return Err(Error::tensor(
             r.path(),
@@ -95,14 +105,6 @@ pub(super) fn plan_tensor<'a>(l: &'a Opened, r: &'a Opened, lt: &'a TensorEntry,
     }
     let op = lt.operation.as_str();
     let registry_op = crate::ops::find(op);
-    // A report's params are held to the operation's declaration as a replay
-    // would hold them: a misspelt key compared equal on both sides is still
-    // a call the catalog would refuse.
-    if let Some(o) = registry_op {
-        for (side, t) in [(l, lt), (r, rt)] {
-            crate::ops::params::validate(o.name, &t.name, o.params, &t.params).map_err(|e| e.in_file(side.path()))?;
-        }
-    }
     for (side, t) in [(l, lt), (r, rt)] {
         check_final_hash(side.path(), t, registry_op.map(|o| o.final_stage()))?;
     }
@@ -146,12 +148,12 @@ pub(super) fn plan_tensor<'a>(l: &'a Opened, r: &'a Opened, lt: &'a TensorEntry,
         if tol.required {
             for (side, e) in [(l, le), (r, re)] {
                 if e.is_none() {
-                    return Err(Error::tensor(
-                        side.path(),
-                        name,
-                        Some(stage),
-                        "required stage missing from the report",
-                    ));
+                    return Err(Error::MissingStage {
+                        path: side.path().to_path_buf(),
+                        tensor: name.to_string(),
+                        stage: stage.clone(),
+                        message: "required stage missing from the report".into(),
+                    });
                 }
             }
         }
@@ -184,16 +186,16 @@ pub(super) fn plan_tensor<'a>(l: &'a Opened, r: &'a Opened, lt: &'a TensorEntry,
 /// The bundle must hold the stage the report lists, with the report's dtype and shape.
 pub(super) fn present<'a>(side: &'a Opened, t: &'a TensorEntry, stage: &'a str, entry: &'a StageEntry) -> Result<Present<'a>> {
     let view = side.bundle.get_named(&t.key, stage).ok_or_else(|| {
-        Error::tensor(
-            &side.bundle_path,
-            &t.name,
-            Some(stage),
-            format!(
+        Error::MissingStage {
+            path: side.bundle_path.clone(),
+            tensor: t.name.clone(),
+            stage: stage.to_string(),
+            message: format!(
                 "listed in {} but missing from the bundle (no key '{}')",
                 side.path().display(),
                 crate::format::bundle::tensor_key(&t.key, stage)
             ),
-        )
+        }
     })?;
     if view.dtype != entry.dtype || view.shape != entry.shape.as_slice() {
         return Err(Error::tensor(
@@ -211,7 +213,7 @@ pub(super) fn present<'a>(side: &'a Opened, t: &'a TensorEntry, stage: &'a str, 
         ));
     }
     let region = side.bundle.region_named(&t.key, stage).expect("a key with a view has a region");
-    Ok(Present { view, region, entry, bundle: &side.bundle_path, tensor: &t.name, stage })
+    Ok(Present { view, region, entry, bundle: &side.bundle_path, report: side.path(), tensor: &t.name, stage })
 }
 
 impl<'a> Present<'a> {

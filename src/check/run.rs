@@ -6,7 +6,7 @@ use super::plan::*;
 use super::CheckOptions;
 use crate::compare::gate::{self, StageResult, StageSide};
 use crate::compare::metrics::CHUNK;
-use crate::compare::numbers::{self, short_hash};
+use crate::compare::numbers;
 use crate::error::{Error, Result};
 use rayon::prelude::*;
 
@@ -121,16 +121,15 @@ pub(super) fn verify_sha(p: &Present) -> Result<()> {
     if actual.eq_ignore_ascii_case(&p.entry.sha256) {
         Ok(())
     } else {
-        Err(Error::tensor(
-            p.bundle,
-            p.tensor,
-            Some(p.stage),
-            format!(
-                "sha256 of the bundle's data is {} but the report says {}: the report does not describe this bundle",
-                short_hash(&actual),
-                short_hash(&p.entry.sha256)
-            ),
-        ))
+        Err(Error::HashMismatch {
+            path: p.bundle.to_path_buf(),
+            tensor: p.tensor.to_string(),
+            stage: Some(p.stage.to_string()),
+            expected: p.entry.sha256.clone(),
+            actual,
+            described_by: p.report.to_path_buf(),
+            described_as: "report",
+        })
     }
 }
 

@@ -152,10 +152,12 @@ impl LoadedReport {
         }
         let escapes = p.is_absolute() || p.components().any(|c| matches!(c, Component::ParentDir | Component::Prefix(_)));
         if escapes && !allow_escape {
-            return Err(Error::json(
-                &self.path,
-                format!("\"{field}\": '{rel}' escapes the report's directory (pass --allow-outside-paths to permit it)"),
-            ));
+            return Err(Error::PathEscapes {
+                path: self.path.clone(),
+                field: field.to_string(),
+                target: rel.to_string(),
+                container: "report",
+            });
         }
         Ok(if p.is_absolute() { p.to_path_buf() } else { self.dir.join(p) })
     }
