@@ -27,6 +27,7 @@ pub mod compare;
 pub mod ops;
 
 pub mod check;
+pub mod diff;
 pub mod golden;
 pub mod progress;
 pub mod render;

@@ -39,9 +39,16 @@ impl Selection {
     /// nothing matched (a typo must not turn into an empty, passing check).
     pub fn apply<'a, T>(&self, items: &'a [T], name: impl Fn(&T) -> &str) -> Result<Vec<&'a T>> {
         let chosen: Vec<&T> = items.iter().filter(|t| self.matches(name(t))).collect();
-        if chosen.is_empty() && !self.patterns.is_empty() {
-            let pats: Vec<&str> = self.patterns.iter().map(|(p, _)| p.as_str()).collect();
-            return Err(Error::Usage(format!("--select {} matches no tensor", pats.join(", "))));
+        // Every pattern must match something: a misspelt second pattern
+        // beside a good first one would otherwise be silently ignored.
+        for (p, g) in &self.patterns {
+            let hit = |n: &str| match g {
+                Some(g) => g.matches(n),
+                None => n.contains(p.as_str()),
+            };
+            if !chosen.iter().any(|t| hit(name(t))) {
+                return Err(Error::Usage(format!("--select '{p}' matches no tensor")));
+            }
         }
         Ok(chosen)
     }

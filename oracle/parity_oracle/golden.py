@@ -39,6 +39,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from . import diff_case  # noqa: E402
 from . import ops as catalog  # noqa: E402
 from .case import write_op_case  # noqa: E402
 from .checkout import NotACheckout, find_checkout  # noqa: E402
@@ -143,6 +144,7 @@ def write_readme(out: Path, skipped: dict[str, str]) -> None:
         present = (out / c.name).is_dir()
         note = "" if present else f" **(not generated: {skipped.get(c.name, 'missing')})**"
         rows.append(f"| [`{c.name}`]({c.name}/NOTE.md) | {c.proves}{note} |")
+    rows.append(f"| [`{diff_case.NAME}`]({diff_case.NAME}/NOTE.md) | {diff_case.PROVES} |")
     text = f"""# Golden stage bundles
 
 Produced by the independent Python oracle (`oracle/`, numpy + ml_dtypes + safetensors),
@@ -160,6 +162,10 @@ Every case directory holds:
   torch-like f32 pipeline: F32 stages, BF16 `final_bf16`;
 - `oracle_f64.json` + `oracle_f64.safetensors` — report (`numpy-f64`) and stage bundle of the
   same tensors computed in f64: float stages stored as F64, `final_bf16` = bf16(f32(final)).
+
+A checkpoint-diff case (`{diff_case.NAME}`) holds instead `left/` and `right/` (Hugging Face
+sharded layouts), `tolerances.json` and `diff_case.json`: the `parity diff` runs `parity gate`
+makes and the status of every tensor that numpy expects.
 
 Empty tensors are representable (safetensors stores zero-size tensors), so `svf_empty` is
 included. Its NaN/inf results, like those of `svf_offsets_minus_one`, are the defined IEEE
@@ -190,7 +196,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help="output directory (default: golden/ of the parity checkout around the "
                         "current directory)")
-    parser.add_argument("--case", action="append", choices=sorted(CASES_BY_NAME),
+    parser.add_argument("--case", action="append", choices=sorted([*CASES_BY_NAME, diff_case.NAME]),
                         help="only this case (repeatable); default all")
     args = parser.parse_args(argv)
 
@@ -202,7 +208,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             print(f"make-golden: {e}; run it from a parity checkout or pass --out DIR", file=sys.stderr)
             return 2
     out.mkdir(parents=True, exist_ok=True)
-    selected = [CASES_BY_NAME[n] for n in args.case] if args.case else CASES
+    selected = [CASES_BY_NAME[n] for n in args.case if n in CASES_BY_NAME] if args.case else CASES
     skipped: dict[str, str] = {}
     for case in selected:
         if case.needs and not _installed(case.needs) and not args.case:
@@ -215,6 +221,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             print(f"make-golden: {case.name}: {e}", file=sys.stderr)
             return 2
         print(f"wrote {out / case.name}")
+    if not args.case or diff_case.NAME in args.case:
+        diff_case.generate(out, versions_line(), COMMAND)
+        print(f"wrote {out / diff_case.NAME}")
     write_readme(out, skipped)
     write_manifest(out)
     return 0

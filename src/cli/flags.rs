@@ -4,6 +4,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use parity::check::StageSelection;
+use parity::diff::select::{LayerRange, NameMap, Partition};
 use parity::ops::Implementation;
 use parity::render::Format;
 use std::path::PathBuf;
@@ -39,8 +40,66 @@ pub enum Command {
     /// Check every golden case: integrity, replay of both implementations, verdicts.
     #[command(after_help = EXIT_CODES)]
     Gate(GateArgs),
+    /// Compare two checkpoints tensor by tensor (safetensors file, HF sharded directory, shards, .npy/.npz).
+    #[command(after_help = EXIT_CODES)]
+    Diff(DiffArgs),
+    /// Combine the JSON results of every `diff --partition K/N` job into the unpartitioned result.
+    #[command(name = "merge-results", after_help = EXIT_CODES)]
+    MergeResults(MergeArgs),
     /// List every operation with its inputs, parameters, stages and default tolerances.
     Ops(OpsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    /// The baseline checkpoint: a .safetensors file, a directory with
+    /// model.safetensors.index.json, a directory of shards, a .npy/.npz.
+    pub left: PathBuf,
+    /// The candidate checkpoint, in any of the same layouts.
+    pub right: PathBuf,
+    /// A tolerance profile (parity.tolerances.v1) whose "tensors" section maps
+    /// globs to limits; the first matching glob applies.
+    #[arg(long, value_name = "FILE")]
+    pub tolerances: Option<PathBuf>,
+    /// allclose against LEFT: |right − left| ≤ atol + rtol·|left| (default: exact).
+    #[arg(long, value_name = "X")]
+    pub atol: Option<f64>,
+    /// See --atol.
+    #[arg(long, value_name = "Y")]
+    pub rtol: Option<f64>,
+    /// Only tensors whose name contains PAT (or matches it as a glob); repeatable.
+    #[arg(long, value_name = "PAT")]
+    pub select: Vec<String>,
+    /// Only layers A to B (END exclusive); tensors with no layer number are kept.
+    #[arg(long, value_name = "A..B", value_parser = LayerRange::from_str)]
+    pub layers: Option<LayerRange>,
+    /// Rename RIGHT's tensors before pairing (regex, applied in order); repeatable.
+    #[arg(long = "map", value_name = "REGEX=REPLACEMENT", value_parser = NameMap::from_str)]
+    pub maps: Vec<NameMap>,
+    /// Compare only the K-th of N byte-balanced parts of the pairs (for a CI matrix).
+    #[arg(long, value_name = "K/N", value_parser = Partition::from_str)]
+    pub partition: Option<Partition>,
+    /// Show the N largest divergences per differing tensor (JSON).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub top_diffs: usize,
+    /// Who reads the result: text, json (parity.diff.v1), junit (one testcase per tensor), markdown.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Write the result here (atomically) instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// The JSON output of every partition (`parity diff --partition K/N --format json`).
+    #[arg(required = true)]
+    pub results: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Write the result here (atomically) instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -6,6 +6,7 @@ use clap::Parser;
 use flags::{Cli, Command};
 use parity::check::{CheckOptions, Modes};
 use parity::error::{Error, Result};
+use parity::diff::{DiffOptions, Limit};
 use parity::replay::ReplayOptions;
 use std::io::Write;
 
@@ -33,7 +34,61 @@ pub fn try_main() -> Result<Outcome> {
         Command::Check(args) => check(args),
         Command::Replay(args) => replay(args),
         Command::Gate(args) => gate(args),
+        Command::Diff(args) => diff(args),
+        Command::MergeResults(args) => merge_results(args),
         Command::Ops(args) => ops(args),
+    }
+}
+
+/// `parity diff`: two checkpoints, tensor by tensor.
+fn diff(args: flags::DiffArgs) -> Result<Outcome> {
+    let limit = match (args.atol, args.rtol) {
+        (None, None) => Limit::Exact,
+        (a, r) => {
+            let (atol, rtol) = (a.unwrap_or(0.0), r.unwrap_or(0.0));
+            if !(atol >= 0.0 && rtol >= 0.0) {
+                return Err(Error::Usage(format!("--atol {atol} --rtol {rtol}: both must be numbers ≥ 0")));
+            }
+            Limit::AllClose { atol, rtol }
+        }
+    };
+    let profile = match &args.tolerances {
+        Some(path) => {
+            let p = parity::ops::builtin_profile().merge_file(path)?;
+            if !p.has_tensor_rules() {
+                return Err(Error::json(path, "no \"tensors\" section: parity diff judges whole tensors by glob (\"tensors\": {\"GLOB\": {\"max_abs\": …}})"));
+            }
+            Some(p)
+        }
+        None => None,
+    };
+    let opts = DiffOptions {
+        select: args.select,
+        layers: args.layers,
+        maps: args.maps,
+        limit,
+        profile,
+        partition: args.partition,
+        top_diffs: args.top_diffs,
+        progress: true,
+    };
+    let outcome = parity::diff::diff(&args.left, &args.right, &opts)?;
+    emit(&parity::render::diff::render(&outcome, args.format), args.output.as_deref())?;
+    Ok(Outcome::of(outcome.passed()))
+}
+
+/// `parity merge-results`: the partitions of one diff, combined.
+fn merge_results(args: flags::MergeArgs) -> Result<Outcome> {
+    let outcome = parity::diff::merge::merge(&args.results)?;
+    emit(&parity::render::diff::render(&outcome, args.format), args.output.as_deref())?;
+    Ok(Outcome::of(outcome.passed()))
+}
+
+/// Write a rendered result to `--output` (atomically) or standard output.
+fn emit(rendered: &str, output: Option<&std::path::Path>) -> Result<()> {
+    match output {
+        Some(path) => parity::format::atomic::write_bytes(path, rendered.as_bytes()),
+        None => print_stdout(rendered),
     }
 }
 
@@ -58,11 +113,7 @@ fn check(args: flags::CheckArgs) -> Result<Outcome> {
         verify_hashes: args.verify_hashes,
     };
     let outcome = parity::check::check(&args.left, &args.right, &opts)?;
-    let rendered = parity::render::render(&outcome, args.format);
-    match &args.output {
-        Some(path) => parity::format::atomic::write_bytes(path, rendered.as_bytes())?,
-        None => print_stdout(&rendered)?,
-    }
+    emit(&parity::render::render(&outcome, args.format), args.output.as_deref())?;
     Ok(Outcome::of(outcome.passed()))
 }
 

@@ -146,7 +146,7 @@ pub(crate) fn judge_stages(
 }
 
 /// Every limit of `tol` that `m` breaks, in the order a reader checks them.
-fn limits_broken(m: &Metrics, tol: &Tolerance) -> Vec<String> {
+pub fn limits_broken(m: &Metrics, tol: &Tolerance) -> Vec<String> {
     let mut out = Vec::new();
     let nf = &m.non_finite;
     if nf.mismatched > 0 {

@@ -74,6 +74,8 @@ pub const SCHEMA: &str = "parity.tolerances.v1";
 #[derive(Clone, Debug)]
 pub struct Profile {
     ops: BTreeMap<String, OpProfile>,
+    /// The `"tensors"` section: (glob, limits) in file order, for `parity diff`.
+    tensors: Vec<(String, glob::Pattern, Tolerance)>,
     origin: String,
 }
 
@@ -102,7 +104,7 @@ impl Profile {
                 (op.to_string(), OpProfile { stages, star: None, registry: true })
             })
             .collect();
-        Profile { ops, origin: origin.into() }
+        Profile { ops, tensors: Vec::new(), origin: origin.into() }
     }
 
     /// This profile with a tolerance file merged over it.
@@ -188,6 +190,15 @@ impl Profile {
                 op.star = Some(merged);
             }
         }
+        for (pattern, o) in file.tensors {
+            let glob = glob::Pattern::new(&pattern)
+                .map_err(|e| Error::json(path, format!("tensors.\"{pattern}\": not a glob: {e}")))?;
+            let tol = o.over(&Tolerance::unlimited());
+            validate(path, "tensors", &pattern, &tol)?;
+            // A later file's entry for the same glob replaces an earlier one.
+            self.tensors.retain(|(p, _, _)| *p != pattern);
+            self.tensors.push((pattern, glob, tol));
+        }
         self.origin = format!("{} + {}", self.origin, path.display());
         Ok(self)
     }
@@ -208,6 +219,19 @@ impl Profile {
     pub fn tolerance(&self, operation: &str, stage: &str) -> Option<Tolerance> {
         let op = self.ops.get(operation)?;
         op.stages.get(stage).copied().or_else(|| op.star.and_then(|s| s.complete()))
+    }
+
+    /// The limits of a whole tensor (`parity diff`): the first entry of the
+    /// `"tensors"` section whose glob matches the name, with that glob. An
+    /// entry's unspecified limits are unlimited: `{"max_abs": 1e-3}` limits
+    /// only the largest difference.
+    pub fn tensor_tolerance(&self, name: &str) -> Option<(&str, Tolerance)> {
+        self.tensors.iter().find(|(_, g, _)| g.matches(name)).map(|(p, _, t)| (p.as_str(), *t))
+    }
+
+    /// Whether the file gave a `"tensors"` section.
+    pub fn has_tensor_rules(&self) -> bool {
+        !self.tensors.is_empty()
     }
 
     /// Whether the profile has anything for this operation.
@@ -237,6 +261,8 @@ struct File {
     description: Option<String>,
     #[serde(default)]
     operations: IndexMap<String, IndexMap<String, Override>>,
+    #[serde(default)]
+    tensors: IndexMap<String, Override>,
 }
 
 /// One stage entry of a file: every field optional. For the optional limits,

@@ -46,6 +46,12 @@ impl Tolerance {
             max_mismatch_fraction: None,
         }
     }
+    /// No limit at all (a required gate that every finite pair passes; NaN
+    /// and inf positions must still agree). The base that a tolerance file's
+    /// `"tensors"` entries are merged over.
+    pub const fn unlimited() -> Tolerance {
+        Tolerance::gate(f64::INFINITY, f64::INFINITY)
+    }
     /// Bit-for-bit: for stages that only move or copy values.
     pub const fn exact() -> Tolerance {
         Tolerance { max_ulp: Some(0), ..Tolerance::gate(0.0, 0.0) }

@@ -164,7 +164,21 @@ pub struct Region<'a> {
     len: usize,
 }
 
-impl Region<'_> {
+impl<'a> Region<'a> {
+    /// The `len` bytes at `offset` of an open file (whose header the caller
+    /// has validated against the file's length).
+    pub fn new(file: &'a File, path: &'a Path, offset: u64, len: usize) -> Region<'a> {
+        Region { file, path, offset, len }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// Fill `buf` with the tensor's bytes from `start` on. A file that has
     /// shrunk since it was opened is an error naming it.
     pub fn read_at(&self, start: usize, buf: &mut [u8]) -> Result<()> {

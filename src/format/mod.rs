@@ -3,13 +3,17 @@
 //!
 //! * [`dtype`], [`tensor`] — element types and tensors (owned or viewed);
 //! * [`bundle`] — safetensors stage bundles and components files;
+//! * [`checkpoint`], [`npy`] — whole models: safetensors files, HF sharded
+//!   directories, numpy arrays;
 //! * [`report`] — `parity.report.v1` and its writer;
 //! * [`stages`] — stages in pipeline order, and operation parameters;
 //! * [`atomic`] — writes that never leave a half-written file under a final name.
 
 pub mod atomic;
 pub mod bundle;
+pub mod checkpoint;
 pub mod dtype;
+pub mod npy;
 pub mod report;
 pub mod stages;
 pub mod tensor;

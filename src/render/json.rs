@@ -8,7 +8,7 @@
 
 use super::*;
 use crate::check::{ModeResult, Side};
-use crate::compare::metrics::{Metrics, NonFiniteCounts};
+use crate::compare::metrics::json::{metrics, num};
 use crate::compare::tolerance::Tolerance;
 use serde_json::{json, Value};
 
@@ -35,17 +35,6 @@ pub(super) fn render(o: &CheckOutcome) -> String {
     let mut s = serde_json::to_string_pretty(&v).expect("JSON values always serialize");
     s.push('\n');
     s
-}
-
-/// A float as JSON: a number, or "NaN" / "inf" / "-inf".
-fn num(x: f64) -> Value {
-    if x.is_nan() {
-        Value::from("NaN")
-    } else if x.is_infinite() {
-        Value::from(if x > 0.0 { "inf" } else { "-inf" })
-    } else {
-        Value::from(x)
-    }
 }
 
 fn mode(m: &ModeResult) -> Value {
@@ -119,38 +108,3 @@ fn tolerance(t: &Tolerance) -> Value {
     })
 }
 
-fn counts(c: &NonFiniteCounts) -> Value {
-    json!({"nan": c.nan, "pos_inf": c.pos_inf, "neg_inf": c.neg_inf})
-}
-
-fn metrics(m: &Metrics) -> Value {
-    json!({
-        "numel": m.numel,
-        "compared": m.compared,
-        "max_abs": num(m.max_abs),
-        "max_abs_index": m.max_abs_index,
-        "mean_abs": num(m.mean_abs),
-        "rms": num(m.rms),
-        "max_rel": num(m.max_rel),
-        "max_rel_index": m.max_rel_index,
-        "cosine": num(m.cosine),
-        "nmse": num(m.nmse),
-        "max_ulp": m.max_ulp,
-        "not_bit_equal": m.not_bit_equal,
-        "bytes_equal": m.bytes_equal,
-        "over_max_abs": m.over_max_abs,
-        "outside_allclose": m.outside_allclose,
-        "non_finite": {
-            "left": counts(&m.non_finite.left),
-            "right": counts(&m.non_finite.right),
-            "mismatched": m.non_finite.mismatched,
-            "first_mismatch_index": m.non_finite.first_mismatch,
-        },
-        "top_diffs": m.top.iter().map(|d| json!({
-            "index": d.index,
-            "left": num(d.left),
-            "right": num(d.right),
-            "abs_diff": num(d.abs_diff),
-        })).collect::<Vec<_>>(),
-    })
-}

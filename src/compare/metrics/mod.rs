@@ -33,6 +33,7 @@ use std::cell::RefCell;
 use rayon::prelude::*;
 
 mod fused;
+pub mod json;
 pub use fused::{force_kernels, Kernels};
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -110,6 +111,21 @@ pub struct Metrics {
     pub non_finite: NonFinite,
     /// The largest divergences, largest first, ties by lower index.
     pub top: Vec<Divergence>,
+    /// Each side's content hash (see [`content_hash`]), when asked for.
+    pub content_hash: Option<(u128, u128)>,
+}
+
+impl Metrics {
+    /// Signal-to-quantisation-noise ratio in dB: `10·log10(Σleft² / Σ(right−left)²)`
+    /// = −10·log10(NMSE). +inf when the sides agree exactly; −inf when LEFT
+    /// is all zeros and RIGHT is not.
+    pub fn sqnr_db(&self) -> f64 {
+        if self.nmse == 0.0 {
+            f64::INFINITY
+        } else {
+            -10.0 * self.nmse.log10()
+        }
+    }
 }
 
 /// One side of a stage comparison: its dtype and shape, and where its bytes are.
@@ -198,9 +214,25 @@ pub fn measure_stages(
     chunk: usize,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Metrics> {
+    measure_stages_hashed(left, right, tol, top_k, chunk, false, progress)
+}
+
+/// [`measure_stages`] that also takes each side's [`content_hash`] in the
+/// same pass (`parity diff`: identical tensors are recognised by content,
+/// whatever the file they are in).
+pub fn measure_stages_hashed(
+    left: Stage,
+    right: Stage,
+    tol: &Tolerance,
+    top_k: usize,
+    chunk: usize,
+    hash: bool,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Metrics> {
     assert_eq!(left.numel(), right.numel(), "measure: callers compare equal shapes only");
     let chunk = chunk.div_ceil(BLOCK).max(1) * BLOCK;
-    let limits = Limits::from(tol, top_k);
+    let mut limits = Limits::from(tol, top_k);
+    limits.hash = hash;
     // The dtype decides the decoder once, outside the loop; the loop itself is
     // monomorphised per pair. Mixed or rare dtypes take the general decoder:
     // mixed dtypes fail the gate anyway, so their speed matters little.
@@ -367,6 +399,8 @@ struct Limits {
     max_abs: f64,
     allclose: Option<(f64, f64)>,
     top_k: usize,
+    /// Take each side's content hash in the pass.
+    hash: bool,
 }
 
 impl Limits {
@@ -375,7 +409,7 @@ impl Limits {
             (None, None) => None,
             (r, a) => Some((r.unwrap_or(0.0), a.unwrap_or(0.0))),
         };
-        Limits { max_abs: tol.max_abs, allclose, top_k }
+        Limits { max_abs: tol.max_abs, allclose, top_k, hash: false }
     }
 }
 
@@ -444,11 +478,13 @@ struct Partial {
     blocks: Vec<BlockSums>,
     tally: Tally,
     top: TopK,
+    /// Per block, each side's xxh3-128 of its bytes (when hashing).
+    digests: Vec<(u128, u128)>,
 }
 
 impl Partial {
     fn new(top_k: usize) -> Partial {
-        Partial { blocks: Vec::new(), tally: Tally::default(), top: TopK::new(top_k) }
+        Partial { blocks: Vec::new(), tally: Tally::default(), top: TopK::new(top_k), digests: Vec::new() }
     }
 }
 
@@ -481,7 +517,18 @@ impl<'a> Pass<'a> {
             let (lbuf, rbuf) = &mut *cell.borrow_mut();
             let lbytes = self.left.bytes.read(first * ls..last * ls, lbuf)?;
             let rbytes = self.right.bytes.read(first * rs..last * rs, rbuf)?;
-            Ok(self.chunk(l, r, first, lbytes, rbytes))
+            let mut p = self.chunk(l, r, first, lbytes, rbytes);
+            if self.limits.hash {
+                // Block by block, while the chunk is still in cache. Blocks
+                // are fixed by element position, so the digests do not depend
+                // on the chunk size.
+                p.digests = lbytes
+                    .chunks(BLOCK * ls)
+                    .zip(rbytes.chunks(BLOCK * rs))
+                    .map(|(a, b)| (xxhash_rust::xxh3::xxh3_128(a), xxhash_rust::xxh3::xxh3_128(b)))
+                    .collect();
+            }
+            Ok(p)
         })
     }
 
@@ -786,6 +833,8 @@ struct Acc {
     top: Vec<Candidate>,
     top_k: usize,
     allclose: bool,
+    /// Each side's block digests, streamed in block order (when hashing).
+    hashers: Option<Box<(xxhash_rust::xxh3::Xxh3, xxhash_rust::xxh3::Xxh3)>>,
 }
 
 impl Acc {
@@ -796,6 +845,7 @@ impl Acc {
             top: Vec::new(),
             top_k: limits.top_k,
             allclose: limits.allclose.is_some(),
+            hashers: limits.hash.then(|| Box::new((xxhash_rust::xxh3::Xxh3::new(), xxhash_rust::xxh3::Xxh3::new()))),
         }
     }
 
@@ -810,6 +860,12 @@ impl Acc {
             self.sums.rr += b.rr;
         }
         self.tally.merge(&p.tally);
+        if let Some(h) = &mut self.hashers {
+            for (a, b) in &p.digests {
+                h.0.update(&a.to_le_bytes());
+                h.1.update(&b.to_le_bytes());
+            }
+        }
         if self.top_k > 0 {
             self.top.extend(p.top.heap.into_vec());
             self.top.sort_unstable();
@@ -818,6 +874,9 @@ impl Acc {
     }
 
     fn finish(self, left: Stage, right: Stage) -> Metrics {
+        let content_hash = self.hashers.as_ref().map(|h| {
+            (content_hash(left.dtype, left.shape, h.0.digest128()), content_hash(right.dtype, right.shape, h.1.digest128()))
+        });
         let t = &self.tally;
         let shape = left.shape;
         let n = t.compared as f64;
@@ -866,12 +925,29 @@ impl Acc {
                     abs_diff: (c.right - c.left).abs(),
                 })
                 .collect(),
+            content_hash,
         }
     }
 
     fn outside_allclose_opt(&self) -> Option<u64> {
         self.allclose.then_some(self.tally.outside_allclose)
     }
+}
+
+/// A tensor's content hash: xxh3-128 over its dtype, its shape and the
+/// xxh3-128 digests of its bytes taken block by block ([`BLOCK`] elements)
+/// in order. Equal for equal (dtype, shape, bytes) wherever the bytes are
+/// stored; blocks make it computable in parallel, in the metric pass.
+/// Not a cryptographic hash: it recognises copies, it does not authenticate.
+pub fn content_hash(dtype: DType, shape: &[usize], blocks_digest: u128) -> u128 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(dtype.name().as_bytes());
+    h.update(&(shape.len() as u64).to_le_bytes());
+    for d in shape {
+        h.update(&(*d as u64).to_le_bytes());
+    }
+    h.update(&blocks_digest.to_le_bytes());
+    h.digest128()
 }
 
 fn add_counts(into: &mut NonFiniteCounts, from: &NonFiniteCounts) {

@@ -15,7 +15,7 @@
 //!
 //! and prints a matrix of case × implementation × verdict.
 
-use crate::check::{self, CheckOptions, CheckOutcome, Modes, StageSelection};
+use crate::check::{self, CheckOptions, Modes, StageSelection};
 use crate::compare::{Profile, Tolerance};
 use crate::error::{Error, Result};
 use crate::format::tensor::sha256_hex;
@@ -24,6 +24,8 @@ use crate::replay::{self, ReplayOptions};
 use std::collections::BTreeSet;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
+
+pub mod diff_case;
 
 pub const MANIFEST: &str = "MANIFEST.sha256";
 
@@ -43,12 +45,17 @@ pub fn reference_profile() -> Profile {
     })
 }
 
-/// One row of the matrix.
+/// One row of the matrix: one implementation (or one `diff` run) of one case.
 pub struct GateRow {
     pub case: String,
-    pub implementation: &'static str,
+    pub implementation: String,
     pub against: String,
-    pub outcome: CheckOutcome,
+    pub tensors: usize,
+    pub passed: bool,
+    /// The closest call, or the first failure, in one phrase.
+    pub summary: String,
+    /// The full text of a failing row.
+    pub detail: String,
 }
 
 pub struct GateOutcome {
@@ -59,7 +66,28 @@ pub struct GateOutcome {
 
 impl GateOutcome {
     pub fn passed(&self) -> bool {
-        !self.rows.is_empty() && self.rows.iter().all(|r| r.outcome.passed())
+        !self.rows.is_empty() && self.rows.iter().all(|r| r.passed)
+    }
+}
+
+/// What kind of golden case a folder holds.
+enum CaseKind {
+    /// `oracle_f32.json` + `oracle_f64.json`: replay both implementations.
+    Operation,
+    /// `diff_case.json`: `parity diff` runs with numpy's expected statuses.
+    Diff,
+}
+
+fn case_kind(dir: &Path) -> Result<CaseKind> {
+    if dir.join("oracle_f32.json").is_file() {
+        Ok(CaseKind::Operation)
+    } else if dir.join(diff_case::FILE).is_file() {
+        Ok(CaseKind::Diff)
+    } else {
+        Err(Error::ManifestMismatch {
+            path: dir.to_path_buf(),
+            message: format!("a folder of the golden directory that is no case: it has neither oracle_f32.json nor {}", diff_case::FILE),
+        })
     }
 }
 
@@ -70,7 +98,7 @@ pub fn gate(dir: &Path, cases: &[String]) -> Result<GateOutcome> {
     let mut case_dirs: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| Error::io(dir, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("oracle_f32.json").is_file())
+        .filter(|p| p.is_dir() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
         .filter(|p| {
             let name = p.file_name().unwrap().to_string_lossy();
             cases.is_empty() || cases.iter().any(|c| name.contains(c.as_str()))
@@ -78,13 +106,17 @@ pub fn gate(dir: &Path, cases: &[String]) -> Result<GateOutcome> {
         .collect();
     case_dirs.sort();
     if case_dirs.is_empty() {
-        return Err(Error::Usage(format!("{}: no golden case (a folder with oracle_f32.json) found", dir.display())));
+        return Err(Error::Usage(format!("{}: no golden case (a folder with oracle_f32.json or {}) found", dir.display(), diff_case::FILE)));
     }
 
     let work = tempfile::tempdir().map_err(|e| Error::io(dir, e))?;
     let mut rows = Vec::new();
     for case_dir in &case_dirs {
         let case = case_dir.file_name().unwrap().to_string_lossy().into_owned();
+        if let CaseKind::Diff = case_kind(case_dir)? {
+            rows.extend(diff_case::gate(case_dir, &case)?);
+            continue;
+        }
         let runs: [(Implementation, &str, Profile); 2] = [
             (Implementation::Fast, "oracle_f32.json", crate::ops::builtin_profile()),
             (Implementation::ReferenceWide, "oracle_f64.json", reference_profile()),
@@ -109,7 +141,19 @@ pub fn gate(dir: &Path, cases: &[String]) -> Result<GateOutcome> {
             };
             let outcome = check::check(&oracle, &out, &check)?;
             let against = crate::format::report::LoadedReport::load(&oracle)?.report.producer.implementation;
-            rows.push(GateRow { case: case.clone(), implementation: implementation.name(), against, outcome });
+            rows.push(GateRow {
+                case: case.clone(),
+                implementation: implementation.name().to_string(),
+                against,
+                tensors: outcome.tensor_count(),
+                passed: outcome.passed(),
+                summary: outcome.tightest_summary(),
+                detail: if outcome.passed() {
+                    String::new()
+                } else {
+                    crate::render::render(&outcome, crate::render::Format::Text)
+                },
+            });
         }
     }
     Ok(GateOutcome { dir: dir.to_path_buf(), files_verified, rows })
@@ -128,6 +172,15 @@ pub fn verify_manifest(dir: &Path) -> Result<usize> {
         let (hash, rel) = line.split_once("  ").ok_or_else(|| {
             Error::json(&manifest_path, format!("line {}: expected '<sha256>  <path>'", n + 1))
         })?;
+        let escapes = std::path::Path::new(rel).components().any(|c| !matches!(c, std::path::Component::Normal(_)));
+        if escapes {
+            return Err(Error::PathEscapes {
+                path: manifest_path.clone(),
+                field: format!("line {}", n + 1),
+                target: rel.to_string(),
+                container: "manifest",
+            });
+        }
         let path = dir.join(rel);
         let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
         if sha256_hex(&bytes) != hash {
@@ -176,7 +229,7 @@ impl GateOutcome {
             s,
             "golden gate: {} — {} case(s), manifest OK ({} files verified)\n",
             self.dir.display(),
-            self.rows.len() / 2,
+            self.rows.iter().map(|r| r.case.as_str()).collect::<BTreeSet<_>>().len(),
             self.files_verified
         );
         let w = self.rows.iter().map(|r| r.case.len()).max().unwrap_or(4).max(4);
@@ -188,14 +241,14 @@ impl GateOutcome {
                 r.case,
                 r.implementation,
                 r.against,
-                r.outcome.tensor_count(),
-                if r.outcome.passed() { "PASS" } else { "FAIL" },
-                r.outcome.tightest_summary()
+                r.tensors,
+                if r.passed { "PASS" } else { "FAIL" },
+                r.summary
             );
         }
-        let failed: Vec<&GateRow> = self.rows.iter().filter(|r| !r.outcome.passed()).collect();
+        let failed: Vec<&GateRow> = self.rows.iter().filter(|r| !r.passed).collect();
         for r in &failed {
-            let _ = writeln!(s, "\n── {} / {} ──\n{}", r.case, r.implementation, crate::render::render(&r.outcome, crate::render::Format::Text));
+            let _ = writeln!(s, "\n── {} / {} ──\n{}", r.case, r.implementation, r.detail);
         }
         let _ = writeln!(
             s,

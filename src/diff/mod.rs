@@ -1,0 +1,307 @@
+//! `parity diff LEFT RIGHT`: two checkpoints, tensor by tensor (SPEC §10).
+//!
+//! 1. **Setup**, cheap and complete before any data is read: open both
+//!    checkpoints (every header and index validated), rename RIGHT's
+//!    tensors by `--map`, keep what `--select` and `--layers` choose, pair
+//!    by name, decide each pair's limits, and keep this job's `--partition`.
+//! 2. **Comparison**: every pair through the comparer's streaming metric
+//!    kernel (the one `check` uses), which also takes each side's content
+//!    hash in the same pass. Pairs run in parallel; results are collected in
+//!    name order, so the outcome is the same whatever the thread count.
+//!
+//! A pair is `identical` (same dtype, shape and bytes), `within` (values
+//! within the limits), `differs`, `shape_mismatch`, or a tensor is
+//! `only_left`/`only_right`. Default limits are exact: values equal after
+//! decoding (so F32 vs BF16 is compared by value), NaN where NaN is.
+
+pub mod merge;
+pub mod outcome;
+pub mod select;
+
+use crate::compare::gate::limits_broken;
+use crate::compare::metrics::{self, Bytes, Metrics, Stage, CHUNK};
+use crate::compare::numbers;
+use crate::compare::{Profile, Tolerance};
+use crate::error::{Error, Result};
+use crate::format::checkpoint::{Checkpoint, Located};
+use crate::compare::metrics::json::num;
+use crate::select::Selection;
+use outcome::{DiffOutcome, Limits, Options, Side, Status, TensorDiff, Transposed, SCHEMA};
+use rayon::prelude::*;
+use select::{LayerRange, NameMap, Partition};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// A transposed comparison holds RIGHT's tensor in memory, transposed; above
+/// this size the layout is reported as a possible transpose without values.
+pub const TRANSPOSE_LIMIT: usize = 128 << 20;
+
+/// How tensors are judged.
+#[derive(Clone, Debug, Default)]
+pub enum Limit {
+    /// Values equal after decoding (the default).
+    #[default]
+    Exact,
+    /// `|right − left| ≤ atol + rtol·|left|` for every element (torch.allclose against LEFT).
+    AllClose { atol: f64, rtol: f64 },
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct DiffOptions {
+    /// `--select`: substrings, or globs with `*?[`; empty = all.
+    pub select: Vec<String>,
+    pub layers: Option<LayerRange>,
+    /// Applied to RIGHT's names, in order.
+    pub maps: Vec<NameMap>,
+    /// For tensors no `"tensors"` rule of `profile` matches.
+    pub limit: Limit,
+    /// A tolerance file with a `"tensors"` section.
+    pub profile: Option<Profile>,
+    pub partition: Option<Partition>,
+    /// The N largest divergences per differing tensor.
+    pub top_diffs: usize,
+    pub progress: bool,
+}
+
+/// One pair (or one-sided tensor) as planned.
+struct Planned<'a> {
+    name: String,
+    right_name: Option<String>,
+    left: Option<&'a Located>,
+    right: Option<&'a Located>,
+}
+
+/// The top-level entry point of `parity diff`.
+pub fn diff(left_path: &Path, right_path: &Path, opts: &DiffOptions) -> Result<DiffOutcome> {
+    let left = Checkpoint::open(left_path)?;
+    let right = Checkpoint::open(right_path)?;
+
+    // RIGHT's names after --map; two of them landing on one name is an error.
+    let mut right_by_name: BTreeMap<String, (&str, &Located)> = BTreeMap::new();
+    for (name, loc) in right.tensors() {
+        let mapped = opts.maps.iter().fold(name.to_string(), |n, m| m.apply(&n));
+        if let Some((other, _)) = right_by_name.insert(mapped.clone(), (name, loc)) {
+            return Err(Error::tensor(
+                &right.path,
+                name,
+                None,
+                format!("--map renames both '{other}' and '{name}' to '{mapped}'"),
+            ));
+        }
+    }
+    let mut names: Vec<&str> = left.names().collect();
+    names.extend(right_by_name.keys().map(String::as_str).filter(|n| left.get(n).is_none()));
+    names.sort_unstable();
+    let names: Vec<&str> = names.into_iter().filter(|n| opts.layers.is_none_or(|l| l.keeps(n))).collect();
+    if names.is_empty() && opts.layers.is_some() {
+        return Err(Error::Usage(format!("--layers {}: no tensor in that range", opts.layers.unwrap())));
+    }
+    let chosen = Selection::new(&opts.select)?.apply(&names, |n: &&str| *n)?;
+
+    let mut planned: Vec<Planned> = chosen
+        .into_iter()
+        .map(|&name| {
+            let r = right_by_name.get(name);
+            Planned {
+                name: name.to_string(),
+                right_name: r.filter(|(rn, _)| *rn != name).map(|(rn, _)| rn.to_string()),
+                left: left.get(name),
+                right: r.map(|(_, loc)| *loc),
+            }
+        })
+        .collect();
+
+    let options = Options {
+        tolerance: match (&opts.profile, &opts.limit) {
+            (Some(p), l) => format!("{} (tensors no rule matches: {})", p.origin(), limit_name(l)),
+            (None, l) => limit_name(l),
+        },
+        select: opts.select.clone(),
+        layers: opts.layers.map(|l| l.to_string()),
+        map: opts.maps.iter().map(|m| m.rule.clone()).collect(),
+    };
+    let side = |c: &Checkpoint, p: &Path| Side {
+        path: p.display().to_string(),
+        layout: c.layout.name().to_string(),
+        files: c.shards().len(),
+        tensors: c.len(),
+        bytes: c.total_bytes(),
+    };
+    let (left_side, right_side) = (side(&left, left_path), side(&right, right_path));
+    let run = fingerprint(&left, &right, &left_side, &right_side, &options);
+
+    if let Some(p) = opts.partition {
+        let items: Vec<(&str, u64)> = planned
+            .iter()
+            .map(|t| (t.name.as_str(), t.left.map_or(0, |l| l.len as u64) + t.right.map_or(0, |r| r.len as u64)))
+            .collect();
+        let parts = select::assign(&items, p.n);
+        let mut i = 0;
+        planned.retain(|_| {
+            i += 1;
+            parts[i - 1] == p.k
+        });
+    }
+
+    let total: u64 = planned.iter().map(|t| t.left.map_or(0, |l| l.len as u64) + t.right.map_or(0, |r| r.len as u64)).sum();
+    let bar = crate::progress::bytes_bar(opts.progress, total, "diff");
+    let tensors: Vec<Result<TensorDiff>> = planned
+        .par_iter()
+        .map(|t| {
+            let r = compare_pair(&left, &right, t, opts);
+            bar.inc(t.left.map_or(0, |l| l.len as u64) + t.right.map_or(0, |r| r.len as u64));
+            r
+        })
+        .collect();
+    bar.finish_and_clear();
+    let tensors = tensors.into_iter().collect::<Result<Vec<_>>>()?;
+
+    let mut outcome = DiffOutcome {
+        schema: SCHEMA.to_string(),
+        left: left_side,
+        right: right_side,
+        options,
+        run,
+        partition: opts.partition,
+        tensors,
+        summary: Default::default(),
+        result: String::new(),
+    };
+    outcome.settle();
+    Ok(outcome)
+}
+
+fn limit_name(l: &Limit) -> String {
+    match l {
+        Limit::Exact => "exact".into(),
+        Limit::AllClose { atol, rtol } => format!("allclose(rtol={}, atol={})", numbers::short(*rtol), numbers::short(*atol)),
+    }
+}
+
+/// The limits of one tensor: the tolerance file's first matching `"tensors"`
+/// rule, else `--atol/--rtol`, else exact.
+fn limits_for(name: &str, opts: &DiffOptions) -> (String, Tolerance) {
+    if let Some((glob, tol)) = opts.profile.as_ref().and_then(|p| p.tensor_tolerance(name)) {
+        return (format!("tensors.\"{glob}\""), tol);
+    }
+    match opts.limit {
+        Limit::Exact => ("exact".into(), Tolerance::gate(0.0, 0.0)),
+        Limit::AllClose { atol, rtol } => {
+            ("--atol/--rtol".into(), Tolerance::unlimited().with_allclose(rtol, atol, 0.0))
+        }
+    }
+}
+
+fn limits_json(source: String, t: &Tolerance) -> Limits {
+    Limits {
+        source,
+        max_abs: num(t.max_abs),
+        mean_abs: num(t.mean_abs),
+        rtol: t.rtol,
+        atol: t.atol,
+        max_mismatch_fraction: t.max_mismatch_fraction,
+        min_cosine: t.min_cosine,
+        max_ulp: t.max_ulp,
+    }
+}
+
+fn compare_pair(left: &Checkpoint, right: &Checkpoint, t: &Planned, opts: &DiffOptions) -> Result<TensorDiff> {
+    let mut d = TensorDiff {
+        name: t.name.clone(),
+        right_name: t.right_name.clone(),
+        status: Status::OnlyLeft,
+        dtype_left: t.left.map(|l| l.dtype.name().to_string()),
+        dtype_right: t.right.map(|r| r.dtype.name().to_string()),
+        shape_left: t.left.map(|l| l.shape.clone()),
+        shape_right: t.right.map(|r| r.shape.clone()),
+        bytes_left: t.left.map(|l| l.len as u64),
+        bytes_right: t.right.map(|r| r.len as u64),
+        content_hash_left: None,
+        content_hash_right: None,
+        limits: None,
+        metrics: None,
+        failures: Vec::new(),
+        transposed: None,
+    };
+    let (l, r) = match (t.left, t.right) {
+        (Some(l), Some(r)) => (l, r),
+        (Some(_), None) => return Ok(d),
+        (None, _) => {
+            d.status = Status::OnlyRight;
+            return Ok(d);
+        }
+    };
+    let (source, tol) = limits_for(&t.name, opts);
+    d.limits = Some(limits_json(source, &tol));
+    let ls = Stage { dtype: l.dtype, shape: &l.shape, bytes: Bytes::File(left.region(l)) };
+    let rs = Stage { dtype: r.dtype, shape: &r.shape, bytes: Bytes::File(right.region(r)) };
+    if l.shape != r.shape {
+        d.status = Status::ShapeMismatch;
+        d.failures.push(format!("shape {} (left) vs {} (right)", numbers::shape(&l.shape), numbers::shape(&r.shape)));
+        if l.shape.len() == 2 && l.shape[0] == r.shape[1] && l.shape[1] == r.shape[0] {
+            d.transposed = Some(transposed(ls, right, r, &tol, opts.top_diffs)?);
+        }
+        return Ok(d);
+    }
+    let m = metrics::measure_stages_hashed(ls, rs, &tol, opts.top_diffs, CHUNK, true, &|_| {})?;
+    let (lh, rh) = m.content_hash.expect("asked for");
+    d.content_hash_left = Some(format!("{lh:032x}"));
+    d.content_hash_right = Some(format!("{rh:032x}"));
+    d.failures = limits_broken(&m, &tol);
+    d.status = if m.bytes_equal {
+        Status::Identical
+    } else if d.failures.is_empty() {
+        Status::Within
+    } else {
+        Status::Differs
+    };
+    d.metrics = Some(metrics::json::metrics(&m));
+    Ok(d)
+}
+
+/// LEFT against RIGHT read transposed (RIGHT is [n, m] where LEFT is [m, n]).
+fn transposed(ls: Stage, right: &Checkpoint, r: &Located, tol: &Tolerance, top_diffs: usize) -> Result<Transposed> {
+    if r.len > TRANSPOSE_LIMIT {
+        return Ok(Transposed {
+            matches: false,
+            metrics: None,
+            failures: vec![format!(
+                "RIGHT's shape is LEFT's transposed; values not compared transposed ({} > the {} MiB limit)",
+                numbers::thousands(r.len as u64),
+                TRANSPOSE_LIMIT >> 20
+            )],
+        });
+    }
+    let (rows, cols) = (r.shape[0], r.shape[1]);
+    let size = r.dtype.size();
+    let mut bytes = vec![0u8; r.len];
+    right.region(r).read_at(0, &mut bytes)?;
+    // out[j][i] = in[i][j]: element copies, no arithmetic, so no rounding.
+    let mut out = vec![0u8; r.len];
+    for i in 0..rows {
+        for j in 0..cols {
+            let from = (i * cols + j) * size;
+            let to = (j * rows + i) * size;
+            out[to..to + size].copy_from_slice(&bytes[from..from + size]);
+        }
+    }
+    let rs = Stage { dtype: r.dtype, shape: ls.shape, bytes: Bytes::Memory(&out) };
+    let m: Metrics = metrics::measure_stages(ls, rs, tol, top_diffs, CHUNK, &|_| {})?;
+    let failures = limits_broken(&m, tol);
+    Ok(Transposed { matches: failures.is_empty(), metrics: Some(metrics::json::metrics(&m)), failures })
+}
+
+/// sha256 over what decides a run: both sides' tensor headers (name, dtype,
+/// shape, size) and the options. Partitions of one run share it.
+fn fingerprint(left: &Checkpoint, right: &Checkpoint, ls: &Side, rs: &Side, options: &Options) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for c in [left, right] {
+        for (name, loc) in c.tensors() {
+            h.update(format!("{name}\0{}\0{:?}\0{}\n", loc.dtype.name(), loc.shape, loc.len).as_bytes());
+        }
+        h.update(b"\x01");
+    }
+    h.update(serde_json::to_vec(&(ls, rs, options)).expect("serialises"));
+    crate::format::tensor::hex(&h.finalize())
+}

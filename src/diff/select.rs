@@ -1,0 +1,154 @@
+//! Which tensors `parity diff` pairs, and under which names: `--layers A..B`,
+//! `--map 'REGEX=REPLACEMENT'`, `--partition K/N`.
+
+use crate::error::{Error, Result};
+use std::str::FromStr;
+
+/// `--layers A..B`: layer numbers A (inclusive) to B (exclusive), as
+/// aprender's `--save-tensor-layers`. A tensor's layer number is the integer
+/// path segment right after `layers`, `layer`, `h`, `blocks` or `block`
+/// (`model.layers.3.mlp…`, `transformer.h.3.attn…`); tensors without one
+/// (embeddings, the final norm) are always kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayerRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl LayerRange {
+    pub fn keeps(&self, name: &str) -> bool {
+        match layer_number(name) {
+            Some(l) => self.start <= l && l < self.end,
+            None => true,
+        }
+    }
+}
+
+impl FromStr for LayerRange {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<LayerRange> {
+        let bad = || Error::Usage(format!("--layers '{s}': expected START..END with whole numbers, START < END (END exclusive), e.g. 0..4"));
+        let (a, b) = s.split_once("..").ok_or_else(bad)?;
+        let start: u64 = a.trim().parse().map_err(|_| bad())?;
+        let end: u64 = b.trim().parse().map_err(|_| bad())?;
+        if start >= end {
+            return Err(bad());
+        }
+        Ok(LayerRange { start, end })
+    }
+}
+
+impl std::fmt::Display for LayerRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}..{}", self.start, self.end)
+    }
+}
+
+/// The layer number of a tensor name, if it has one.
+pub fn layer_number(name: &str) -> Option<u64> {
+    let parts: Vec<&str> = name.split(['.', '/']).collect();
+    parts
+        .windows(2)
+        .find(|w| matches!(w[0], "layers" | "layer" | "h" | "blocks" | "block") && w[1].parse::<u64>().is_ok())
+        .and_then(|w| w[1].parse().ok())
+}
+
+/// `--map 'REGEX=REPLACEMENT'`: a rename rule for RIGHT's names. Split at
+/// the last `=`; the replacement may use `$1`, `${name}` as the regex crate
+/// defines them.
+#[derive(Clone, Debug)]
+pub struct NameMap {
+    pub rule: String,
+    regex: regex::Regex,
+    replacement: String,
+}
+
+impl NameMap {
+    pub fn apply(&self, name: &str) -> String {
+        self.regex.replace_all(name, self.replacement.as_str()).into_owned()
+    }
+}
+
+impl FromStr for NameMap {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<NameMap> {
+        let (re, rep) = s
+            .rsplit_once('=')
+            .ok_or_else(|| Error::Usage(format!("--map '{s}': expected REGEX=REPLACEMENT")))?;
+        if re.is_empty() {
+            return Err(Error::Usage(format!("--map '{s}': the regex is empty")));
+        }
+        let regex = regex::Regex::new(re).map_err(|e| Error::Usage(format!("--map '{s}': invalid regex: {}", one_line(&e.to_string()))))?;
+        Ok(NameMap { rule: s.to_string(), regex, replacement: rep.to_string() })
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `--partition K/N`: this job compares the K-th of N byte-balanced parts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Partition {
+    pub k: usize,
+    pub n: usize,
+}
+
+impl FromStr for Partition {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Partition> {
+        let bad = |why: &str| Error::Usage(format!("--partition '{s}': {why}"));
+        let (k, n) = s.split_once('/').ok_or_else(|| bad("expected K/N, e.g. 2/8"))?;
+        let k: usize = k.trim().parse().map_err(|_| bad("K is not a whole number"))?;
+        let n: usize = n.trim().parse().map_err(|_| bad("N is not a whole number"))?;
+        if n == 0 || k == 0 || k > n {
+            return Err(bad("need 1 ≤ K ≤ N"));
+        }
+        Ok(Partition { k, n })
+    }
+}
+
+/// Assign each item (name, bytes to read) to one of `n` parts, balanced by
+/// bytes: largest first (ties by name), each to the part with the fewest
+/// bytes so far (ties to the lowest part). Deterministic: the same items
+/// give the same parts on every machine. Returns each item's part, 1-based.
+pub fn assign(items: &[(&str, u64)], n: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by(|&a, &b| items[b].1.cmp(&items[a].1).then_with(|| items[a].0.cmp(items[b].0)));
+    let mut load = vec![0u64; n];
+    let mut part = vec![0usize; items.len()];
+    for i in order {
+        let (p, _) = load.iter().enumerate().min_by_key(|&(j, l)| (*l, j)).expect("n ≥ 1");
+        load[p] += items[i].1;
+        part[i] = p + 1;
+    }
+    part
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_numbers_follow_the_spec_s_segments() {
+        assert_eq!(layer_number("model.layers.12.mlp.up_proj.weight"), Some(12));
+        assert_eq!(layer_number("transformer.h.3.attn.c_attn.weight"), Some(3));
+        assert_eq!(layer_number("encoder.layer.0.attention.self.query.weight"), Some(0));
+        assert_eq!(layer_number("blocks.7.norm"), Some(7));
+        assert_eq!(layer_number("model.embed_tokens.weight"), None);
+        assert_eq!(layer_number("model.layers.x.weight"), None);
+        assert_eq!(layer_number("h.weight"), None);
+    }
+
+    #[test]
+    fn partitions_balance_bytes_and_cover_everything_once() {
+        let items = [("a", 10), ("b", 7), ("c", 5), ("d", 5), ("e", 1), ("f", 0)];
+        let parts = assign(&items, 3);
+        assert_eq!(parts, vec![1, 2, 3, 3, 2, 2]);
+        let mut load = [0u64; 3];
+        for (i, p) in parts.iter().enumerate() {
+            load[p - 1] += items[i].1;
+        }
+        assert_eq!(load, [10, 8, 10]);
+    }
+}

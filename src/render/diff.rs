@@ -1,0 +1,283 @@
+//! A `parity diff` outcome for its reader: a terminal (text), a script
+//! (JSON, `parity.diff.v1`), a CI test viewer (JUnit, one testcase per
+//! tensor) or a CI step summary (Markdown: counts, then failing tensors first).
+
+use super::Format;
+use crate::compare::numbers;
+use crate::diff::outcome::{DiffOutcome, Status, TensorDiff};
+use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
+use quick_xml::Writer;
+use std::fmt::Write;
+
+/// The outcome in one format. Every format carries the same verdicts.
+pub fn render(o: &DiffOutcome, format: Format) -> String {
+    match format {
+        Format::Text => text(o),
+        Format::Json => o.to_json(),
+        Format::Junit => junit(o),
+        Format::Markdown => markdown(o),
+    }
+}
+
+fn f(v: &serde_json::Value, key: &str) -> Option<f64> {
+    match v.get(key)? {
+        serde_json::Value::Number(n) => n.as_f64(),
+        serde_json::Value::String(s) if s == "inf" => Some(f64::INFINITY),
+        serde_json::Value::String(s) if s == "-inf" => Some(f64::NEG_INFINITY),
+        serde_json::Value::String(_) => Some(f64::NAN),
+        _ => None,
+    }
+}
+
+fn u(v: &serde_json::Value, key: &str) -> Option<u64> {
+    v.get(key)?.as_u64()
+}
+
+fn index(v: &serde_json::Value, key: &str) -> String {
+    match v.get(key).and_then(|i| i.as_array()) {
+        Some(ix) => {
+            let ix: Vec<usize> = ix.iter().filter_map(|x| x.as_u64().map(|x| x as usize)).collect();
+            format!(" at {}", numbers::index(&ix))
+        }
+        None => String::new(),
+    }
+}
+
+fn dtype_cell(t: &TensorDiff) -> String {
+    match (&t.dtype_left, &t.dtype_right) {
+        (Some(l), Some(r)) if l == r => l.clone(),
+        (Some(l), Some(r)) => format!("{l}→{r}"),
+        (Some(l), None) => l.clone(),
+        (None, Some(r)) => r.clone(),
+        (None, None) => "-".into(),
+    }
+}
+
+fn shape_cell(t: &TensorDiff) -> String {
+    match (&t.shape_left, &t.shape_right) {
+        (Some(l), Some(r)) if l == r => numbers::shape(l),
+        (Some(l), Some(r)) => format!("{}→{}", numbers::shape(l), numbers::shape(r)),
+        (Some(s), None) | (None, Some(s)) => numbers::shape(s),
+        (None, None) => "-".into(),
+    }
+}
+
+/// The metric cells of a compared pair: max_abs (at), mean_abs, max ULP,
+/// elements not bit-equal, SQNR.
+fn metric_cells(t: &TensorDiff) -> [String; 5] {
+    let Some(m) = &t.metrics else { return Default::default() };
+    let max_abs = f(m, "max_abs").map(|x| format!("{}{}", numbers::short(x), if x > 0.0 { index(m, "max_abs_index") } else { String::new() }));
+    let ulp = u(m, "max_ulp").map(numbers::thousands).unwrap_or_else(|| "-".into());
+    let neq = u(m, "not_bit_equal").map(numbers::thousands).unwrap_or_else(|| "-".into());
+    let sqnr = f(m, "sqnr_db").map(|x| if x.is_infinite() && x > 0.0 { "inf".into() } else { format!("{x:.1}") }).unwrap_or_default();
+    [max_abs.unwrap_or_default(), f(m, "mean_abs").map(numbers::short).unwrap_or_default(), ulp, neq, sqnr]
+}
+
+/// Why a tensor is not identical, in one phrase.
+fn why(t: &TensorDiff) -> String {
+    let mut parts: Vec<String> = t.failures.clone();
+    if let Some(tr) = &t.transposed {
+        if tr.matches {
+            parts.push("RIGHT holds LEFT transposed: the values match transposed".into());
+        } else if tr.metrics.is_some() {
+            parts.push(format!("RIGHT's shape is LEFT's transposed, but the values do not match transposed either ({})", tr.failures.join("; ")));
+        } else {
+            parts.extend(tr.failures.iter().cloned());
+        }
+    }
+    if t.status == Status::Within && t.dtype_left != t.dtype_right {
+        parts.push("compared by value across dtypes".into());
+    }
+    if let Some(rn) = &t.right_name {
+        parts.push(format!("RIGHT's name: {rn}"));
+    }
+    match t.status {
+        Status::OnlyLeft => parts.push("only in LEFT".into()),
+        Status::OnlyRight => parts.push("only in RIGHT".into()),
+        _ => {}
+    }
+    parts.join("; ")
+}
+
+fn summary_line(o: &DiffOutcome) -> String {
+    Status::ALL.iter().map(|s| format!("{} {}", numbers::thousands(o.summary.count(*s) as u64), s.name())).collect::<Vec<_>>().join(", ")
+}
+
+fn side_line(which: &str, s: &crate::diff::outcome::Side) -> String {
+    format!(
+        "{which} {} ({}, {} file{}, {} tensors, {})",
+        s.path,
+        s.layout,
+        s.files,
+        if s.files == 1 { "" } else { "s" },
+        numbers::thousands(s.tensors as u64),
+        bytes(s.bytes)
+    )
+}
+
+pub fn bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut x = b as f64;
+    let mut i = 0;
+    while x >= 1024.0 && i + 1 < UNITS.len() {
+        x /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b} B")
+    } else {
+        format!("{x:.1} {}", UNITS[i])
+    }
+}
+
+fn text(o: &DiffOutcome) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "{}", side_line("LEFT ", &o.left));
+    let _ = writeln!(s, "{}", side_line("RIGHT", &o.right));
+    let _ = writeln!(s, "limits: {}", o.options.tolerance);
+    if let Some(p) = o.partition {
+        let _ = writeln!(s, "partition {}/{} ({} of the pairs; combine the JSON of all {} with `parity merge-results`)", p.k, p.n, o.tensors.len(), p.n);
+    }
+    let shown: Vec<&TensorDiff> = o.tensors.iter().filter(|t| t.status != Status::Identical).collect();
+    if !shown.is_empty() {
+        let head = ["tensor", "status", "dtype", "shape", "max_abs", "mean_abs", "ulp", "≠bits", "sqnr_db", "why"];
+        let rows: Vec<Vec<String>> = shown
+            .iter()
+            .map(|t| {
+                let [a, b, c, d, e] = metric_cells(t);
+                vec![t.name.clone(), t.status.name().into(), dtype_cell(t), shape_cell(t), a, b, c, d, e, why(t)]
+            })
+            .collect();
+        let widths: Vec<usize> =
+            (0..head.len()).map(|i| rows.iter().map(|r| r[i].chars().count()).chain([head[i].chars().count()]).max().unwrap()).collect();
+        let line = |cells: Vec<String>| {
+            let mut l = String::new();
+            for (i, c) in cells.iter().enumerate() {
+                if i + 1 == cells.len() {
+                    l.push_str(c);
+                } else {
+                    l.push_str(c);
+                    l.push_str(&" ".repeat(widths[i] - c.chars().count() + 2));
+                }
+            }
+            l.trim_end().to_string()
+        };
+        let _ = writeln!(s, "\n{}", line(head.iter().map(|h| h.to_string()).collect()));
+        for r in rows {
+            let _ = writeln!(s, "{}", line(r));
+        }
+    }
+    let identical = o.summary.identical;
+    if identical > 0 {
+        let _ = writeln!(s, "\n{} identical tensor{} (same dtype, shape and bytes) not listed", numbers::thousands(identical as u64), if identical == 1 { "" } else { "s" });
+    }
+    let _ = writeln!(s, "\nsummary: {}", summary_line(o));
+    let _ = writeln!(s, "Result: {} (exit {})", o.result, if o.passed() { 0 } else { 1 });
+    s
+}
+
+/// A Markdown table cell: pipes escaped, line breaks flattened, HTML kept inert.
+fn cell(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('|', "\\|").replace(['\n', '\r'], " ").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+fn markdown(o: &DiffOutcome) -> String {
+    let mut s = String::new();
+    let mark = if o.passed() { "✅ PASS" } else { "❌ FAIL" };
+    let _ = writeln!(s, "## parity diff: {mark}\n");
+    let _ = writeln!(s, "{}  \n{}  \nlimits: {}\n", cell(&side_line("LEFT", &o.left)), cell(&side_line("RIGHT", &o.right)), cell(&o.options.tolerance));
+    let _ = writeln!(s, "| status | tensors |\n|---|---|");
+    for st in Status::ALL {
+        let _ = writeln!(s, "| {} | {} |", st.name(), numbers::thousands(o.summary.count(st) as u64));
+    }
+    let failing: Vec<&TensorDiff> = o.tensors.iter().filter(|t| !t.status.ok()).collect();
+    let within: Vec<&TensorDiff> = o.tensors.iter().filter(|t| t.status == Status::Within).collect();
+    for (title, list) in [("Failing tensors", failing), ("Within the limits", within)] {
+        if list.is_empty() {
+            continue;
+        }
+        let _ = writeln!(s, "\n### {title}\n\n| tensor | status | dtype | shape | max_abs | mean_abs | ulp | ≠bits | sqnr_db | why |\n|---|---|---|---|---|---|---|---|---|---|");
+        for t in list {
+            let [a, b, c, d, e] = metric_cells(t);
+            let _ = writeln!(
+                s,
+                "| `{}` | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                cell(&t.name).replace('`', "'"),
+                t.status.name(),
+                dtype_cell(t),
+                shape_cell(t),
+                cell(&a),
+                b,
+                c,
+                d,
+                e,
+                cell(&why(t))
+            );
+        }
+    }
+    s
+}
+
+/// XML 1.0 cannot carry most control characters even escaped.
+fn xml_safe(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r')).collect()
+}
+
+fn junit(o: &DiffOutcome) -> String {
+    let mut w = Writer::new_with_indent(Vec::new(), b' ', 2);
+    let failures = o.tensors.iter().filter(|t| !t.status.ok()).count();
+    // Writing to a Vec cannot fail.
+    let ok: std::io::Result<()> = (|| {
+        w.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
+        let mut suites = BytesStart::new("testsuites");
+        suites.push_attribute(("name", "parity diff"));
+        suites.push_attribute(("tests", o.tensors.len().to_string().as_str()));
+        suites.push_attribute(("failures", failures.to_string().as_str()));
+        w.write_event(Event::Start(suites))?;
+        let mut suite = BytesStart::new("testsuite");
+        let name = xml_safe(&format!("{} vs {}", o.left.path, o.right.path));
+        suite.push_attribute(("name", name.as_str()));
+        suite.push_attribute(("tests", o.tensors.len().to_string().as_str()));
+        suite.push_attribute(("failures", failures.to_string().as_str()));
+        w.write_event(Event::Start(suite))?;
+        for t in &o.tensors {
+            let mut case = BytesStart::new("testcase");
+            let n = xml_safe(&t.name);
+            case.push_attribute(("name", n.as_str()));
+            case.push_attribute(("classname", "parity.diff"));
+            w.write_event(Event::Start(case))?;
+            let mut props = vec![("status", t.status.name().to_string()), ("dtype", dtype_cell(t)), ("shape", shape_cell(t))];
+            let [a, b, c, d, e] = metric_cells(t);
+            for (k, v) in [("max_abs", a), ("mean_abs", b), ("max_ulp", c), ("not_bit_equal", d), ("sqnr_db", e)] {
+                if !v.is_empty() {
+                    props.push((k, v));
+                }
+            }
+            w.write_event(Event::Start(BytesStart::new("properties")))?;
+            for (k, v) in props {
+                let mut p = BytesStart::new("property");
+                p.push_attribute(("name", k));
+                let v = xml_safe(&v);
+                p.push_attribute(("value", v.as_str()));
+                w.write_event(Event::Empty(p))?;
+            }
+            w.write_event(Event::End(BytesEnd::new("properties")))?;
+            if !t.status.ok() {
+                let mut fail = BytesStart::new("failure");
+                let msg = xml_safe(&format!("{}: {}", t.status.name(), why(t)));
+                fail.push_attribute(("message", msg.as_str()));
+                w.write_event(Event::Start(fail))?;
+                w.write_event(Event::Text(BytesText::new(&msg)))?;
+                w.write_event(Event::End(BytesEnd::new("failure")))?;
+            }
+            w.write_event(Event::End(BytesEnd::new("testcase")))?;
+        }
+        w.write_event(Event::End(BytesEnd::new("testsuite")))?;
+        w.write_event(Event::End(BytesEnd::new("testsuites")))?;
+        Ok(())
+    })();
+    ok.expect("writing XML to memory");
+    let mut s = String::from_utf8(w.into_inner()).expect("quick-xml writes UTF-8");
+    s.push('\n');
+    s
+}
