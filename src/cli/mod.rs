@@ -3,6 +3,7 @@
 pub mod flags;
 
 use clap::Parser;
+
 use flags::{Cli, Command};
 use parity::check::{CheckOptions, Modes};
 use parity::error::{Error, Result};
@@ -29,7 +30,20 @@ impl Outcome {
 
 /// The top-level entry point: everything `main` does besides exiting.
 pub fn try_main() -> Result<Outcome> {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version are answers, not errors.
+        Err(e) if !e.use_stderr() => e.exit(),
+        // A usage error is one line like every other error (clap's own
+        // rendering adds a usage block and a hint on further lines).
+        Err(e) => {
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+            let tips: Vec<&str> = text.lines().map(str::trim).filter(|l| l.starts_with("tip:")).collect();
+            let line = std::iter::once(first).chain(tips).collect::<Vec<_>>().join("; ");
+            return Err(Error::Usage(format!("{line} (see --help)")));
+        }
+    };
     match cli.command {
         Command::Check(args) => check(args),
         Command::Replay(args) => replay(args),
