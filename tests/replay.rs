@@ -82,9 +82,14 @@ fn select_limits_the_replayed_tensors_and_must_match_something() {
     let r = replay(Path::new("golden/svf_qwen_mlp_like/oracle_f32.json"), &out, &o).unwrap();
     assert_eq!(r.tensors.len(), 1);
     assert!(r.tensors[0].name.contains("gate_proj"));
-    o.select = vec!["model.*.up_proj.*".into(), "*.gate_proj.*".into()];
+    o.select = vec!["*.gate_proj.*".into()];
     let r = replay(Path::new("golden/svf_qwen_mlp_like/oracle_f32.json"), &out, &o).unwrap();
     assert_eq!(r.tensors.len(), 1, "globs match whole names");
+    // Every pattern must match: a second pattern that matches nothing is a
+    // typo, not a no-op.
+    o.select = vec!["model.*.up_proj.*".into(), "*.gate_proj.*".into()];
+    let err = replay(Path::new("golden/svf_qwen_mlp_like/oracle_f32.json"), &out, &o).unwrap_err();
+    assert!(err.to_string().contains("--select 'model.*.up_proj.*' matches no tensor"), "{err}");
     o.select = vec!["no_such_tensor".into()];
     let err = replay(Path::new("golden/svf_qwen_mlp_like/oracle_f32.json"), &out, &o).unwrap_err();
     assert!(err.to_string().contains("matches no tensor"));
