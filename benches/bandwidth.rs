@@ -12,6 +12,11 @@
 //! * `check/strict_stage_tolerances`: `parity::compare::check` on the same
 //!   case, as `parity check LEFT RIGHT --strict-stage-tolerances` runs it.
 //!
+//! * `checkpoints/pread_two_threads`, `diff/atol`: the same read of every
+//!   shard of two sharded checkpoints (`PARITY_BENCH_CHECKPOINTS=DIR` with
+//!   `left/` and `right/`, written by benches/diff_checkpoints.py), and
+//!   `parity::diff::diff` on them with `--atol 1e-6`.
+//!
 //! The bundle benches need a case: `PARITY_BENCH_CASE=DIR` holding
 //! `python.json` and `rust.json` (benches/qwen_case.py writes one; see
 //! benches/README.md). Without it only `memory` runs. Every throughput counts
@@ -72,7 +77,7 @@ fn case() -> Option<Case> {
 }
 
 /// Both files, cut into `READ`-byte pieces dealt out to two threads in turn.
-fn two_threads(files: &[File; 2], read: impl Fn(&File, u64, usize) -> u64 + Sync) -> u64 {
+fn two_threads(files: &[File], read: impl Fn(&File, u64, usize) -> u64 + Sync) -> u64 {
     let pieces: Vec<(usize, u64, usize)> = files
         .iter()
         .enumerate()
@@ -133,7 +138,7 @@ fn bundles(c: &mut Criterion) {
     let mut group = c.benchmark_group("check");
     group.sample_size(20).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(4));
     group.throughput(Throughput::Bytes(case.bytes));
-    let mut opts = parity::compare::CheckOptions::default();
+    let mut opts = parity::check::CheckOptions::default();
     opts.modes.strict_stage_tolerances = true;
     group.bench_function("strict_stage_tolerances", |b| {
         b.iter(|| {
@@ -144,5 +149,50 @@ fn bundles(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, memory, bundles);
+fn checkpoints(c: &mut Criterion) {
+    let Some(dir) = std::env::var_os("PARITY_BENCH_CHECKPOINTS").map(PathBuf::from) else {
+        eprintln!("bandwidth: set PARITY_BENCH_CHECKPOINTS=DIR (from benches/diff_checkpoints.py) for the diff benches");
+        return;
+    };
+    let shards: Vec<PathBuf> = ["left", "right"]
+        .iter()
+        .flat_map(|side| {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join(side))
+                .expect("checkpoint dir")
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+                .collect();
+            v.sort();
+            v
+        })
+        .collect();
+    let files: Vec<File> = shards.iter().map(|p| File::open(p).expect("shard")).collect();
+    let bytes: u64 = files.iter().map(|f| f.metadata().unwrap().len()).sum();
+    let mut group = c.benchmark_group("checkpoints");
+    group.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(6));
+    group.throughput(Throughput::Bytes(bytes));
+    group.bench_function("pread_two_threads", |b| {
+        b.iter(|| {
+            two_threads(&files, |file, offset, n| {
+                thread_local!(static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; READ]));
+                BUF.with(|buf| {
+                    let mut buf = buf.borrow_mut();
+                    file.read_exact_at(&mut buf[..n], offset).expect("read");
+                    sum_words(&buf[..n])
+                })
+            })
+        })
+    });
+    group.finish();
+    let mut group = c.benchmark_group("diff");
+    group.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(6));
+    group.throughput(Throughput::Bytes(bytes));
+    let opts = parity::diff::DiffOptions { limit: parity::diff::Limit::AllClose { atol: 1e-6, rtol: 0.0 }, ..Default::default() };
+    group.bench_function("atol", |b| {
+        b.iter(|| black_box(parity::diff::diff(&dir.join("left"), &dir.join("right"), &opts).expect("diff").tensors.len()))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, memory, bundles, checkpoints);
 criterion_main!(benches);
