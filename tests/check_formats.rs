@@ -215,3 +215,20 @@ fn markdown_has_a_table_per_tensor() {
     assert!(md.contains("**FAIL**: max_abs 2e-3 &gt; 1e-3"), "{md}");
     assert!(md.contains("```diff"), "{md}");
 }
+
+#[test]
+fn a_stage_failing_on_mean_abs_says_so_before_the_element_counts() {
+    // Every element of final_f32 moved by 5e-5: under max_abs (1e-3), over mean_abs (1e-5).
+    let p = pair(|s| {
+        for name in ["adapted_source_f32", "final_f32"] {
+            let t = s.0.iter_mut().find(|(n, _)| n == name).unwrap();
+            let v: Vec<f32> = t.1.to_f32_vec().iter().map(|x| x + 5e-5).collect();
+            t.1 = parity::format::tensor::Tensor::from_f32(t.1.shape.clone(), &v);
+        }
+    });
+    let o = check(&p.left, &p.right, &CheckOptions { modes: Modes { strict_stage_tolerances: true, ..Modes::default() }, ..CheckOptions::default() }).unwrap();
+    let text = render(&o, Format::Text);
+    let failed = text.find("Failed: mean_abs").unwrap_or_else(|| panic!("{text}"));
+    let counts = text[failed..].find("Mismatched elements: 0 /").map(|i| i + failed);
+    assert!(counts.is_some_and(|c| c > failed), "the failed limit comes first: {text}");
+}

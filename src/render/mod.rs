@@ -160,6 +160,11 @@ fn detail_lines(s: &StageResult, top_diffs: usize) -> Vec<String> {
         out.extend(s.failures.iter().cloned());
         return out;
     };
+    // Which limit broke comes first: a stage can fail on mean_abs with no
+    // single element over max_abs ("Mismatched elements: 0 / …").
+    if !s.failures.is_empty() {
+        out.push(format!("Failed: {}", s.failures.join("; ")));
+    }
     let (mismatched, rule) = match m.outside_allclose {
         Some(o) => (
             o,
