@@ -233,11 +233,12 @@ impl GateOutcome {
             self.files_verified
         );
         let w = self.rows.iter().map(|r| r.case.len()).max().unwrap_or(4).max(4);
-        let _ = writeln!(s, "{:<w$} {:<15} {:<10} {:>7}  {:<7}  {}", "case", "implementation", "against", "tensors", "verdict", "closest to its limit");
+        let a = self.rows.iter().map(|r| r.against.chars().count()).max().unwrap_or(7).max(10);
+        let _ = writeln!(s, "{:<w$} {:<15} {:<a$} {:>7}  {:<7}  {}", "case", "implementation", "against", "tensors", "verdict", "closest to its limit");
         for r in &self.rows {
             let _ = writeln!(
                 s,
-                "{:<w$} {:<15} {:<10} {:>7}  {:<7}  {}",
+                "{:<w$} {:<15} {:<a$} {:>7}  {:<7}  {}",
                 r.case,
                 r.implementation,
                 r.against,
