@@ -26,8 +26,10 @@ pub mod compare;
 
 pub mod ops;
 
+pub mod apply;
 pub mod check;
 pub mod diff;
+pub mod plan;
 pub mod golden;
 pub mod progress;
 pub mod render;

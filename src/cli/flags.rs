@@ -46,8 +46,41 @@ pub enum Command {
     /// Combine the JSON results of every `diff --partition K/N` job into the unpartitioned result.
     #[command(name = "merge-results", after_help = EXIT_CODES)]
     MergeResults(MergeArgs),
+    /// Run a surgery plan (parity.plan.v1, JSON or YAML) over a checkpoint; write the model and a manifest.
+    #[command(after_help = EXIT_CODES)]
+    Apply(ApplyArgs),
     /// List every operation with its inputs, parameters, stages and default tolerances.
     Ops(OpsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ApplyArgs {
+    /// The plan (.json, .yaml or .yml).
+    pub plan: PathBuf,
+    /// The output directory (overrides the plan's output.path).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Which implementation runs the catalog operations.
+    #[arg(long = "impl", value_enum, default_value_t = Implementation::Fast)]
+    pub implementation: Implementation,
+    /// Resolve every target, input, parameter and expectation from headers; read no weights, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Rewrite everything, even work an earlier run's manifest records (or that no longer verifies).
+    #[arg(long)]
+    pub force: bool,
+    /// Also write a stage bundle and a parity.report.v1: one report tensor per applied (step, tensor).
+    #[arg(long, value_name = "REPORT.json")]
+    pub save_stages: Option<PathBuf>,
+    /// With --save-stages: `all`, or the stages to keep.
+    #[arg(long, default_value = "all", value_parser = StageSelection::from_str)]
+    pub stages: StageSelection,
+    /// With --save-stages: only tensors of layers A..B (END exclusive).
+    #[arg(long, value_name = "A..B", value_parser = LayerRange::from_str)]
+    pub layers: Option<LayerRange>,
+    /// Allow plan inputs that are absolute or leave the plan's directory.
+    #[arg(long)]
+    pub allow_outside_paths: bool,
 }
 
 #[derive(Args, Debug)]

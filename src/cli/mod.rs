@@ -50,8 +50,30 @@ pub fn try_main() -> Result<Outcome> {
         Command::Gate(args) => gate(args),
         Command::Diff(args) => diff(args),
         Command::MergeResults(args) => merge_results(args),
+        Command::Apply(args) => apply(args),
         Command::Ops(args) => ops(args),
     }
+}
+
+/// `parity apply`: a surgery plan over a checkpoint.
+fn apply(args: flags::ApplyArgs) -> Result<Outcome> {
+    let opts = parity::apply::ApplyOptions {
+        out: args.out,
+        implementation: args.implementation,
+        dry_run: args.dry_run,
+        force: args.force,
+        save_stages: args.save_stages,
+        stages: match args.stages {
+            parity::check::StageSelection::All => Vec::new(),
+            parity::check::StageSelection::Named(n) => n,
+        },
+        stage_layers: args.layers,
+        allow_outside_paths: args.allow_outside_paths,
+        progress: true,
+    };
+    let outcome = parity::apply::apply(&args.plan, &opts)?;
+    print_stdout(&parity::render::apply::text(&outcome))?;
+    Ok(Outcome::of(outcome.failure.is_none()))
 }
 
 /// `parity diff`: two checkpoints, tensor by tensor.

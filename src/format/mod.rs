@@ -7,13 +7,17 @@
 //!   directories, numpy arrays;
 //! * [`report`] — `parity.report.v1` and its writer;
 //! * [`stages`] — stages in pipeline order, and operation parameters;
+//! * [`manifest`], [`safetensors_write`] — what `parity apply` writes: its
+//!   manifest, and models streamed tensor by tensor;
 //! * [`atomic`] — writes that never leave a half-written file under a final name.
 
 pub mod atomic;
 pub mod bundle;
 pub mod checkpoint;
 pub mod dtype;
+pub mod manifest;
 pub mod npy;
 pub mod report;
+pub mod safetensors_write;
 pub mod stages;
 pub mod tensor;

@@ -8,6 +8,7 @@ use crate::compare::metrics::NonFiniteCounts;
 use crate::compare::numbers::{self, short};
 
 mod json;
+pub mod apply;
 pub mod diff;
 mod junit;
 mod markdown;

@@ -1,0 +1,650 @@
+//! `parity apply PLAN`: run a surgery plan over a checkpoint and write a new
+//! one with a manifest (SPEC §11).
+//!
+//! 1. Resolve the plan from headers ([`crate::plan::resolve`]); `--dry-run`
+//!    stops here with a table of what would be written.
+//! 2. Take the output directory's lock (a second apply into it is refused),
+//!    read an earlier run's manifest if there is one.
+//! 3. Run each action in plan order. An operation's written tensor goes to a
+//!    work file (`OUT/.parity-apply/aNNNNN.safetensors`), durable before the
+//!    manifest records it; a rerun skips every action the manifest records
+//!    whose work file still has the recorded sha256. A mismatch is an error
+//!    unless `--force`, which starts afresh.
+//! 4. Write the output model tensor by tensor (untouched tensors copied byte
+//!    for byte from their input, computed ones from their work file), each
+//!    file atomically; then the index, base's other files, and the manifest,
+//!    marked complete. The work files are removed.
+//!
+//! Memory is the inputs and stages of one action at a time. The bytes of the
+//! output depend only on the plan and its inputs: tensors in name order,
+//! shards cut at the plan's shard size, deterministic operations (their
+//! results do not depend on the thread count), a deterministic serialiser.
+
+use crate::error::{Error, Result};
+use crate::format::checkpoint::{Checkpoint, INDEX};
+use crate::format::dtype::DType;
+use crate::format::manifest::{self, Action as Done, ActionStatus, Manifest, OutputFile};
+use crate::format::report::write::{write_run, TensorRun};
+use crate::format::safetensors_write::{self, Planned};
+use crate::format::tensor::Tensor;
+use crate::ops::{Implementation, Inputs};
+use crate::plan::resolve::{self, Kind, Resolved, Source};
+use crate::plan::{LoadedPlan, OutputLayout};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+const WORK: &str = ".parity-apply";
+const LOCK: &str = ".parity-apply.lock";
+
+#[derive(Clone, Debug)]
+pub struct ApplyOptions {
+    /// Overrides the plan's `output.path`.
+    pub out: Option<PathBuf>,
+    pub implementation: Implementation,
+    pub dry_run: bool,
+    pub force: bool,
+    /// `--save-stages REPORT.json`: every applied (step, tensor) as a report tensor.
+    pub save_stages: Option<PathBuf>,
+    /// Which stages `--save-stages` keeps (all when empty).
+    pub stages: Vec<String>,
+    pub stage_layers: Option<crate::diff::select::LayerRange>,
+    pub allow_outside_paths: bool,
+    pub progress: bool,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions {
+            out: None,
+            implementation: Implementation::Fast,
+            dry_run: false,
+            force: false,
+            save_stages: None,
+            stages: Vec::new(),
+            stage_layers: None,
+            allow_outside_paths: false,
+            progress: false,
+        }
+    }
+}
+
+/// One row of the dry-run table (and of the surgical log).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    pub step: String,
+    pub operation: String,
+    pub tensor: String,
+    pub output: Option<String>,
+    pub dtype: Option<String>,
+    pub shape: Option<Vec<usize>>,
+    /// What happened in a run: applied, skipped (resumed), checked.
+    pub status: String,
+}
+
+pub struct ApplyOutcome {
+    pub out: PathBuf,
+    pub rows: Vec<Row>,
+    /// Tensors and bytes of the output model.
+    pub tensors: usize,
+    pub bytes: Option<u64>,
+    /// A failed assert or expectation: (step, what) — exit 1.
+    pub failure: Option<(String, String)>,
+    pub manifest: Option<Manifest>,
+    pub dry_run: bool,
+}
+
+/// The top-level entry point of `parity apply`.
+pub fn apply(plan_path: &Path, opts: &ApplyOptions) -> Result<ApplyOutcome> {
+    let plan = LoadedPlan::load(plan_path, opts.allow_outside_paths)?;
+    let out = match (&opts.out, &plan.plan.output.path) {
+        (Some(o), _) => o.clone(),
+        (None, Some(p)) => plan.dir.join(p),
+        (None, None) => return Err(Error::json(&plan.path, "output.path is not set: give one in the plan or --out DIR")),
+    };
+    let shard_size = plan.shard_size()?;
+    let resolved = resolve::resolve(&plan)?;
+    let rows = rows_of(&resolved);
+    let known_bytes: Option<u64> = resolved
+        .model
+        .values()
+        .map(|e| Some(crate::format::tensor::numel(e.shape.as_ref()?) as u64 * e.dtype?.size() as u64))
+        .sum();
+    if opts.dry_run || resolved.failure.is_some() {
+        return Ok(ApplyOutcome {
+            out,
+            rows,
+            tensors: resolved.model.len(),
+            bytes: known_bytes,
+            failure: resolved.failure.clone(),
+            manifest: None,
+            dry_run: opts.dry_run,
+        });
+    }
+    if let Some(report) = &opts.save_stages {
+        let dir = report.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if !dir.is_dir() {
+            return Err(Error::bundle(report, "--save-stages: its directory does not exist"));
+        }
+    }
+    if std::fs::metadata(&out).is_ok_and(|m| !m.is_dir()) {
+        return Err(Error::bundle(&out, "the output exists and is not a directory"));
+    }
+    let base = &resolved.inputs["base"].path;
+    if same_file(&out, base) {
+        return Err(Error::bundle(&out, "the output directory is the base checkpoint: apply never writes over its input"));
+    }
+    std::fs::create_dir_all(out.join(WORK)).map_err(|e| Error::io(&out, e))?;
+    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(out.join(LOCK)).map_err(|e| Error::io(&out.join(LOCK), e))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(Error::Usage(format!("{}: another parity apply is writing this output directory (its lock is held)", out.display())))
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&out.join(LOCK), e)),
+    }
+    let mut run = Run::new(&plan, &resolved, &out, opts)?;
+    let result = run.execute(shard_size);
+    drop(lock);
+    let manifest = result?;
+    let mut rows = rows;
+    for (row, done) in rows.iter_mut().zip(&run.status) {
+        row.status = done.clone();
+    }
+    Ok(ApplyOutcome {
+        out,
+        rows,
+        tensors: resolved.model.len(),
+        bytes: Some(manifest.files.iter().filter(|f| f.path.ends_with(".safetensors")).map(|f| f.bytes).sum()),
+        failure: run.failure.clone(),
+        manifest: Some(manifest),
+        dry_run: false,
+    })
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+fn rows_of(r: &Resolved) -> Vec<Row> {
+    r.actions
+        .iter()
+        .map(|a| Row {
+            step: a.step.clone(),
+            operation: match &a.kind {
+                Kind::Operation { op, write, .. } if *write != op.final_stage() => format!("{} ({write})", op.name),
+                Kind::Operation { op, .. } => op.name.to_string(),
+                Kind::Copy { rename: true, .. } => "rename".into(),
+                Kind::Copy { .. } => "copy".into(),
+                Kind::Delete => "delete".into(),
+                Kind::Take { .. } => "merge_missing".into(),
+                Kind::Assert { sources, .. } => format!("assert ({} tensors)", sources.len()),
+            },
+            tensor: a.tensor.clone(),
+            output: a.output.clone(),
+            dtype: a.dtype.map(|d| d.name().to_string()),
+            shape: a.shape.clone(),
+            status: "planned".into(),
+        })
+        .collect()
+}
+
+/// Where a tensor's bytes are.
+enum Data<'a> {
+    Input(&'a Checkpoint, &'a crate::format::checkpoint::Located),
+    Work(PathBuf),
+}
+
+struct Run<'a> {
+    plan: &'a LoadedPlan,
+    r: &'a Resolved,
+    out: PathBuf,
+    opts: &'a ApplyOptions,
+    manifest: Manifest,
+    /// Per action: applied, skipped, checked, …
+    status: Vec<String>,
+    failure: Option<(String, String)>,
+    stage_runs: Vec<TensorRun>,
+}
+
+impl<'a> Run<'a> {
+    fn new(plan: &'a LoadedPlan, r: &'a Resolved, out: &Path, opts: &'a ApplyOptions) -> Result<Run<'a>> {
+        let fresh = Manifest {
+            schema: manifest::SCHEMA.into(),
+            plan_sha256: plan.sha256.clone(),
+            parity_version: env!("CARGO_PKG_VERSION").into(),
+            implementation: opts.implementation.name().into(),
+            inputs: r
+                .inputs
+                .iter()
+                .map(|(n, c)| manifest::Input { name: n.clone(), path: plan.plan.inputs[n].clone(), layout: c.layout.name().into() })
+                .collect(),
+            actions: Vec::new(),
+            files: Vec::new(),
+            complete: false,
+        };
+        let path = out.join(manifest::FILE);
+        let manifest = match std::fs::metadata(&path) {
+            Err(_) => fresh,
+            Ok(_) if opts.force => {
+                let _ = std::fs::remove_dir_all(out.join(WORK));
+                std::fs::create_dir_all(out.join(WORK)).map_err(|e| Error::io(out, e))?;
+                fresh
+            }
+            Ok(_) => {
+                let bytes = crate::format::checkpoint::read_small(&path, 256 << 20)?;
+                let old: Manifest = serde_json::from_slice(&bytes)
+                    .map_err(|e| Error::json(&path, format!("not a {} manifest: {e} (--force starts afresh)", manifest::SCHEMA)))?;
+                if old.schema != manifest::SCHEMA {
+                    return Err(Error::json(&path, format!("schema '{}', expected '{}'", old.schema, manifest::SCHEMA)));
+                }
+                if old.plan_sha256 != fresh.plan_sha256 || old.implementation != fresh.implementation || old.inputs != fresh.inputs {
+                    return Err(Error::json(&path, "records a run of another plan, implementation or inputs: --force rewrites the output"));
+                }
+                old
+            }
+        };
+        Ok(Run { plan, r, out: out.to_path_buf(), opts, manifest, status: Vec::new(), failure: None, stage_runs: Vec::new() })
+    }
+
+    fn work_file(&self, action: usize) -> PathBuf {
+        self.out.join(WORK).join(format!("a{action:05}.safetensors"))
+    }
+
+    fn save_manifest(&self) -> Result<()> {
+        crate::format::atomic::write_bytes(&self.out.join(manifest::FILE), self.manifest.to_json().as_bytes())
+    }
+
+    /// Follow copies and takes to the bytes themselves.
+    fn data(&self, src: &Source) -> Data<'a> {
+        match src {
+            Source::Input { input, name } => {
+                let ck = &self.r.inputs[input];
+                Data::Input(ck, ck.get(name).expect("resolved"))
+            }
+            Source::Computed(i) => match &self.r.actions[*i].kind {
+                Kind::Copy { from, .. } | Kind::Take { from } => self.data(from),
+                _ => Data::Work(self.work_file(*i)),
+            },
+        }
+    }
+
+    fn load(&self, src: &Source) -> Result<Tensor> {
+        match self.data(src) {
+            Data::Input(ck, loc) => {
+                let mut bytes = vec![0u8; loc.len];
+                ck.region(loc).read_at(0, &mut bytes)?;
+                Ok(Tensor::from_bytes(loc.dtype, loc.shape.clone(), bytes))
+            }
+            Data::Work(path) => read_work(&path),
+        }
+    }
+
+    fn execute(&mut self, shard_size: u64) -> Result<Manifest> {
+        if self.manifest.complete && self.opts.save_stages.is_none() {
+            self.verify_complete()?;
+            self.status = vec!["skipped".into(); self.r.actions.len()];
+            return Ok(self.manifest.clone());
+        }
+        let bar = crate::progress::bar(self.opts.progress, self.r.actions.len() as u64, "apply");
+        for (i, a) in self.r.actions.iter().enumerate() {
+            bar.set_message(a.tensor.clone());
+            let status = self.action(i)?;
+            self.status.push(status);
+            bar.inc(1);
+            if self.failure.is_some() {
+                break;
+            }
+        }
+        bar.finish_and_clear();
+        if let Some((step, what)) = &self.failure {
+            let _ = (step, what);
+            self.save_manifest()?;
+            return Ok(self.manifest.clone());
+        }
+        self.manifest.complete = false;
+        if let Some(report) = &self.opts.save_stages {
+            let mut versions = indexmap::IndexMap::new();
+            versions.insert("parity".to_string(), env!("CARGO_PKG_VERSION").into());
+            let producer = crate::format::report::Producer {
+                name: "parity".into(),
+                implementation: format!("parity-apply-{}", self.opts.implementation.name()),
+                versions,
+            };
+            write_run(report, producer, None, None, &self.stage_runs)?;
+        }
+        // Last: the manifest is marked complete only when every file is there.
+        self.write_output(shard_size)?;
+        let _ = std::fs::remove_dir_all(self.out.join(WORK));
+        Ok(self.manifest.clone())
+    }
+
+    /// Every file the complete manifest lists must still be what it says.
+    fn verify_complete(&self) -> Result<()> {
+        for f in &self.manifest.files {
+            let path = self.out.join(&f.path);
+            let actual = sha256_file(&path)?;
+            if actual != f.sha256 {
+                return Err(Error::HashMismatch {
+                    path,
+                    tensor: "(whole file)".into(),
+                    stage: None,
+                    expected: f.sha256.clone(),
+                    actual,
+                    described_by: self.out.join(manifest::FILE),
+                    described_as: "manifest",
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, done: Done) -> Result<()> {
+        match self.manifest.actions.iter_mut().find(|d| d.step == done.step && d.tensor == done.tensor) {
+            Some(d) => *d = done,
+            None => self.manifest.actions.push(done),
+        }
+        self.save_manifest()
+    }
+
+    fn action(&mut self, i: usize) -> Result<String> {
+        let a = &self.r.actions[i];
+        match &a.kind {
+            Kind::Delete | Kind::Copy { .. } | Kind::Take { .. } => {
+                self.record(Done { step: a.step.clone(), tensor: a.tensor.clone(), output: a.output.clone(), status: ActionStatus::Applied, sha256: None, error: None })?;
+                Ok("applied".into())
+            }
+            Kind::Assert { sources, spec, equal_to } => {
+                for ((name, src), to) in sources.iter().zip(equal_to) {
+                    let t = self.load(src)?;
+                    if let Some(m) = check_assert_data(spec, name, &t, to.as_ref().map(|s| self.load(s)).transpose()?.as_ref()) {
+                        self.failure = Some((a.step.clone(), m));
+                        return Ok("failed".into());
+                    }
+                }
+                Ok("checked".into())
+            }
+            Kind::Operation { op, inputs, params, write } => {
+                let work = self.work_file(i);
+                let previous = self.manifest.actions.iter().find(|d| d.step == a.step && d.tensor == a.tensor).cloned();
+                let want_stages = self.opts.save_stages.is_some() && self.opts.stage_layers.is_none_or(|l| l.keeps(&a.tensor));
+                if let (Some(prev), false) = (&previous, want_stages) {
+                    if prev.status == ActionStatus::Applied && work.is_file() {
+                        let t = read_work(&work)?;
+                        let sha = t.sha256();
+                        if Some(&sha) == prev.sha256.as_ref() {
+                            return Ok("skipped".into());
+                        }
+                        if !self.opts.force {
+                            return Err(Error::HashMismatch {
+                                path: work,
+                                tensor: a.tensor.clone(),
+                                stage: Some(write.clone()),
+                                expected: prev.sha256.clone().unwrap_or_default(),
+                                actual: sha,
+                                described_by: self.out.join(manifest::FILE),
+                                described_as: "manifest",
+                            });
+                        }
+                    }
+                }
+                let mut call_inputs = Inputs::new();
+                for (name, src) in inputs {
+                    call_inputs.insert(name.clone(), self.load(src)?);
+                }
+                let err_ctx = |e: Error| match e {
+                    Error::Parameter { .. } => e.in_file(&self.plan.path),
+                    other => Error::json(&self.plan.path, format!("step '{}': tensor '{}': {other}", a.step, a.tensor)),
+                };
+                let stages = op.run(self.opts.implementation, &a.tensor, &call_inputs, params).map_err(err_ctx)?;
+                drop(call_inputs);
+                let t = stages.get(write).expect("run checks the declared stages").clone();
+                let sha = t.sha256();
+                if let Some(e) = &a.expect {
+                    if let Err(m) = resolve::check_expect_known(e, t.dtype, &t.shape, &sha) {
+                        self.failure = Some((a.step.clone(), format!("tensor '{}': expect: {m}", a.tensor)));
+                        self.record(Done { step: a.step.clone(), tensor: a.tensor.clone(), output: a.output.clone(), status: ActionStatus::Failed, sha256: Some(sha), error: Some(m) })?;
+                        return Ok("failed".into());
+                    }
+                }
+                write_work(&work, &t)?;
+                if want_stages {
+                    let mut kept = crate::format::stages::Stages::default();
+                    for (n, st) in stages.0 {
+                        if self.opts.stages.is_empty() || self.opts.stages.iter().any(|s| *s == n) {
+                            kept.push(&n, st);
+                        }
+                    }
+                    let name = format!("{}/{}", a.step, a.tensor);
+                    self.stage_runs.push(TensorRun {
+                        key: crate::format::bundle::safe_key(&name),
+                        name,
+                        operation: op.name.to_string(),
+                        params: params.clone(),
+                        stages: kept,
+                        final_stage: op.final_stage().to_string(),
+                        historical_final_sha256: None,
+                    });
+                }
+                self.record(Done { step: a.step.clone(), tensor: a.tensor.clone(), output: a.output.clone(), status: ActionStatus::Applied, sha256: Some(sha), error: None })?;
+                Ok("applied".into())
+            }
+        }
+    }
+
+    /// The output model: shards (or one file), the index, base's other files.
+    fn write_output(&mut self, shard_size: u64) -> Result<()> {
+        // Every output tensor with its final dtype and shape (computed ones
+        // from their work files' headers).
+        let mut planned: Vec<(Planned, Data<'a>)> = Vec::new();
+        for (name, e) in &self.r.model {
+            let data = self.data(&e.source);
+            let (dtype, shape) = match &data {
+                Data::Input(_, loc) => (loc.dtype, loc.shape.clone()),
+                Data::Work(p) => {
+                    let ck = Checkpoint::open(p)?;
+                    let (_, loc) = ck.tensors().next().ok_or_else(|| Error::bundle(p, "empty work file"))?;
+                    (loc.dtype, loc.shape.clone())
+                }
+            };
+            planned.push((Planned { name: name.clone(), dtype, shape }, data));
+        }
+        let layout = self.plan.plan.output.layout;
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        let mut size = 0u64;
+        for (i, (p, _)) in planned.iter().enumerate() {
+            let b = p.bytes() as u64;
+            if groups.is_empty() || (layout == OutputLayout::Sharded && size > 0 && size + b > shard_size) {
+                groups.push(Vec::new());
+                size = 0;
+            }
+            groups.last_mut().unwrap().push(i);
+            size += b;
+        }
+        if groups.is_empty() {
+            groups.push(Vec::new());
+        }
+        let n = groups.len();
+        let mut files = Vec::new();
+        let mut weight_map = serde_json::Map::new();
+        let mut tensor_sha: BTreeMap<String, String> = BTreeMap::new();
+        let mut total = 0u64;
+        for (g, members) in groups.iter().enumerate() {
+            let file = match layout {
+                OutputLayout::Single => "model.safetensors".to_string(),
+                OutputLayout::Sharded => format!("model-{:05}-of-{n:05}.safetensors", g + 1),
+            };
+            let path = self.out.join(&file);
+            let tensors: Vec<Planned> = members.iter().map(|&i| planned[i].0.clone()).collect();
+            let by_name: BTreeMap<&str, &Data> = members.iter().map(|&i| (planned[i].0.name.as_str(), &planned[i].1)).collect();
+            let mut hasher = HashingWriter::default();
+            crate::format::atomic::write_with(&path, |w| {
+                let mut tee = Tee { a: w, b: &mut hasher };
+                safetensors_write::write(&mut tee, &tensors, |t, w| {
+                    let mut h = Sha256::new();
+                    copy_tensor(by_name[t.name.as_str()], t, w, &mut h)?;
+                    tensor_sha.insert(t.name.clone(), crate::format::tensor::hex(&h.finalize()));
+                    Ok(())
+                })
+            })?;
+            for t in &tensors {
+                weight_map.insert(t.name.clone(), file.clone().into());
+                total += t.bytes() as u64;
+            }
+            files.push(OutputFile { path: file, bytes: hasher.bytes, sha256: crate::format::tensor::hex(&hasher.h.finalize()) });
+        }
+        if layout == OutputLayout::Sharded {
+            let index = serde_json::json!({"metadata": {"total_size": total}, "weight_map": weight_map});
+            let text = serde_json::to_string_pretty(&index).expect("serialises") + "\n";
+            crate::format::atomic::write_bytes(&self.out.join(INDEX), text.as_bytes())?;
+            files.push(OutputFile { path: INDEX.into(), bytes: text.len() as u64, sha256: crate::format::tensor::sha256_hex(text.as_bytes()) });
+        }
+        if self.plan.plan.output.copy_files {
+            files.extend(self.copy_base_files()?);
+        }
+        // The sha256 of every action's written tensor, as it stands in the output.
+        for d in &mut self.manifest.actions {
+            if let Some(o) = &d.output {
+                if let Some(s) = tensor_sha.get(o) {
+                    if d.sha256.is_none() {
+                        d.sha256 = Some(s.clone());
+                    }
+                }
+            }
+        }
+        self.manifest.files = files;
+        self.manifest.complete = true;
+        self.save_manifest()
+    }
+
+    fn copy_base_files(&self) -> Result<Vec<OutputFile>> {
+        let base = &self.r.inputs["base"].path;
+        if !base.is_dir() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(base).map_err(|e| Error::io(base, e))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        entries.sort();
+        for p in entries {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if !p.is_file() || name.ends_with(".safetensors") || name == INDEX || name.starts_with('.') || name == manifest::FILE {
+                continue;
+            }
+            let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
+            crate::format::atomic::write_bytes(&self.out.join(&name), &bytes)?;
+            out.push(OutputFile { path: name, bytes: bytes.len() as u64, sha256: crate::format::tensor::sha256_hex(&bytes) });
+        }
+        Ok(out)
+    }
+}
+
+fn copy_tensor(data: &Data, t: &Planned, w: &mut dyn Write, h: &mut Sha256) -> std::io::Result<()> {
+    let to_io = |e: Error| std::io::Error::other(e.to_string());
+    match data {
+        Data::Input(ck, loc) => {
+            let region = ck.region(loc);
+            let mut buf = vec![0u8; (4 << 20).min(loc.len.max(1))];
+            let mut at = 0;
+            while at < loc.len {
+                let n = buf.len().min(loc.len - at);
+                region.read_at(at, &mut buf[..n]).map_err(to_io)?;
+                h.update(&buf[..n]);
+                w.write_all(&buf[..n])?;
+                at += n;
+            }
+        }
+        Data::Work(p) => {
+            let tensor = read_work(p).map_err(to_io)?;
+            debug_assert_eq!(tensor.data.len(), t.bytes());
+            h.update(&tensor.data);
+            w.write_all(&tensor.data)?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct HashingWriter {
+    h: Sha256,
+    bytes: u64,
+}
+
+struct Tee<'w> {
+    a: &'w mut dyn Write,
+    b: &'w mut HashingWriter,
+}
+
+impl Write for Tee<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.a.write(buf)?;
+        self.b.h.update(&buf[..n]);
+        self.b.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.a.flush()
+    }
+}
+
+/// A work file: one tensor, key `t`, written atomically and durably.
+fn write_work(path: &Path, t: &Tensor) -> Result<()> {
+    crate::format::bundle::write(path, &[("t".to_string(), t)])
+}
+
+fn read_work(path: &Path) -> Result<Tensor> {
+    let ck = Checkpoint::open(path)?;
+    let (_, loc) = ck.tensors().next().ok_or_else(|| Error::bundle(path, "empty work file"))?;
+    let mut bytes = vec![0u8; loc.len];
+    ck.region(loc).read_at(0, &mut bytes)?;
+    Ok(Tensor::from_bytes(loc.dtype, loc.shape.clone(), bytes))
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(crate::format::tensor::hex(&h.finalize()))
+}
+
+/// The asserts that need data: finite, iszero, equal.
+fn check_assert_data(spec: &crate::plan::Assert, name: &str, t: &Tensor, to: Option<&Tensor>) -> Option<String> {
+    let float = t.dtype.is_float();
+    let values = || t.to_f64_vec();
+    if let Some(want) = spec.finite {
+        let all = !float || values().iter().all(|v| v.is_finite());
+        if all != want {
+            return Some(format!("'{name}': finite is {all}, expected {want}"));
+        }
+    }
+    if let Some(want) = spec.iszero {
+        // -0.0 == 0.0: a zero tensor may hold negative zeros.
+        let all = values().iter().all(|v| *v == 0.0);
+        if all != want {
+            return Some(format!("'{name}': iszero is {all}, expected {want}"));
+        }
+    }
+    if let (Some(e), Some(other)) = (&spec.equal, to) {
+        if other.shape != t.shape {
+            return Some(format!("'{name}': shape {:?} vs {:?} of '{}'", t.shape, other.shape, e.to));
+        }
+        let (a, b) = (values(), other.to_f64_vec());
+        let worst = a.iter().zip(&b).map(|(x, y)| if x.is_nan() && y.is_nan() { 0.0 } else { (x - y).abs() }).fold(0.0, |m: f64, d| if d.is_nan() || d > m { d } else { m });
+        if !(worst <= e.max_abs) {
+            return Some(format!("'{name}': max |diff| {worst:e} against '{}' > {:e}", e.to, e.max_abs));
+        }
+    }
+    let _ = DType::F32;
+    None
+}

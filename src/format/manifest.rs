@@ -1,0 +1,73 @@
+//! `parity.manifest.v1`: what `parity apply` did, written beside its output
+//! (`manifest.json`) after every completed piece of work, atomically — so a
+//! run killed at any moment leaves a manifest that describes only finished,
+//! durable work, and a rerun can verify and skip it.
+
+use serde::{Deserialize, Serialize};
+
+pub const SCHEMA: &str = "parity.manifest.v1";
+pub const FILE: &str = "manifest.json";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionStatus {
+    /// Computed (or resumed and verified) and part of the output.
+    Applied,
+    /// Verified from an earlier run and not recomputed.
+    Skipped,
+    Failed,
+}
+
+/// One (step, tensor) of the plan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Action {
+    pub step: String,
+    /// The target tensor (or, for merge_missing, the tensor taken).
+    pub tensor: String,
+    /// The tensor written (after `output:` renaming), if any.
+    pub output: Option<String>,
+    pub status: ActionStatus,
+    /// sha256 of the written tensor's bytes.
+    pub sha256: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<String>,
+}
+
+/// One output file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutputFile {
+    /// Relative to the output directory.
+    pub path: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Input {
+    pub name: String,
+    pub path: String,
+    pub layout: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub schema: String,
+    /// sha256 of the plan file's bytes.
+    pub plan_sha256: String,
+    pub parity_version: String,
+    /// `fast`, `reference`.
+    pub implementation: String,
+    pub inputs: Vec<Input>,
+    pub actions: Vec<Action>,
+    /// Filled when every file is written: the run is complete.
+    pub files: Vec<OutputFile>,
+    pub complete: bool,
+}
+
+impl Manifest {
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("a manifest serialises");
+        s.push('\n');
+        s
+    }
+}
