@@ -1,8 +1,8 @@
 //! What a new user does, through the real binary: the oracle writes a
 //! `python.json` for fresh random data (not a golden case), parity replays it
 //! with both implementations, and `parity check` decides — with the exit
-//! codes of SPEC §5. Needs `python3` with oracle/requirements.txt installed
-//! (the README's setup step; CI installs it).
+//! codes of SPEC §5. Needs `python3` with the oracle installed (`pip install
+//! ./oracle`; `scripts/test` does it in a venv and puts it first on PATH).
 
 use std::path::Path;
 use std::process::Command;
@@ -21,7 +21,6 @@ fn oracle_random(dir: &Path, seed: &str) {
         .args(["-m", "parity_oracle", "svf-random", "--out"])
         .arg(dir)
         .args(["--seed", seed, "--shape", "96", "64", "--tensors", "2"])
-        .env("PYTHONPATH", Path::new(env!("CARGO_MANIFEST_DIR")).join("oracle"))
         .status()
         .expect("python3 is installed (README setup)");
     assert!(status.success(), "the oracle wrote a random case");

@@ -2,7 +2,7 @@
 //! correctly; they differ only where ml_dtypes double-rounds f64 inputs.
 //!
 //! tests/fixtures/cast_ml_dtypes.safetensors holds what numpy 2.4 + ml_dtypes
-//! 0.6 produce (oracle/make_cast_fixture.py): `<src>.x` and `<src>.to_<T>` for
+//! 0.6 produce (python3 -m parity_oracle make-cast-fixture): `<src>.x` and `<src>.to_<T>` for
 //! every source dtype and target. PARITY_CAST_FIXTURE=<file> runs the same
 //! tests on a bigger one (`--scale 40 --exhaustive16`).
 
