@@ -5,11 +5,14 @@
                                        [--offset-scale X]
     python -m parity_oracle make-golden [--out DIR] [--case NAME]...
     python -m parity_oracle make-cast-fixture [--out FILE] [--scale N] [--exhaustive16]
+    python -m parity_oracle apply PLAN [--out DIR] [--save-stages REPORT.json]
 
 svf-random writes a golden-style case directory (components.safetensors,
 oracle_f32.json + .safetensors, oracle_f64.json + .safetensors) for random
 svf_apply tensors; make-golden regenerates golden/ (`parity_oracle.golden`);
-make-cast-fixture the Rust cast tests' fixture (`parity_oracle.cast_fixture`).
+make-cast-fixture the Rust cast tests' fixture (`parity_oracle.cast_fixture`);
+apply runs a parity.plan.v1 surgery plan the way `parity apply` does, with the
+oracle's f32 pipelines (`parity_oracle.apply`).
 The `parity-oracle` command installed with the package is the same.
 """
 
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
 DELEGATED = {
     "make-golden": ("golden", "regenerate golden/ deterministically"),
     "make-cast-fixture": ("cast_fixture", "write tests/fixtures/cast_ml_dtypes.safetensors"),
+    "apply": ("apply", "run a parity.plan.v1 plan (the mirror of `parity apply`)"),
 }
 PROG = "python -m parity_oracle"
 

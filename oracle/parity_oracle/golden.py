@@ -40,6 +40,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 from . import diff_case  # noqa: E402
+from . import plan_case  # noqa: E402
 from . import ops as catalog  # noqa: E402
 from .case import write_op_case  # noqa: E402
 from .checkout import NotACheckout, find_checkout  # noqa: E402
@@ -145,6 +146,7 @@ def write_readme(out: Path, skipped: dict[str, str]) -> None:
         note = "" if present else f" **(not generated: {skipped.get(c.name, 'missing')})**"
         rows.append(f"| [`{c.name}`]({c.name}/NOTE.md) | {c.proves}{note} |")
     rows.append(f"| [`{diff_case.NAME}`]({diff_case.NAME}/NOTE.md) | {diff_case.PROVES} |")
+    rows.append(f"| [`{plan_case.NAME}`]({plan_case.NAME}/NOTE.md) | {plan_case.PROVES} |")
     text = f"""# Golden stage bundles
 
 Produced by the independent Python oracle (`oracle/`, numpy + ml_dtypes + safetensors),
@@ -166,6 +168,12 @@ Every case directory holds:
 A checkpoint-diff case (`{diff_case.NAME}`) holds instead `left/` and `right/` (Hugging Face
 sharded layouts), `tolerances.json` and `diff_case.json`: the `parity diff` runs `parity gate`
 makes and the status of every tensor that numpy expects.
+
+A plan case (`{plan_case.NAME}`) holds a model (`base/`), the files its plan reads, `plan.yaml`
+(parity.plan.v1), the oracle's run of it (`python3 -m parity_oracle apply`): `oracle_f32.json` +
+`oracle_f32.safetensors` (its `--save-stages` report) and `oracle_out/` (its output model), and
+`plan_case.json`: `parity gate` runs `parity apply` on the plan and checks its stages and its
+output model against the oracle's.
 
 Empty tensors are representable (safetensors stores zero-size tensors), so `svf_empty` is
 included. Its NaN/inf results, like those of `svf_offsets_minus_one`, are the defined IEEE
@@ -196,7 +204,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help="output directory (default: golden/ of the parity checkout around the "
                         "current directory)")
-    parser.add_argument("--case", action="append", choices=sorted([*CASES_BY_NAME, diff_case.NAME]),
+    parser.add_argument("--case", action="append", choices=sorted([*CASES_BY_NAME, diff_case.NAME, plan_case.NAME]),
                         help="only this case (repeatable); default all")
     args = parser.parse_args(argv)
 
@@ -224,6 +232,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if not args.case or diff_case.NAME in args.case:
         diff_case.generate(out, versions_line(), COMMAND)
         print(f"wrote {out / diff_case.NAME}")
+    if not args.case or plan_case.NAME in args.case:
+        plan_case.generate(out, versions_line(), COMMAND)
+        print(f"wrote {out / plan_case.NAME}")
     write_readme(out, skipped)
     write_manifest(out)
     return 0

