@@ -31,6 +31,7 @@ pub mod check;
 pub mod diff;
 pub mod plan;
 pub mod golden;
+pub mod inspect;
 pub mod progress;
 pub mod render;
 pub mod replay;

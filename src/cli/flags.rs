@@ -5,6 +5,7 @@
 use clap::{Args, Parser, Subcommand};
 use parity::check::StageSelection;
 use parity::diff::select::{LayerRange, NameMap, Partition};
+use parity::inspect::Checks;
 use parity::ops::Implementation;
 use parity::render::Format;
 use std::path::PathBuf;
@@ -49,8 +50,37 @@ pub enum Command {
     /// Run a surgery plan (parity.plan.v1, JSON or YAML) over a checkpoint; write the model and a manifest.
     #[command(after_help = EXIT_CODES)]
     Apply(ApplyArgs),
+    /// What is in one checkpoint or stage bundle, and is it sane (statistics, checks).
+    #[command(after_help = EXIT_CODES)]
+    Inspect(InspectArgs),
     /// List every operation with its inputs, parameters, stages and default tolerances.
     Ops(OpsArgs),
+    /// This CPU's SIMD features and the kernel path in use, and why (detected, or PARITY_SIMD=avx512|avx2|portable).
+    Doctor,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// A checkpoint (any layout `diff` reads), a stage bundle, or a report (its bundle is inspected).
+    pub path: PathBuf,
+    /// Names, dtypes, shapes, offsets and files only: no tensor data is read.
+    #[arg(long)]
+    pub headers: bool,
+    /// Checks that set exit 1 when they fail: finite, nonzero, fits=F16|BF16|F8_E4M3|F8_E5M2, unique.
+    #[arg(long, value_name = "LIST", value_parser = Checks::from_str)]
+    pub check: Option<Checks>,
+    /// Only tensors whose name contains PAT (or matches it as a glob); repeatable.
+    #[arg(long, value_name = "PAT")]
+    pub select: Vec<String>,
+    /// Only layers A to B (END exclusive); tensors with no layer number are kept.
+    #[arg(long, value_name = "A..B", value_parser = LayerRange::from_str)]
+    pub layers: Option<LayerRange>,
+    /// text, json (parity.inspect.v1) or markdown.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Write the result here (atomically) instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

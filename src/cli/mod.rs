@@ -44,6 +44,10 @@ pub fn try_main() -> Result<Outcome> {
             return Err(Error::Usage(format!("{line} (see --help)")));
         }
     };
+    // A PARITY_SIMD path this CPU lacks is refused before any work (doctor reports it).
+    if !matches!(cli.command, Command::Doctor) {
+        parity::compare::metrics::simd_choice().map_err(Error::Usage)?;
+    }
     match cli.command {
         Command::Check(args) => check(args),
         Command::Replay(args) => replay(args),
@@ -51,8 +55,31 @@ pub fn try_main() -> Result<Outcome> {
         Command::Diff(args) => diff(args),
         Command::MergeResults(args) => merge_results(args),
         Command::Apply(args) => apply(args),
+        Command::Inspect(args) => inspect(args),
         Command::Ops(args) => ops(args),
+        Command::Doctor => doctor(),
     }
+}
+
+/// `parity doctor`: the CPU's SIMD features and the path in use.
+fn doctor() -> Result<Outcome> {
+    print_stdout(&parity::compare::metrics::simd_report())?;
+    parity::compare::metrics::simd_choice().map_err(Error::Usage)?;
+    Ok(Outcome::Pass)
+}
+
+/// `parity inspect`: one checkpoint, its statistics and checks.
+fn inspect(args: flags::InspectArgs) -> Result<Outcome> {
+    let opts = parity::inspect::InspectOptions {
+        select: args.select,
+        layers: args.layers,
+        headers_only: args.headers,
+        checks: args.check.unwrap_or_default(),
+        progress: true,
+    };
+    let outcome = parity::inspect::inspect(&args.path, &opts)?;
+    emit(&parity::render::inspect::render(&outcome, args.format), args.output.as_deref())?;
+    Ok(Outcome::of(outcome.failures.is_empty()))
 }
 
 /// `parity apply`: a surgery plan over a checkpoint.

@@ -18,7 +18,6 @@
 use crate::check::{self, CheckOptions, Modes, StageSelection};
 use crate::compare::{Profile, Tolerance};
 use crate::error::{Error, Result};
-use crate::format::tensor::sha256_hex;
 use crate::ops::{Implementation, StageDtype};
 use crate::replay::{self, ReplayOptions};
 use std::collections::BTreeSet;
@@ -26,6 +25,7 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 pub mod diff_case;
+pub mod plan_case;
 
 pub const MANIFEST: &str = "MANIFEST.sha256";
 
@@ -76,17 +76,23 @@ enum CaseKind {
     Operation,
     /// `diff_case.json`: `parity diff` runs with numpy's expected statuses.
     Diff,
+    /// `plan_case.json`: `parity apply` against the oracle's run of the plan.
+    Plan,
 }
 
 fn case_kind(dir: &Path) -> Result<CaseKind> {
-    if dir.join("oracle_f32.json").is_file() {
+    // A plan case holds an oracle_f32.json too (its stage report): look for
+    // its own file first.
+    if dir.join(plan_case::FILE).is_file() {
+        Ok(CaseKind::Plan)
+    } else if dir.join("oracle_f32.json").is_file() {
         Ok(CaseKind::Operation)
     } else if dir.join(diff_case::FILE).is_file() {
         Ok(CaseKind::Diff)
     } else {
         Err(Error::ManifestMismatch {
             path: dir.to_path_buf(),
-            message: format!("a folder of the golden directory that is no case: it has neither oracle_f32.json nor {}", diff_case::FILE),
+            message: format!("a folder of the golden directory that is no case: it has none of oracle_f32.json, {}, {}", diff_case::FILE, plan_case::FILE),
         })
     }
 }
@@ -113,9 +119,16 @@ pub fn gate(dir: &Path, cases: &[String]) -> Result<GateOutcome> {
     let mut rows = Vec::new();
     for case_dir in &case_dirs {
         let case = case_dir.file_name().unwrap().to_string_lossy().into_owned();
-        if let CaseKind::Diff = case_kind(case_dir)? {
-            rows.extend(diff_case::gate(case_dir, &case)?);
-            continue;
+        match case_kind(case_dir)? {
+            CaseKind::Diff => {
+                rows.extend(diff_case::gate(case_dir, &case)?);
+                continue;
+            }
+            CaseKind::Plan => {
+                rows.extend(plan_case::gate(case_dir, &case, work.path())?);
+                continue;
+            }
+            CaseKind::Operation => {}
         }
         let runs: [(Implementation, &str, Profile); 2] = [
             (Implementation::Fast, "oracle_f32.json", crate::ops::builtin_profile()),
@@ -163,7 +176,8 @@ pub fn gate(dir: &Path, cases: &[String]) -> Result<GateOutcome> {
 /// the golden directory): every listed file matches, and every file is listed.
 pub fn verify_manifest(dir: &Path) -> Result<usize> {
     let manifest_path = dir.join(MANIFEST);
-    let text = std::fs::read_to_string(&manifest_path).map_err(|e| Error::io(&manifest_path, e))?;
+    let bytes = crate::format::file::read_small(&manifest_path, 64 << 20)?;
+    let text = String::from_utf8(bytes).map_err(|_| Error::json(&manifest_path, "not UTF-8 text"))?;
     let mut listed = BTreeSet::new();
     for (n, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -182,8 +196,7 @@ pub fn verify_manifest(dir: &Path) -> Result<usize> {
             });
         }
         let path = dir.join(rel);
-        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        if sha256_hex(&bytes) != hash {
+        if sha256_of_golden_file(dir, rel)? != hash {
             return Err(Error::ManifestMismatch { path: path.clone(), message: format!("sha256 differs from {MANIFEST}: the golden file changed or is corrupt") });
         }
         listed.insert(rel.to_string());
@@ -200,18 +213,49 @@ pub fn verify_manifest(dir: &Path) -> Result<usize> {
     Ok(listed.len())
 }
 
-/// Every regular file below `dir`, skipping hidden entries and Python caches.
+/// The sha256 of a file the manifest lists, read only if it is a regular
+/// file reached without a symbolic link: a link would let the manifest vouch
+/// for files outside the golden directory, and a FIFO would block forever.
+fn sha256_of_golden_file(dir: &Path, rel: &str) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut at = dir.to_path_buf();
+    for part in Path::new(rel).components() {
+        at.push(part);
+        if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(Error::ManifestMismatch {
+                path: at,
+                message: "is a symbolic link: golden files must be regular files inside the golden directory".into(),
+            });
+        }
+    }
+    let (mut file, _) = crate::format::file::open_regular(&at)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(|e| Error::io(&at, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(crate::format::tensor::hex(&h.finalize()))
+}
+
+/// Every file below `dir` (symbolic links included, never followed),
+/// skipping hidden entries and Python caches.
 fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d).map_err(|e| Error::io(&d, e))? {
-            let path = entry.map_err(|e| Error::io(&d, e))?.path();
+            let entry = entry.map_err(|e| Error::io(&d, e))?;
+            let path = entry.path();
             let name = path.file_name().unwrap().to_string_lossy();
             if name.starts_with('.') || name == "__pycache__" {
                 continue;
             }
-            if path.is_dir() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
                 stack.push(path);
             } else {
                 out.push(path);

@@ -44,7 +44,7 @@ pub fn text(o: &ApplyOutcome) -> String {
     let bytes = o.bytes.map(crate::render::diff::bytes).unwrap_or_else(|| "size known at run".into());
     if o.dry_run {
         let _ = writeln!(s, "\ndry run: {} action(s); the output would hold {} tensors ({bytes}) in {}; no weights were read", o.rows.len(), o.tensors, o.out.display());
-    } else if let Some(m) = &o.manifest {
+    } else if let (Some(m), None) = (&o.manifest, &o.failure) {
         let applied = o.rows.iter().filter(|r| r.status == "applied").count();
         let skipped = o.rows.iter().filter(|r| r.status == "skipped").count();
         let _ = writeln!(

@@ -10,6 +10,7 @@ use crate::compare::numbers::{self, short};
 mod json;
 pub mod apply;
 pub mod diff;
+pub mod inspect;
 mod junit;
 mod markdown;
 mod text;

@@ -1,0 +1,413 @@
+//! `parity inspect PATH`: what is in one checkpoint (or stage bundle), and
+//! whether it is sane — streamed, with a CI exit code.
+//!
+//! Per tensor, in one pass over its bytes: min, max, mean, std, max |x|, and
+//! the counts of NaN, +inf, −inf, zeros and subnormals; with `--check fits=F`
+//! also how many values would overflow (or, for fp8 e4m3fn, saturate to NaN)
+//! if cast to F, and the largest; with `--check unique` each tensor's content
+//! hash, to find tied or duplicated tensors across shards. `--headers` reads
+//! no data at all.
+//!
+//! Determinism: a tensor is cut into fixed 1 Mi-element pieces measured in
+//! parallel; each piece's sums (f64) and moments are merged in piece order
+//! (Chan et al.'s pairwise update for the variance), so the figures do not
+//! depend on the thread count.
+
+use crate::compare::metrics::content_hash;
+use crate::error::{Error, Result};
+use crate::format::checkpoint::Checkpoint;
+use crate::format::dtype::DType;
+use crate::select::Selection;
+use rayon::prelude::*;
+use serde::Serialize;
+use std::path::Path;
+
+const PIECE: usize = 1 << 20;
+
+/// `--check` items.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Checks {
+    pub finite: bool,
+    pub nonzero: bool,
+    pub fits: Vec<DType>,
+    pub unique: bool,
+}
+
+impl std::str::FromStr for Checks {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Checks> {
+        let mut c = Checks::default();
+        for item in s.split(',').map(str::trim) {
+            match item {
+                "finite" => c.finite = true,
+                "nonzero" => c.nonzero = true,
+                "unique" => c.unique = true,
+                f if f.starts_with("fits=") => {
+                    let d = DType::parse(&f[5..]).filter(|d| matches!(d, DType::F16 | DType::BF16 | DType::F8E4M3 | DType::F8E5M2));
+                    c.fits.push(d.ok_or_else(|| Error::Usage(format!("--check '{f}': fits= takes F16, BF16, F8_E4M3 or F8_E5M2")))?);
+                }
+                other => {
+                    let hint = crate::error::did_you_mean(other, ["finite", "nonzero", "unique"].into_iter()).map(|n| format!(" (did you mean '{n}'?)")).unwrap_or_default();
+                    return Err(Error::Usage(format!("--check '{other}': expected finite, nonzero, fits=F16|BF16|F8_E4M3|F8_E5M2 or unique{hint}")));
+                }
+            }
+        }
+        Ok(c)
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct InspectOptions {
+    pub select: Vec<String>,
+    pub layers: Option<crate::diff::select::LayerRange>,
+    pub headers_only: bool,
+    pub checks: Checks,
+    pub progress: bool,
+}
+
+/// The figures of one tensor.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Stats {
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub mean: Option<f64>,
+    pub std: Option<f64>,
+    pub abs_max: Option<f64>,
+    pub nan: u64,
+    pub pos_inf: u64,
+    pub neg_inf: u64,
+    pub zeros: u64,
+    pub subnormals: u64,
+    /// Per `fits=` format: (values that would overflow or saturate, the largest |x| among them).
+    pub overflow: Vec<Overflow>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Overflow {
+    pub format: String,
+    pub count: u64,
+    pub largest: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TensorInfo {
+    pub name: String,
+    pub dtype: String,
+    pub shape: Vec<usize>,
+    pub bytes: u64,
+    pub file: String,
+    pub offset: u64,
+    pub layer: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stats: Option<Stats>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_hash: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Layer {
+    /// None: tensors without a layer number.
+    pub layer: Option<u64>,
+    pub tensors: usize,
+    pub bytes: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct InspectOutcome {
+    pub schema: &'static str,
+    pub path: String,
+    pub layout: String,
+    pub files: usize,
+    pub headers_only: bool,
+    pub tensors: Vec<TensorInfo>,
+    pub layers: Vec<Layer>,
+    pub total_bytes: u64,
+    /// Groups of byte-identical tensors (with `--check unique`, or always when hashed).
+    pub identical_groups: Vec<Vec<String>>,
+    /// Every failed check, one phrase each (`--check`): exit 1 when any.
+    pub failures: Vec<String>,
+}
+
+/// The top-level entry point of `parity inspect`.
+pub fn inspect(path: &Path, opts: &InspectOptions) -> Result<InspectOutcome> {
+    let path = resolve_report(path)?;
+    let ck = Checkpoint::open(&path)?;
+    let names: Vec<&str> = ck.names().filter(|n| opts.layers.is_none_or(|l| l.keeps(n))).collect();
+    let chosen: Vec<&str> = Selection::new(&opts.select)?.apply(&names, |n: &&str| *n)?.into_iter().copied().collect();
+    let total: u64 = chosen.iter().map(|n| ck.get(n).unwrap().len as u64).sum();
+    let bar = crate::progress::bytes_bar(opts.progress && !opts.headers_only, total, "inspect");
+    let hashing = opts.checks.unique && !opts.headers_only;
+    let tensors: Vec<Result<TensorInfo>> = chosen
+        .par_iter()
+        .map(|name| {
+            let loc = ck.get(name).expect("listed");
+            let mut info = TensorInfo {
+                name: name.to_string(),
+                dtype: loc.dtype.name().into(),
+                shape: loc.shape.clone(),
+                bytes: loc.len as u64,
+                file: ck.shard_path(loc).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
+                offset: loc.offset,
+                layer: crate::diff::select::layer_number(name),
+                stats: None,
+                content_hash: None,
+            };
+            if !opts.headers_only {
+                let (stats, hash) = measure(&ck, loc, &opts.checks.fits, hashing)?;
+                info.stats = Some(stats);
+                info.content_hash = hash.map(|h| format!("{h:032x}"));
+                bar.inc(loc.len as u64);
+            }
+            Ok(info)
+        })
+        .collect();
+    bar.finish_and_clear();
+    let tensors = tensors.into_iter().collect::<Result<Vec<_>>>()?;
+
+    let mut layers: Vec<Layer> = Vec::new();
+    let mut by_layer = std::collections::BTreeMap::<Option<u64>, (usize, u64)>::new();
+    for t in &tensors {
+        let e = by_layer.entry(t.layer).or_default();
+        e.0 += 1;
+        e.1 += t.bytes;
+    }
+    for (layer, (n, b)) in by_layer {
+        layers.push(Layer { layer, tensors: n, bytes: b });
+    }
+    let mut identical_groups = Vec::new();
+    if hashing {
+        let mut groups = std::collections::BTreeMap::<(&str, &Vec<usize>, &str), Vec<String>>::new();
+        for t in &tensors {
+            groups.entry((t.dtype.as_str(), &t.shape, t.content_hash.as_deref().unwrap())).or_default().push(t.name.clone());
+        }
+        identical_groups = groups.into_values().filter(|g| g.len() > 1 && !g.is_empty()).collect();
+        identical_groups.retain(|g| tensors.iter().find(|t| t.name == g[0]).is_some_and(|t| t.bytes > 0));
+    }
+    let failures = if opts.headers_only { Vec::new() } else { judge(&tensors, &identical_groups, &opts.checks) };
+    Ok(InspectOutcome {
+        schema: "parity.inspect.v1",
+        path: path.display().to_string(),
+        layout: ck.layout.name().into(),
+        files: ck.shards().len(),
+        headers_only: opts.headers_only,
+        total_bytes: tensors.iter().map(|t| t.bytes).sum(),
+        tensors,
+        layers,
+        identical_groups,
+        failures,
+    })
+}
+
+/// A report names its stage bundle: inspect that.
+fn resolve_report(path: &Path) -> Result<std::path::PathBuf> {
+    if path.extension().is_some_and(|e| e == "json") && path.is_file() {
+        let loaded = crate::format::report::LoadedReport::load(path)?;
+        return loaded.stage_bundle_path(false);
+    }
+    Ok(path.to_path_buf())
+}
+
+fn judge(tensors: &[TensorInfo], groups: &[Vec<String>], c: &Checks) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in tensors {
+        let Some(s) = &t.stats else { continue };
+        if c.finite && s.nan + s.pos_inf + s.neg_inf > 0 {
+            out.push(format!("{}: not finite: {} NaN, {} +inf, {} -inf", t.name, s.nan, s.pos_inf, s.neg_inf));
+        }
+        let numel: u64 = t.shape.iter().map(|&d| d as u64).product();
+        if c.nonzero && numel > 0 && s.zeros == numel {
+            out.push(format!("{}: all {numel} values are zero", t.name));
+        }
+        for o in &s.overflow {
+            if o.count > 0 {
+                out.push(format!(
+                    "{}: {} value(s) do not fit {} (largest |x| {})",
+                    t.name,
+                    o.count,
+                    o.format,
+                    o.largest.map(crate::compare::numbers::short).unwrap_or_default()
+                ));
+            }
+        }
+    }
+    if c.unique {
+        for g in groups {
+            out.push(format!("byte-identical tensors (tied or duplicated): {}", g.join(", ")));
+        }
+    }
+    out
+}
+
+/// Running moments of a piece: count, mean, M2 (Welford), and the rest.
+#[derive(Clone, Default)]
+struct Part {
+    n: u64,
+    mean: f64,
+    m2: f64,
+    min: f64,
+    max: f64,
+    abs_max: f64,
+    nan: u64,
+    pos_inf: u64,
+    neg_inf: u64,
+    zeros: u64,
+    subnormals: u64,
+    over: Vec<(u64, f64)>,
+    digests: Vec<u128>,
+}
+
+impl Part {
+    fn new(fits: usize) -> Part {
+        Part { min: f64::INFINITY, max: f64::NEG_INFINITY, over: vec![(0, 0.0); fits], ..Part::default() }
+    }
+    /// Chan et al.: the moments of two disjoint sets from each one's.
+    fn merge(&mut self, o: Part) {
+        if o.n > 0 {
+            let n = self.n + o.n;
+            let d = o.mean - self.mean;
+            self.mean += d * (o.n as f64 / n as f64);
+            self.m2 += o.m2 + d * d * (self.n as f64 * o.n as f64 / n as f64);
+            self.n = n;
+        }
+        self.min = self.min.min(o.min);
+        self.max = self.max.max(o.max);
+        self.abs_max = self.abs_max.max(o.abs_max);
+        self.nan += o.nan;
+        self.pos_inf += o.pos_inf;
+        self.neg_inf += o.neg_inf;
+        self.zeros += o.zeros;
+        self.subnormals += o.subnormals;
+        for (a, b) in self.over.iter_mut().zip(o.over) {
+            a.0 += b.0;
+            a.1 = a.1.max(b.1);
+        }
+        self.digests.extend(o.digests);
+    }
+}
+
+/// The largest finite value of a format, and whether it saturates (no inf).
+fn limit(d: DType) -> (f64, bool) {
+    match d {
+        DType::F16 => (65504.0, false),
+        DType::BF16 => (f32::from_bits(0x7F7F_0000) as f64, false),
+        DType::F8E4M3 => (448.0, true),
+        DType::F8E5M2 => (57344.0, false),
+        _ => (f64::INFINITY, false),
+    }
+}
+
+/// The smallest |x| that rounds (RNE) past a format's largest finite value:
+/// max + half its ULP (the tie rounds to even, which is away from max, whose
+/// last mantissa bit is 1).
+fn overflow_threshold(d: DType) -> f64 {
+    let (max, _) = limit(d);
+    let half_ulp = match d {
+        DType::F16 => 16.0,                      // ulp 32 at 2^15
+        DType::BF16 => 2f64.powi(127 - 8),      // ulp 2^(127-7)
+        DType::F8E4M3 => 16.0,                   // ulp 32 at 2^8 (448 = 1.75·2^8)
+        DType::F8E5M2 => 4096.0,                 // ulp 8192 at 2^15
+        _ => 0.0,
+    };
+    max + half_ulp
+}
+
+fn measure(ck: &Checkpoint, loc: &crate::format::checkpoint::Located, fits: &[DType], hash: bool) -> Result<(Stats, Option<u128>)> {
+    let size = loc.dtype.size();
+    let numel = loc.len / size.max(1);
+    let pieces = numel.div_ceil(PIECE);
+    let region = ck.region(loc);
+    let thresholds: Vec<f64> = fits.iter().map(|&d| overflow_threshold(d)).collect();
+    let parts: Vec<Result<Part>> = (0..pieces)
+        .into_par_iter()
+        .map(|p| {
+            let (a, b) = (p * PIECE, ((p + 1) * PIECE).min(numel));
+            let mut buf = vec![0u8; (b - a) * size];
+            region.read_at(a * size, &mut buf)?;
+            let mut part = Part::new(fits.len());
+            let float = loc.dtype.is_float();
+            for i in 0..(b - a) {
+                let x = loc.dtype.decode(&buf, i);
+                if x.is_nan() {
+                    part.nan += 1;
+                    continue;
+                }
+                if x.is_infinite() {
+                    if x > 0.0 {
+                        part.pos_inf += 1;
+                    } else {
+                        part.neg_inf += 1;
+                    }
+                    continue;
+                }
+                if x == 0.0 {
+                    part.zeros += 1;
+                } else if float && is_subnormal(loc.dtype, x) {
+                    part.subnormals += 1;
+                }
+                // Welford: one value at a time, in index order within the piece.
+                part.n += 1;
+                let d = x - part.mean;
+                part.mean += d / part.n as f64;
+                part.m2 += d * (x - part.mean);
+                part.min = part.min.min(x);
+                part.max = part.max.max(x);
+                part.abs_max = part.abs_max.max(x.abs());
+                for (k, t) in thresholds.iter().enumerate() {
+                    if x.abs() >= *t {
+                        part.over[k].0 += 1;
+                        part.over[k].1 = part.over[k].1.max(x.abs());
+                    }
+                }
+            }
+            if hash {
+                part.digests = buf.chunks(crate::compare::metrics::BLOCK * size).map(xxhash_rust::xxh3::xxh3_128).collect();
+            }
+            Ok(part)
+        })
+        .collect();
+    let mut total = Part::new(fits.len());
+    for p in parts {
+        total.merge(p?);
+    }
+    // Non-finite values of the source also do not fit any format but stay what they are.
+    let any = total.n > 0;
+    let stats = Stats {
+        min: any.then_some(total.min),
+        max: any.then_some(total.max),
+        mean: any.then_some(total.mean),
+        std: any.then(|| (total.m2 / total.n as f64).sqrt()),
+        abs_max: any.then_some(total.abs_max),
+        nan: total.nan,
+        pos_inf: total.pos_inf,
+        neg_inf: total.neg_inf,
+        zeros: total.zeros,
+        subnormals: total.subnormals,
+        overflow: fits
+            .iter()
+            .zip(&total.over)
+            .map(|(d, (c, l))| Overflow { format: d.name().into(), count: *c, largest: (*c > 0).then_some(*l) })
+            .collect(),
+    };
+    let digest = hash.then(|| {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        for d in &total.digests {
+            h.update(&d.to_le_bytes());
+        }
+        content_hash(loc.dtype, &loc.shape, h.digest128())
+    });
+    Ok((stats, digest))
+}
+
+/// Below the dtype's smallest normal magnitude (and not zero).
+fn is_subnormal(d: DType, x: f64) -> bool {
+    let min_normal = match d {
+        DType::F64 => f64::MIN_POSITIVE,
+        DType::F32 => f32::MIN_POSITIVE as f64,
+        DType::BF16 => f32::MIN_POSITIVE as f64,
+        DType::F16 => 2f64.powi(-14),
+        DType::F8E4M3 => 2f64.powi(-6),
+        DType::F8E5M2 => 2f64.powi(-14),
+        _ => 0.0,
+    };
+    x.abs() < min_normal
+}
