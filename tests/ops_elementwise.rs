@@ -7,7 +7,7 @@ mod ops_support;
 
 use ops_support::*;
 use parity::format::dtype::DType;
-use parity::ops::elementwise::{ADD, CLAMP, FILL, SCALE, SUBTRACT};
+use parity::ops::{add::ADD, clamp::CLAMP, fill::FILL, scale::SCALE, subtract::SUBTRACT};
 use parity::ops::Operation;
 use parity::format::tensor::Tensor;
 use proptest::prelude::*;

@@ -4,7 +4,7 @@
 use parity::compare::compare_stage;
 use parity::format::dtype::DType;
 use parity::numeric::round::{F8E4M3FN, F8E5M2};
-use parity::ops::fp8::{FP8_BLOCK_DEQUANTIZE, FP8_BLOCK_QUANTIZE};
+use parity::ops::{fp8_block_dequantize::FP8_BLOCK_DEQUANTIZE, fp8_block_quantize::FP8_BLOCK_QUANTIZE};
 use parity::ops::{Implementation, Inputs, Operation, Params, Stages};
 use parity::format::tensor::Tensor;
 use proptest::prelude::*;

@@ -7,7 +7,7 @@ mod ops_support;
 
 use ops_support::*;
 use parity::format::dtype::DType;
-use parity::ops::layout::{CONCAT, IDENTITY, RESHAPE, SLICE, SPLIT, TRANSPOSE};
+use parity::ops::{concat::CONCAT, identity::IDENTITY, reshape::RESHAPE, slice::SLICE, split::SPLIT, transpose::TRANSPOSE};
 use parity::ops::Operation;
 use parity::format::tensor::Tensor;
 use proptest::prelude::*;

@@ -5,7 +5,7 @@
 use parity::compare::compare_stage;
 use parity::format::dtype::DType;
 use parity::numeric::rng::SplitMix64;
-use parity::ops::linalg::{LOWRANK_RECONSTRUCT, MATMUL, PHLORA, SVD};
+use parity::ops::{lowrank_reconstruct::LOWRANK_RECONSTRUCT, matmul::MATMUL, phlora::PHLORA, svd::SVD};
 use parity::ops::{Implementation, Inputs, Operation, Params, Stages};
 use parity::format::tensor::Tensor;
 use proptest::prelude::*;

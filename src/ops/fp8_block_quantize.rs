@@ -1,6 +1,7 @@
-//! `fp8_block_quantize` and `fp8_block_dequantize` — per-block fp8 as FP8
-//! checkpoints store it (DeepSeek-V3 style: 128×128 blocks of fp8 values and
-//! one f32 `weight_scale_inv` per block, the dequantization multiplier).
+//! `fp8_block_quantize` — per-block fp8 quantization as FP8 checkpoints
+//! store it (DeepSeek-V3 style: 128×128 blocks of fp8 values and one f32
+//! `weight_scale_inv` per block, the dequantization multiplier; the block
+//! grid is `kernels/fp8_block.rs`).
 //!
 //! The formulas, per block B of x (the last blocks of a row or column are
 //! cut short when the block does not divide the shape):
@@ -24,18 +25,17 @@
 //! (0 · inf); a block of tiny subnormals whose scale underflows to 0 quantizes
 //! to NaN/inf.
 
-use super::{Call, Input, Operation, Param, ParamKind, Sample, Stage, StageDtype, Stages};
-use super::BENCH_WEIGHTS;
+use super::kernels::fp8_block::{decode_table, exact_in_f32, grid, BLOCK_DOC};
+use super::{Call, Input, Inputs, Operation, Param, ParamKind, Params, Sample, Stage, StageDtype, Stages, BENCH_WEIGHTS};
 use crate::compare::tolerance::Tolerance;
-use crate::format::dtype::DType;
 use crate::error::Result;
+use crate::format::dtype::DType;
+use crate::format::tensor::Tensor;
 use crate::numeric::rng::SplitMix64;
 use crate::numeric::round::{self, MiniFloat, F8E4M3FN, F8E5M2};
-use crate::format::tensor::Tensor;
 use rayon::prelude::*;
 
 const F32: StageDtype = StageDtype::Fixed(DType::F32);
-const BLOCK_DOC: &str = "[bm, bn] block size, positive integers (default [128, 128])";
 
 pub static FP8_BLOCK_QUANTIZE: Operation = Operation {
     name: "fp8_block_quantize",
@@ -73,68 +73,12 @@ pub static FP8_BLOCK_QUANTIZE: Operation = Operation {
                   a quantized flip moves it a whole fp8 step and is judged there, so report, don't require",
         },
     ],
-    reference: quantize_reference,
-    fast: quantize_fast,
-    sample: sample_quantize,
+    reference,
+    fast,
+    sample,
     dims: "[m, n]",
     bench_dims: BENCH_WEIGHTS,
 };
-
-pub static FP8_BLOCK_DEQUANTIZE: Operation = Operation {
-    name: "fp8_block_dequantize",
-    summary: "per-block fp8 dequantization: decode(quantized) · scale of the element's block, in f32",
-    inputs: &[
-        Input { name: "quantized", doc: "F8_E4M3 (e4m3fn) or F8_E5M2 [m, n]", optional: false },
-        Input { name: "scale", doc: "F32 [ceil(m/bm), ceil(n/bn)] (BF16/F16 read exactly): weight_scale_inv", optional: false },
-    ],
-    params: &[Param { name: "block", kind: ParamKind::Sizes, doc: BLOCK_DOC, required: false }],
-    stages: &[Stage {
-        name: "output",
-        dtype: F32,
-        tolerance: Tolerance::exact(),
-        why: "an fp8 value (≤ 4 significant bits) times an f32 scale is exact before its one f32 rounding: bit-identical",
-    }],
-    reference: dequantize_reference,
-    fast: dequantize_fast,
-    sample: sample_dequantize,
-    dims: "[m, n]",
-    bench_dims: BENCH_WEIGHTS,
-};
-
-/// The block grid over an [m, n] matrix.
-#[derive(Clone, Copy, Debug)]
-struct Grid {
-    m: usize,
-    n: usize,
-    bm: usize,
-    bn: usize,
-}
-
-impl Grid {
-    fn rows(&self) -> usize {
-        self.m.div_ceil(self.bm)
-    }
-    fn cols(&self) -> usize {
-        self.n.div_ceil(self.bn)
-    }
-    /// The flat index, in the [rows, cols] scale grid, of element (i, j)'s block.
-    #[inline]
-    fn block_of(&self, i: usize, j: usize) -> usize {
-        (i / self.bm) * self.cols() + j / self.bn
-    }
-}
-
-fn grid(call: &Call, matrix: &str) -> Result<Grid> {
-    let (m, n) = call.matrix_dims(matrix)?;
-    let (bm, bn) = match call.param("block") {
-        None | Some(serde_json::Value::Null) => (128, 128),
-        Some(v) => match serde_json::from_value::<Vec<usize>>(v.clone()).ok().as_deref() {
-            Some(&[bm, bn]) if bm > 0 && bn > 0 => (bm, bn),
-            _ => return Err(call.error(format!("parameter 'block' must be [bm, bn] with two positive integers, got {v}"))),
-        },
-    };
-    Ok(Grid { m, n, bm, bn })
-}
 
 fn format(call: &Call) -> Result<(DType, MiniFloat)> {
     match call.param("format") {
@@ -147,17 +91,6 @@ fn format(call: &Call) -> Result<(DType, MiniFloat)> {
     }
 }
 
-/// Inputs read here must be exact in f32, so that both implementations start
-/// from the same values (an f64 amax would make the scale depend on where
-/// the rounding to f32 happens).
-fn exact_in_f32(call: &Call, name: &str) -> Result<()> {
-    let t = call.input(name)?;
-    match t.dtype {
-        DType::F32 | DType::BF16 | DType::F16 => Ok(()),
-        d => Err(call.error(format!("input '{name}' is {d}; expected F32 (or BF16/F16) — round wider inputs to F32 first"))),
-    }
-}
-
 fn max_abs_nan(acc: f64, v: f64) -> f64 {
     if acc.is_nan() || v.is_nan() {
         f64::NAN
@@ -166,7 +99,9 @@ fn max_abs_nan(acc: f64, v: f64) -> f64 {
     }
 }
 
-fn quantize_reference(call: &Call) -> Result<Stages> {
+/// Amax, scale and the dequantized check in f64; the quotient by the stored
+/// (f32) scale rounded to fp8 once.
+fn reference(call: &Call) -> Result<Stages> {
     let g = grid(call, "x")?;
     let (dtype, fmt) = format(call)?;
     exact_in_f32(call, "x")?;
@@ -212,7 +147,9 @@ fn encode_signed_nan(fmt: MiniFloat, v: f64) -> u32 {
     }
 }
 
-fn quantize_fast(call: &Call) -> Result<Stages> {
+/// torch's sequence: f32 amax and scale, `(x / s)` divided in f32 and rounded
+/// to fp8, one block row per rayon task.
+fn fast(call: &Call) -> Result<Stages> {
     let g = grid(call, "x")?;
     let (dtype, fmt) = format(call)?;
     exact_in_f32(call, "x")?;
@@ -261,93 +198,15 @@ fn quantize_fast(call: &Call) -> Result<Stages> {
     Ok(out)
 }
 
-/// The checked inputs of a dequantization: the grid, the fp8 format, and the scale.
-fn dequantize_plan(call: &Call) -> Result<(Grid, MiniFloat)> {
-    let g = grid(call, "quantized")?;
-    let q = call.input("quantized")?;
-    let fmt = match q.dtype {
-        DType::F8E4M3 => F8E4M3FN,
-        DType::F8E5M2 => F8E5M2,
-        d => return Err(call.error(format!("input 'quantized' is {d}; expected F8_E4M3 or F8_E5M2"))),
-    };
-    exact_in_f32(call, "scale")?;
-    let scale = call.input("scale")?;
-    if scale.shape != [g.rows(), g.cols()] {
-        return Err(call.error(format!(
-            "scale has shape {:?}, expected [{}, {}] for a [{}, {}] matrix in [{}, {}] blocks",
-            scale.shape,
-            g.rows(),
-            g.cols(),
-            g.m,
-            g.n,
-            g.bm,
-            g.bn
-        )));
-    }
-    Ok((g, fmt))
-}
-
-fn dequantize_reference(call: &Call) -> Result<Stages> {
-    let (g, fmt) = dequantize_plan(call)?;
-    let q = &call.input("quantized")?.data;
-    let scale = call.input("scale")?.to_f64_vec();
-    let mut out = vec![0f64; g.m * g.n];
-    for i in 0..g.m {
-        for j in 0..g.n {
-            out[i * g.n + j] = fmt.decode(q[i * g.n + j] as u32) * scale[g.block_of(i, j)];
-        }
-    }
-    Ok(Stages(vec![("output".into(), Tensor::from_f64(vec![g.m, g.n], &out))]))
-}
-
-fn dequantize_fast(call: &Call) -> Result<Stages> {
-    let (g, fmt) = dequantize_plan(call)?;
-    let q = &call.input("quantized")?.data;
-    let scale = call.input("scale")?.to_f32_vec();
-    let table = decode_table(fmt);
-    let cols = g.cols();
-    let mut out = vec![0f32; g.m * g.n];
-    if g.n > 0 {
-        out.par_chunks_mut(g.n).enumerate().for_each(|(i, row)| {
-            let srow = &scale[(i / g.bm) * cols..(i / g.bm + 1) * cols];
-            for ((os, qs), &s) in row.chunks_mut(g.bn).zip(q[i * g.n..(i + 1) * g.n].chunks(g.bn)).zip(srow) {
-                for (o, &c) in os.iter_mut().zip(qs) {
-                    *o = table[c as usize] * s;
-                }
-            }
-        });
-    }
-    Ok(Stages(vec![("output".into(), Tensor::from_f32(vec![g.m, g.n], &out))]))
-}
-
-/// All 256 codes decoded once (exact: fp8 values are f32 values).
-fn decode_table(fmt: MiniFloat) -> [f32; 256] {
-    std::array::from_fn(|b| fmt.decode(b as u32) as f32)
-}
-
 /// Random inputs: an f32 weight [m, n] with N(0, 0.02²) entries, e4m3fn in
 /// 128×128 blocks (the DeepSeek-V3 checkpoint layout).
-fn sample_quantize(seed: u64, dims: &[usize]) -> Sample {
+fn sample(seed: u64, dims: &[usize]) -> Sample {
     let (m, n) = (dims[0], dims[1]);
     let mut rng = SplitMix64::new(seed);
-    let mut inputs = super::Inputs::new();
+    let mut inputs = Inputs::new();
     inputs.insert("x".into(), Tensor::from_f32(vec![m, n], &rng.normal_vec_f32(m * n, 0.02)));
-    let mut params = super::Params::new();
+    let mut params = Params::new();
     params.insert("format".into(), serde_json::json!("F8_E4M3"));
-    params.insert("block".into(), serde_json::json!([128, 128]));
-    Sample { inputs, params }
-}
-
-/// Random inputs: a random weight quantized by the fast quantizer, so the
-/// codes and scales look like a real FP8 checkpoint's.
-fn sample_dequantize(seed: u64, dims: &[usize]) -> Sample {
-    let s = sample_quantize(seed, dims);
-    let call = Call { op: &FP8_BLOCK_QUANTIZE, tensor: "sample", inputs: &s.inputs, params: &s.params };
-    let stages = quantize_fast(&call).expect("the sample is well formed");
-    let mut inputs = super::Inputs::new();
-    inputs.insert("quantized".into(), stages.get("quantized").unwrap().clone());
-    inputs.insert("scale".into(), stages.get("scale").unwrap().clone());
-    let mut params = super::Params::new();
     params.insert("block".into(), serde_json::json!([128, 128]));
     Sample { inputs, params }
 }

@@ -2,13 +2,13 @@
 //! `delta = scale·(b @ a)`, `output = base + delta` (LoRA's `W + (α/r)·B·A`,
 //! PHLoRA's reconstruction).
 
-use super::gemm;
-use super::matmul::GEMM_TOLERANCE;
-use crate::format::dtype::DType;
+use super::kernels::gemm;
+use super::kernels::matrix::{float_matrix, matmul_f64, GEMM_TOLERANCE};
+use super::{Call, Input, Inputs, Operation, Param, ParamKind, Params, Sample, Stage, StageDtype, Stages};
 use crate::error::Result;
-use crate::numeric::rng::SplitMix64;
-use crate::ops::{Call, Input, Inputs, Operation, Param, ParamKind, Params, Sample, Stage, StageDtype, Stages};
+use crate::format::dtype::DType;
 use crate::format::tensor::Tensor;
+use crate::numeric::rng::SplitMix64;
 
 const F32: StageDtype = StageDtype::Fixed(DType::F32);
 
@@ -22,7 +22,7 @@ pub static LOWRANK_RECONSTRUCT: Operation = Operation {
     ],
     params: &[Param {
         name: "scale",
- kind: ParamKind::Number,
+        kind: ParamKind::Number,
         doc: "a number (default 1); the fast path rounds it to f32 first, as torch does with a Python scalar",
         required: false,
     }],
@@ -57,14 +57,14 @@ struct Plan {
 }
 
 fn plan(call: &Call) -> Result<Plan> {
-    let (r, n) = super::float_matrix(call, "a")?;
-    let (m, rb) = super::float_matrix(call, "b")?;
+    let (r, n) = float_matrix(call, "a")?;
+    let (m, rb) = float_matrix(call, "b")?;
     if rb != r {
         return Err(call.error(format!("b is [{m}, {rb}] but a is [{r}, {n}]: b must be [m, r] and a [r, n]")));
     }
     let has_base = call.inputs.contains_key("base");
     if has_base {
-        let (bm, bn) = super::float_matrix(call, "base")?;
+        let (bm, bn) = float_matrix(call, "base")?;
         if (bm, bn) != (m, n) {
             return Err(call.error(format!("base is [{bm}, {bn}] but b @ a is [{m}, {n}]")));
         }
@@ -76,9 +76,10 @@ fn plan(call: &Call) -> Result<Plan> {
     Ok(Plan { m, n, r, scale, has_base })
 }
 
+/// `scale·(b @ a)` and the sum in f64.
 fn reference(call: &Call) -> Result<Stages> {
     let p = plan(call)?;
-    let ba = super::matmul_f64(&call.input("b")?.to_f64_vec(), &call.input("a")?.to_f64_vec(), p.m, p.r, p.n);
+    let ba = matmul_f64(&call.input("b")?.to_f64_vec(), &call.input("a")?.to_f64_vec(), p.m, p.r, p.n);
     let delta: Vec<f64> = ba.iter().map(|v| p.scale * v).collect();
     let output: Vec<f64> = match p.has_base {
         true => call.input("base")?.to_f64_vec().iter().zip(&delta).map(|(b, d)| b + d).collect(),
@@ -90,6 +91,8 @@ fn reference(call: &Call) -> Result<Stages> {
     Ok(out)
 }
 
+/// `b @ a` on the f32 GEMM, then torch's sequence: the scale rounded to f32,
+/// one f32 product and one f32 sum per element.
 fn fast(call: &Call) -> Result<Stages> {
     let p = plan(call)?;
     let ba = gemm::matmul(&call.input("b")?.to_f32_vec(), &call.input("a")?.to_f32_vec(), p.m, p.r, p.n);

@@ -1,17 +1,12 @@
 //! `matmul` — `a @ b`.
 
-use super::gemm;
-use crate::compare::tolerance::Tolerance;
-use crate::format::dtype::DType;
+use super::kernels::gemm;
+use super::kernels::matrix::{float_matrix, matmul_f64, GEMM_TOLERANCE};
+use super::{Call, Input, Inputs, Operation, Params, Sample, Stage, StageDtype, Stages};
 use crate::error::Result;
-use crate::numeric::rng::SplitMix64;
-use crate::ops::{Call, Input, Inputs, Operation, Params, Sample, Stage, StageDtype, Stages};
+use crate::format::dtype::DType;
 use crate::format::tensor::Tensor;
-
-/// A GEMM's output: k-term f32 dot products. The limits are the SVF
-/// profile's for its GEMM stages (SPEC §3), which comes from the workflow
-/// this project replaces and fits the error growth below.
-pub(super) const GEMM_TOLERANCE: Tolerance = Tolerance::gate(1e-3, 1e-5);
+use crate::numeric::rng::SplitMix64;
 
 pub static MATMUL: Operation = Operation {
     name: "matmul",
@@ -37,20 +32,22 @@ pub static MATMUL: Operation = Operation {
 };
 
 fn plan(call: &Call) -> Result<(usize, usize, usize)> {
-    let (m, k) = super::float_matrix(call, "a")?;
-    let (kb, n) = super::float_matrix(call, "b")?;
+    let (m, k) = float_matrix(call, "a")?;
+    let (kb, n) = float_matrix(call, "b")?;
     if kb != k {
         return Err(call.error(format!("a is [{m}, {k}] but b is [{kb}, {n}]: inner dimensions differ")));
     }
     Ok((m, k, n))
 }
 
+/// The product in f64 (nalgebra).
 fn reference(call: &Call) -> Result<Stages> {
     let (m, k, n) = plan(call)?;
-    let c = super::matmul_f64(&call.input("a")?.to_f64_vec(), &call.input("b")?.to_f64_vec(), m, k, n);
+    let c = matmul_f64(&call.input("a")?.to_f64_vec(), &call.input("b")?.to_f64_vec(), m, k, n);
     Ok(Stages(vec![("output".into(), Tensor::from_f64(vec![m, n], &c))]))
 }
 
+/// The product on the f32 GEMM (matrixmultiply's sgemm).
 fn fast(call: &Call) -> Result<Stages> {
     let (m, k, n) = plan(call)?;
     let c = gemm::matmul(&call.input("a")?.to_f32_vec(), &call.input("b")?.to_f32_vec(), m, k, n);

@@ -5,7 +5,9 @@
 //! implementations. That one description is what `parity ops` prints, what
 //! `replay` runs, what the gate and the comparer's built-in profile read, and
 //! what the benches and property tests iterate over. To add an operation, add
-//! a module and one line in [`REGISTRY`].
+//! its file, `src/ops/<name>.rs`, and one line in [`REGISTRY`];
+//! `src/ops/README.md` lists every other place it touches. Code several
+//! operations share lives in `kernels`.
 //!
 //! The two implementations:
 //! * **reference** — computed in f64 for clarity, returning *wide* stages:
@@ -24,39 +26,56 @@ use std::collections::BTreeMap;
 pub use crate::format::stages::{Params, Stages};
 pub use params::{Param, ParamKind};
 
-pub mod cast;
 pub mod catalog;
 pub use catalog::{builtin_profile, profile_mapped};
-pub mod elementwise;
-pub mod fp8;
-pub mod layout;
-pub mod linalg;
-pub mod merge;
+pub(crate) mod kernels;
 pub mod params;
+
+// The operations: one file each (see src/ops/README.md), in REGISTRY's order.
+pub mod identity;
+pub mod cast;
+pub mod fp8_block_quantize;
+pub mod fp8_block_dequantize;
+pub mod scale;
+pub mod add;
+pub mod subtract;
+pub mod clamp;
+pub mod fill;
+pub mod matmul;
+pub mod svd;
+pub mod phlora;
+pub mod lowrank_reconstruct;
+pub mod transpose;
+pub mod reshape;
+pub mod slice;
+pub mod concat;
+pub mod split;
+pub mod task_arithmetic;
+pub mod ties;
 pub mod svf_apply;
 
 /// Every operation parity knows. One line per operation.
 pub static REGISTRY: &[&Operation] = &[
-    &layout::IDENTITY,
+    &identity::IDENTITY,
     &cast::CAST,
-    &fp8::FP8_BLOCK_QUANTIZE,
-    &fp8::FP8_BLOCK_DEQUANTIZE,
-    &elementwise::SCALE,
-    &elementwise::ADD,
-    &elementwise::SUBTRACT,
-    &elementwise::CLAMP,
-    &elementwise::FILL,
-    &linalg::MATMUL,
-    &linalg::SVD,
-    &linalg::PHLORA,
-    &linalg::LOWRANK_RECONSTRUCT,
-    &layout::TRANSPOSE,
-    &layout::RESHAPE,
-    &layout::SLICE,
-    &layout::CONCAT,
-    &layout::SPLIT,
-    &merge::TASK_ARITHMETIC,
-    &merge::TIES,
+    &fp8_block_quantize::FP8_BLOCK_QUANTIZE,
+    &fp8_block_dequantize::FP8_BLOCK_DEQUANTIZE,
+    &scale::SCALE,
+    &add::ADD,
+    &subtract::SUBTRACT,
+    &clamp::CLAMP,
+    &fill::FILL,
+    &matmul::MATMUL,
+    &svd::SVD,
+    &phlora::PHLORA,
+    &lowrank_reconstruct::LOWRANK_RECONSTRUCT,
+    &transpose::TRANSPOSE,
+    &reshape::RESHAPE,
+    &slice::SLICE,
+    &concat::CONCAT,
+    &split::SPLIT,
+    &task_arithmetic::TASK_ARITHMETIC,
+    &ties::TIES,
     &svf_apply::SVF_APPLY,
 ];
 

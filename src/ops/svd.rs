@@ -1,29 +1,20 @@
-//! `svd` — the thin SVD in torch.svd's layout — and `phlora`, its rank-r
-//! factorization `x ≈ b @ a` with `a = sqrt(s_r)·Vhᵣ`, `b = Uᵣ·sqrt(s_r)`.
+//! `svd` — the thin SVD in torch.svd's layout, with its reconstruction and
+//! orthogonality: the invariants two correct SVDs must agree on, and the
+//! vectors (reported, since they are defined only up to sign and rotation).
 //!
-//! Reference: nalgebra's SVD in f64, every stage in f64. Fast: the same
-//! algorithm in f32, the recompositions on the f32 GEMM. Neither is LAPACK's
-//! divide and conquer (what numpy and torch call), so the two only agree on
-//! what the mathematics fixes — which is what the required stages are.
+//! Both implementations run the same algorithm (nalgebra's), in f64 and in
+//! f32; why that is enough, and the sign convention, are in `kernels/svd.rs`.
 
-use super::gemm;
-use super::matmul::GEMM_TOLERANCE;
-use super::{finite_input, thin_svd, ThinSvd};
+use super::kernels::gemm;
+use super::kernels::matrix::matmul_f64;
+use super::kernels::svd::{sample_x, svd_failed, svd_input, thin_svd, S_TOLERANCE, S_WHY, VECTORS_TOLERANCE};
+use super::{Call, Input, Operation, Params, Sample, Stage, StageDtype, Stages};
 use crate::compare::tolerance::Tolerance;
-use crate::format::dtype::DType;
 use crate::error::Result;
-use crate::numeric::rng::SplitMix64;
-use crate::ops::{Call, Input, Inputs, Operation, Param, ParamKind, Params, Sample, Stage, StageDtype, Stages};
+use crate::format::dtype::DType;
 use crate::format::tensor::Tensor;
 
 const F32: StageDtype = StageDtype::Fixed(DType::F32);
-
-/// Singular values of an f32 SVD: backward stable, so by Weyl's theorem each
-/// is within ‖ΔX‖₂ ≈ c·√n·2⁻²⁴·σ_max of the exact one.
-const S_TOLERANCE: Tolerance = Tolerance::gate(1e-4, 1e-5);
-const S_WHY: &str = "backward-stable f32 SVD: |Δσ| ≤ ‖ΔX‖₂ ≈ c·√n·2⁻²⁴·σ_max (Weyl), ≲ 1e-5 for σ_max ≲ 10 and n ≲ 1024";
-/// Singular vectors: reported, not required.
-const VECTORS_TOLERANCE: Tolerance = Tolerance::gate(1e-3, 1e-5).optional();
 
 pub static SVD: Operation = Operation {
     name: "svd",
@@ -62,86 +53,20 @@ pub static SVD: Operation = Operation {
                   the f64 one is ≈ 1e-15, so this gates the f32 side's own loss",
         },
     ],
-    reference: svd_reference,
-    fast: svd_fast,
-    sample: sample_svd,
+    reference,
+    fast,
+    sample,
     dims: "[m, n]",
     bench_dims: &[&[128, 128], &[256, 512], &[512, 512]],
 };
 
-pub static PHLORA: Operation = Operation {
-    name: "phlora",
-    summary: "rank-r factorization from the SVD (PHLoRA): a = sqrt(s_r)·Vhᵣ, b = Uᵣ·sqrt(s_r), x ≈ b @ a",
-    inputs: &[Input { name: "x", doc: "F32 [m, n] (F64/F16/BF16 read exactly), finite", optional: false }],
-    params: &[Param { name: "rank", kind: ParamKind::Integer, doc: "r, an integer with 1 ≤ r ≤ min(m, n)", required: true }],
-    stages: &[
-        Stage { name: "s", dtype: F32, tolerance: S_TOLERANCE, why: S_WHY },
-        Stage {
-            name: "a",
-            dtype: F32,
-            tolerance: VECTORS_TOLERANCE,
-            why: "[r, n] = sqrt(s_r)·Vhᵣ, signs canonicalised as svd's v: defined only up to rotation within near-repeated \
-                  singular values, so report, don't require",
-        },
-        Stage {
-            name: "b",
-            dtype: F32,
-            tolerance: VECTORS_TOLERANCE,
-            why: "[m, r] = Uᵣ·sqrt(s_r), flipped with a: defined only up to rotation within near-repeated singular values, \
-                  so report, don't require",
-        },
-        Stage {
-            name: "reconstruction",
-            dtype: F32,
-            tolerance: GEMM_TOLERANCE,
-            why: "b @ a, the best rank-r approximation: invariant when σ_r > σ_(r+1) (its error grows like 2⁻²⁴·σ_max² / \
-                  (σ_r − σ_(r+1))); limits as SVF's zero_source_f32",
-        },
-        Stage {
-            name: "residual",
-            dtype: F32,
-            tolerance: Tolerance::gate(1e-5, 1e-5),
-            why: "‖x − b@a‖_F / ‖x‖_F, a ratio in [0, 1]: the f32 reconstruction's error relative to ‖x‖_F is c·√r·2⁻²⁴ \
-                  (< 1e-5 for r ≲ 1000); 0 / 0 is NaN, as in torch",
-        },
-    ],
-    reference: phlora_reference,
-    fast: phlora_fast,
-    sample: sample_phlora,
-    dims: "[m, n, r]",
-    bench_dims: &[&[128, 128, 16], &[256, 512, 32], &[512, 512, 64]],
-};
-
-fn svd_input(call: &Call) -> Result<(usize, usize, Vec<f64>)> {
-    let (m, n) = super::float_matrix(call, "x")?;
-    let x = call.input("x")?.to_f64_vec();
-    finite_input(call, "x", &x)?;
-    Ok((m, n, x))
-}
-
-fn svd_failed(call: &Call, precision: &str) -> crate::Error {
-    call.error(format!("the {precision} SVD did not converge or overflowed (values too large for {precision}?)"))
-}
-
-fn rank_param(call: &Call, m: usize, n: usize) -> Result<usize> {
-    let r = match call.param("rank") {
-        None => return Err(call.error("parameter 'rank' missing")),
-        Some(v) => v.as_u64().ok_or_else(|| call.error(format!("parameter 'rank' must be a positive integer, got {v}")))?,
-    };
-    if r == 0 || r as usize > m.min(n) {
-        return Err(call.error(format!("rank {r} is outside 1..={} for a [{m}, {n}] matrix", m.min(n))));
-    }
-    Ok(r as usize)
-}
-
-// ---------------------------------------------------------------- reference (f64)
-
-fn svd_reference(call: &Call) -> Result<Stages> {
+/// The SVD in f64, every stage in f64.
+fn reference(call: &Call) -> Result<Stages> {
     let (m, n, x) = svd_input(call)?;
     let d = thin_svd(&x, m, n).ok_or_else(|| svd_failed(call, "f64"))?;
     let r = d.r;
     let us: Vec<f64> = (0..m * r).map(|i| d.u[i] * d.s[i % r]).collect();
-    let recon = super::matmul_f64(&us, &transpose_f64(&d.v, n, r), m, r, n);
+    let recon = matmul_f64(&us, &transpose_f64(&d.v, n, r), m, r, n);
     let ortho = [orthogonality_f64(&d.u, m, r), orthogonality_f64(&d.v, n, r)];
     let mut out = Stages::default();
     out.push("s", Tensor::from_f64(vec![r], &d.s));
@@ -152,54 +77,8 @@ fn svd_reference(call: &Call) -> Result<Stages> {
     Ok(out)
 }
 
-fn phlora_reference(call: &Call) -> Result<Stages> {
-    let (m, n, x) = svd_input(call)?;
-    let r = rank_param(call, m, n)?;
-    let d = thin_svd(&x, m, n).ok_or_else(|| svd_failed(call, "f64"))?;
-    let (a, b, s) = factors(&d, m, n, r, f64::sqrt);
-    let recon = super::matmul_f64(&b, &a, m, r, n);
-    let diff: f64 = x.iter().zip(&recon).map(|(x, y)| (x - y) * (x - y)).sum();
-    let norm: f64 = x.iter().map(|x| x * x).sum();
-    let residual = diff.sqrt() / norm.sqrt();
-    let mut out = Stages::default();
-    out.push("s", Tensor::from_f64(vec![r], &s));
-    out.push("a", Tensor::from_f64(vec![r, n], &a));
-    out.push("b", Tensor::from_f64(vec![m, r], &b));
-    out.push("reconstruction", Tensor::from_f64(vec![m, n], &recon));
-    out.push("residual", Tensor::from_f64(vec![1], &[residual]));
-    Ok(out)
-}
-
-fn transpose_f64(a: &[f64], rows: usize, cols: usize) -> Vec<f64> {
-    let mut out = vec![0f64; a.len()];
-    for i in 0..rows {
-        for j in 0..cols {
-            out[j * rows + i] = a[i * cols + j];
-        }
-    }
-    out
-}
-
-/// max |qᵀq − I| for row-major q [rows, r] (0 for r = 0).
-fn orthogonality_f64(q: &[f64], rows: usize, r: usize) -> f64 {
-    let g = super::matmul_f64(&transpose_f64(q, rows, r), q, r, rows, r);
-    max_off_identity(&g, r, |x| x)
-}
-
-fn max_off_identity<T: Copy>(g: &[T], r: usize, widen: impl Fn(T) -> f64) -> f64 {
-    let mut worst = 0f64;
-    for i in 0..r {
-        for j in 0..r {
-            let want = if i == j { 1.0 } else { 0.0 };
-            worst = worst.max((widen(g[i * r + j]) - want).abs());
-        }
-    }
-    worst
-}
-
-// ---------------------------------------------------------------- fast (f32)
-
-fn svd_fast(call: &Call) -> Result<Stages> {
+/// The same SVD in f32, the reconstruction and Gram matrices on the f32 GEMM.
+fn fast(call: &Call) -> Result<Stages> {
     let (m, n, _) = svd_input(call)?;
     let x = call.input("x")?.to_f32_vec();
     let d = thin_svd(&x, m, n).ok_or_else(|| svd_failed(call, "f32"))?;
@@ -218,69 +97,34 @@ fn svd_fast(call: &Call) -> Result<Stages> {
     Ok(out)
 }
 
-fn phlora_fast(call: &Call) -> Result<Stages> {
-    let (m, n, _) = svd_input(call)?;
-    let r = rank_param(call, m, n)?;
-    let x = call.input("x")?.to_f32_vec();
-    let d = thin_svd(&x, m, n).ok_or_else(|| svd_failed(call, "f32"))?;
-    let (a, b, s) = factors(&d, m, n, r, f32::sqrt);
-    let recon = gemm::matmul(&b, &a, m, r, n);
-    // torch.linalg.norm(x - b @ a) / torch.linalg.norm(x): the difference in
-    // f32; the two sums of squares accumulate in f64 and each norm rounds
-    // once to f32 (more exact than an f32 sum, independent of vector width).
-    let diff: f64 = x.iter().zip(&recon).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
-    let norm: f64 = x.iter().map(|&x| (x as f64).powi(2)).sum();
-    let residual = diff.sqrt() as f32 / norm.sqrt() as f32;
-    let mut out = Stages::default();
-    out.push("s", Tensor::from_f32(vec![r], &s));
-    out.push("a", Tensor::from_f32(vec![r, n], &a));
-    out.push("b", Tensor::from_f32(vec![m, r], &b));
-    out.push("reconstruction", Tensor::from_f32(vec![m, n], &recon));
-    out.push("residual", Tensor::from_f32(vec![1], &[residual]));
-    Ok(out)
-}
-
-/// (a [r, n], b [m, r], s_r) from a thin SVD: a[i, j] = sqrt(s_i)·v[j, i],
-/// b[i, j] = u[i, j]·sqrt(s_j), in the SVD's own precision.
-fn factors<T: Copy + std::ops::Mul<Output = T>>(d: &ThinSvd<T>, m: usize, n: usize, r: usize, sqrt: fn(T) -> T) -> (Vec<T>, Vec<T>, Vec<T>) {
-    let k = d.r;
-    let root: Vec<T> = d.s[..r].iter().map(|&s| sqrt(s)).collect();
-    let a = (0..r * n).map(|idx| root[idx / n] * d.v[(idx % n) * k + idx / n]).collect();
-    let b = (0..m * r).map(|idx| d.u[(idx / r) * k + idx % r] * root[idx % r]).collect();
-    (a, b, d.s[..r].to_vec())
-}
-
-// ---------------------------------------------------------------- samples
-
-/// A weight-like [m, n] matrix: N(0, 0.02²) entries plus a decaying low-rank
-/// part, so the top singular values are spread out as in trained weights.
-fn weight_like(rng: &mut SplitMix64, m: usize, n: usize) -> Vec<f32> {
-    let noise = rng.normal_vec_f32(m * n, 0.02);
-    let rank = m.min(n).min(8);
-    let mut x: Vec<f64> = noise.iter().map(|&v| v as f64).collect();
-    for p in 0..rank {
-        let weight = 1.0 / (p + 1) as f64;
-        let left: Vec<f64> = (0..m).map(|_| rng.normal() / (m as f64).sqrt()).collect();
-        let right: Vec<f64> = (0..n).map(|_| rng.normal() / (n as f64).sqrt()).collect();
-        for i in 0..m {
-            for j in 0..n {
-                x[i * n + j] += weight * left[i] * right[j];
-            }
+fn transpose_f64(a: &[f64], rows: usize, cols: usize) -> Vec<f64> {
+    let mut out = vec![0f64; a.len()];
+    for i in 0..rows {
+        for j in 0..cols {
+            out[j * rows + i] = a[i * cols + j];
         }
     }
-    x.into_iter().map(|v| v as f32).collect()
+    out
 }
 
-fn sample_svd(seed: u64, dims: &[usize]) -> Sample {
-    let (m, n) = (dims[0], dims[1]);
-    let mut rng = SplitMix64::new(seed);
-    let mut inputs = Inputs::new();
-    inputs.insert("x".into(), Tensor::from_f32(vec![m, n], &weight_like(&mut rng, m, n)));
-    Sample { inputs, params: Params::new() }
+/// max |qᵀq − I| for row-major q [rows, r] (0 for r = 0).
+fn orthogonality_f64(q: &[f64], rows: usize, r: usize) -> f64 {
+    let g = matmul_f64(&transpose_f64(q, rows, r), q, r, rows, r);
+    max_off_identity(&g, r, |x| x)
 }
 
-fn sample_phlora(seed: u64, dims: &[usize]) -> Sample {
-    let mut s = sample_svd(seed, &dims[..2]);
-    s.params.insert("rank".into(), serde_json::json!(dims[2]));
-    s
+fn max_off_identity<T: Copy>(g: &[T], r: usize, widen: impl Fn(T) -> f64) -> f64 {
+    let mut worst = 0f64;
+    for i in 0..r {
+        for j in 0..r {
+            let want = if i == j { 1.0 } else { 0.0 };
+            worst = worst.max((widen(g[i * r + j]) - want).abs());
+        }
+    }
+    worst
+}
+
+/// Random inputs: dims = [m, n], a weight-like x (see [`sample_x`]).
+fn sample(seed: u64, dims: &[usize]) -> Sample {
+    Sample { inputs: sample_x(seed, dims[0], dims[1]), params: Params::new() }
 }

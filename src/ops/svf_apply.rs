@@ -4,15 +4,15 @@
 //! singular values are rescaled by `1 + offsets`, renormalised so their sum is
 //! unchanged, recomposed, oriented to the target layout and rounded to bf16.
 
-mod fast;
-mod reference;
-
-use super::{Call, Input, Operation, Param, ParamKind, Sample, Stage, StageDtype};
+use super::kernels::gemm::{sgemm_into, transpose_into, Operand};
+use super::{Call, Input, Inputs, Operation, Param, ParamKind, Params, Sample, Stage, StageDtype, Stages};
 use crate::compare::tolerance::Tolerance;
-use crate::format::dtype::DType;
 use crate::error::Result;
-use crate::numeric::rng::SplitMix64;
+use crate::format::dtype::DType;
 use crate::format::tensor::Tensor;
+use crate::numeric::rng::SplitMix64;
+use crate::numeric::round;
+use nalgebra::DMatrix;
 
 const F32: StageDtype = StageDtype::Fixed(DType::F32);
 
@@ -30,7 +30,7 @@ pub static SVF_APPLY: Operation = Operation {
         Param { name: "final_shape", kind: ParamKind::Sizes, doc: "[m, n] or [n, m]: the target layout", required: true },
         Param {
             name: "transpose",
- kind: ParamKind::Bool,
+            kind: ParamKind::Bool,
             doc: "bool: decides the orientation when given (final_shape must agree); a square weight is transposed only when this says so",
             required: false,
         },
@@ -90,26 +90,26 @@ pub static SVF_APPLY: Operation = Operation {
             why: "bf16 rounding of final_f32: an f32 difference across a rounding boundary flips one bf16 ULP, so report, don't require",
         },
     ],
-    reference: reference::run,
-    fast: fast::run,
+    reference,
+    fast,
     sample,
     dims: "[m, n, k]",
     bench_dims: &[&[256, 256, 256], &[1024, 3072, 1024], &[3072, 1024, 1024]],
 };
 
 /// The checked arguments both implementations work from.
-pub(crate) struct Plan {
-    pub m: usize,
-    pub n: usize,
-    pub k: usize,
-    pub transpose: bool,
+struct Plan {
+    m: usize,
+    n: usize,
+    k: usize,
+    transpose: bool,
 }
 
 /// Check shapes and decide the orientation (SPEC §3): if `transpose` is given
 /// it decides and `final_shape` must agree; otherwise the result is transposed
 /// iff `final_shape` is `[n, m]` with `m ≠ n`. Anything else is an error — a
 /// silently wrong orientation of a square matrix is the classic porting bug.
-pub(crate) fn plan(call: &Call) -> Result<Plan> {
+fn plan(call: &Call) -> Result<Plan> {
     let (m, n) = call.matrix_dims("source")?;
     let (um, k) = call.matrix_dims("u")?;
     let (vn, vk) = call.matrix_dims("v")?;
@@ -163,6 +163,133 @@ pub(crate) fn plan(call: &Call) -> Result<Plan> {
     Ok(Plan { m, n, k, transpose })
 }
 
+/// The reference SVF: every stage computed in f64, for clarity over speed.
+///
+/// Returns wide stages (F64 where SPEC declares F32); `Stages::narrow` rounds
+/// each to f32 once. `final_bf16` is rounded from the f32-rounded final value
+/// — f64 → f32 → bf16, both RNE — because that is the contract's definition
+/// (a port writes bf16 from its own f32 result), even though it is a double
+/// rounding compared with f64 → bf16 directly.
+fn reference(call: &Call) -> Result<Stages> {
+    let p = plan(call)?;
+    let (m, n, k) = (p.m, p.n, p.k);
+    let source = call.input("source")?;
+    let offsets = call.input("offsets")?;
+    let s = call.input("s")?.to_f64_vec();
+    let off = offsets.to_f64_vec();
+
+    let scaled_s: Vec<f64> = s.iter().zip(&off).map(|(s, o)| s * (1.0 + o)).collect();
+    // IEEE division as torch does it: sum(scaled_s) == 0 gives ±inf or NaN,
+    // which then propagates through the later stages. That is the defined
+    // result (a port must reproduce it), not an error.
+    let normalization = s.iter().sum::<f64>() / scaled_s.iter().sum::<f64>();
+
+    // Row-major [m, k] and [n, k] into nalgebra (column-major) matrices.
+    let u = DMatrix::from_row_slice(m, k, &call.input("u")?.to_f64_vec());
+    let v = DMatrix::from_row_slice(n, k, &call.input("v")?.to_f64_vec());
+    let u_scaled = DMatrix::from_fn(m, k, |i, j| u[(i, j)] * scaled_s[j]);
+    let u_s = DMatrix::from_fn(m, k, |i, j| u[(i, j)] * s[j]);
+    let matmul = &u_scaled * v.transpose();
+    let zero_source = &u_s * v.transpose();
+    let adapted = &matmul * normalization;
+    let final_ = if p.transpose { adapted.transpose() } else { adapted.clone() };
+
+    let final_f32: Vec<f32> = row_major(&final_).into_iter().map(round::f64_to_f32).collect();
+    let final_bf16: Vec<u16> = final_f32.iter().map(|&x| round::f32_to_bf16_bits(x)).collect();
+
+    let mut out = Stages::default();
+    out.push("source_f32", Tensor::from_f64(vec![m, n], &source.to_f64_vec()));
+    out.push("offsets_f32", Tensor::from_f64(vec![k], &off));
+    out.push("scaled_s", Tensor::from_f64(vec![k], &scaled_s));
+    out.push("normalization", Tensor::from_f64(vec![1], &[normalization]));
+    out.push("u_scaled", Tensor::from_f64(vec![m, k], &row_major(&u_scaled)));
+    out.push("matmul_pre_norm", Tensor::from_f64(vec![m, n], &row_major(&matmul)));
+    out.push("zero_source_f32", Tensor::from_f64(vec![m, n], &row_major(&zero_source)));
+    out.push("adapted_source_f32", Tensor::from_f64(vec![m, n], &row_major(&adapted)));
+    out.push("final_f32", Tensor::from_f64(vec![final_.nrows(), final_.ncols()], &row_major(&final_)));
+    out.push("final_bf16", Tensor::from_u16_bits(DType::BF16, vec![final_.nrows(), final_.ncols()], &final_bf16));
+    Ok(out)
+}
+
+fn row_major(a: &DMatrix<f64>) -> Vec<f64> {
+    a.transpose().as_slice().to_vec()
+}
+
+/// The fast SVF: f32 compute on a real GEMM, bf16 output.
+///
+/// Rounding, in order: inputs are f32 (wider inputs are rounded to f32 once,
+/// RNE); `1 + offsets`, `s · (1 + offsets)`, `u · scaled_s` and
+/// `matmul · normalization` each round to f32 as torch's f32 kernels do; the
+/// two sums of `normalization` accumulate in f64 and round once (more exact
+/// than an f32 sum and independent of vector width or thread count); the GEMM
+/// accumulates in f32 (matrixmultiply's FMA microkernels). `final_bf16` is
+/// f32 → bf16 RNE of `final_f32`.
+///
+/// Determinism: matrixmultiply splits work over blocks of output rows, never
+/// over the k dimension, so every output element sees the same summation
+/// order whatever the thread count.
+///
+/// Memory: inputs are read in place and every stage is computed straight
+/// into its own storage — on large weights, fresh memory (which the kernel
+/// must zero) costs more than the arithmetic around the GEMMs.
+fn fast(call: &Call) -> Result<Stages> {
+    let p = plan(call)?;
+    let (m, n, k) = (p.m, p.n, p.k);
+    let source = call.input("source")?;
+    let (u, v) = (call.input("u")?.f32s(), call.input("v")?.f32s());
+    let (s, off) = (call.input("s")?.f32s(), call.input("offsets")?.f32s());
+
+    let scaled_s: Vec<f32> = s.iter().zip(off.iter()).map(|(s, o)| s * (1.0 + o)).collect();
+    // IEEE division, as torch: a zero denominator gives ±inf/NaN by design.
+    let normalization =
+        (s.iter().map(|&x| x as f64).sum::<f64>() as f32) / (scaled_s.iter().map(|&x| x as f64).sum::<f64>() as f32);
+
+    let u_scaled = Tensor::f32_with(vec![m, k], |out| scale_columns(&u, &scaled_s, k, out));
+    let u_s = Tensor::f32_with(vec![m, k], |out| scale_columns(&u, &s, k, out));
+    let vt = Operand::transposed(&v, k);
+    let matmul = Tensor::f32_with(vec![m, n], |c| sgemm_into(m, k, n, Operand::rows(&u_scaled.f32s(), k), vt, c));
+    let zero_source = Tensor::f32_with(vec![m, n], |c| sgemm_into(m, k, n, Operand::rows(&u_s.f32s(), k), vt, c));
+    drop(u_s);
+    let adapted = Tensor::f32_with(vec![m, n], |out| {
+        for (o, x) in out.iter_mut().zip(matmul.f32s().iter()) {
+            *o = x * normalization;
+        }
+    });
+    let final_f32 = if p.transpose {
+        Tensor::f32_with(vec![n, m], |out| transpose_into(&adapted.f32s(), m, n, out))
+    } else {
+        adapted.clone()
+    };
+    let final_bf16 = Tensor::u16_with(DType::BF16, final_f32.shape.clone(), |bits| {
+        for (b, &x) in bits.iter_mut().zip(final_f32.f32s().iter()) {
+            *b = round::f32_to_bf16_bits(x);
+        }
+    });
+
+    let mut out = Stages::default();
+    let source_f32 = if source.dtype == DType::F32 { source.clone() } else { Tensor::from_f32(vec![m, n], &source.to_f32_vec()) };
+    out.push("source_f32", source_f32);
+    out.push("offsets_f32", Tensor::from_f32(vec![k], &off));
+    out.push("scaled_s", Tensor::from_f32(vec![k], &scaled_s));
+    out.push("normalization", Tensor::from_f32(vec![1], &[normalization]));
+    out.push("u_scaled", u_scaled);
+    out.push("matmul_pre_norm", matmul);
+    out.push("zero_source_f32", zero_source);
+    out.push("adapted_source_f32", adapted);
+    out.push("final_f32", final_f32);
+    out.push("final_bf16", final_bf16);
+    Ok(out)
+}
+
+/// `out[i, j] = u[i, j] · by[j]` for row-major [·, k]: one f32 rounding each.
+fn scale_columns(u: &[f32], by: &[f32], k: usize, out: &mut [f32]) {
+    for (row_out, row_u) in out.chunks_exact_mut(k.max(1)).zip(u.chunks_exact(k.max(1))) {
+        for ((o, x), c) in row_out.iter_mut().zip(row_u).zip(by) {
+            *o = x * c;
+        }
+    }
+}
+
 /// Random inputs: dims = [m, n, k]. U and V have unit-variance-per-column
 /// entries, S is positive and decreasing, offsets ~ N(0, 0.05²) as learned
 /// SVF offsets are; the final shape is [n, m] (transposed) when m ≠ n.
@@ -174,13 +301,13 @@ fn sample(seed: u64, dims: &[usize]) -> Sample {
     let v = rng.normal_vec_f32(n * k, 1.0 / (n.max(1) as f64).sqrt());
     let s: Vec<f32> = (0..k).map(|i| (2.0 * (1.0 - i as f64 / (k as f64 + 1.0)) + 0.1 * rng.uniform()) as f32).collect();
     let offsets = rng.normal_vec_f32(k, 0.05);
-    let mut inputs = super::Inputs::new();
+    let mut inputs = Inputs::new();
     inputs.insert("source".into(), Tensor::from_f32(vec![m, n], &source));
     inputs.insert("u".into(), Tensor::from_f32(vec![m, k], &u));
     inputs.insert("s".into(), Tensor::from_f32(vec![k], &s));
     inputs.insert("v".into(), Tensor::from_f32(vec![n, k], &v));
     inputs.insert("offsets".into(), Tensor::from_f32(vec![k], &offsets));
-    let mut params = super::Params::new();
+    let mut params = Params::new();
     let final_shape = if m != n { [n, m] } else { [m, n] };
     params.insert("final_shape".into(), serde_json::json!(final_shape));
     Sample { inputs, params }

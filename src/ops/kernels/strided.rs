@@ -1,7 +1,8 @@
-//! The fast layout operations: contiguous runs are copied whole, and a
-//! transposition is done in cache-sized tiles.
+//! The fast layout kernel: contiguous runs are copied whole, and a
+//! transposition is done in cache-sized tiles (used by `transpose` and
+//! `slice`; `identity`, `reshape`, `concat` and `split` copy whole blocks).
 //!
-//! Every operation is a strided view of its input (an offset and, per output
+//! A transpose or a slice is a strided view of its input (an offset and, per output
 //! axis, a step in input elements) copied out contiguously by
 //! [`strided_copy`]. Before copying, axes of length 1 are dropped and axes
 //! that are contiguous in the input are merged, so a row slice becomes a few
@@ -9,88 +10,7 @@
 //! transposes. Elements are moved as `[u8; N]` for the dtype's width `N`
 //! (1, 2, 4 or 8 bytes), so bits pass through untouched whatever they encode.
 
-use super::{concat_plan, like, reshape_plan, slice_plan, split_plan, strides, transpose_plan};
-use crate::error::Result;
-use crate::ops::{Call, Stages};
 use crate::format::tensor::numel;
-
-pub(super) fn identity(call: &Call) -> Result<Stages> {
-    let x = call.input("x")?;
-    let mut out = Stages::default();
-    out.push("output", x.clone());
-    Ok(out)
-}
-
-pub(super) fn reshape(call: &Call) -> Result<Stages> {
-    let shape = reshape_plan(call)?;
-    let x = call.input("x")?;
-    let mut out = Stages::default();
-    out.push("output", like(x, shape, x.data.clone()));
-    Ok(out)
-}
-
-pub(super) fn transpose(call: &Call) -> Result<Stages> {
-    let p = transpose_plan(call)?;
-    let x = call.input("x")?;
-    let in_strides = strides(&x.shape);
-    let steps: Vec<usize> = p.perm.iter().map(|&a| in_strides[a]).collect();
-    let bytes = strided_copy(&x.data, x.dtype.size(), &p.out_shape, &steps, 0);
-    let mut out = Stages::default();
-    out.push("output", like(x, p.out_shape, bytes));
-    Ok(out)
-}
-
-pub(super) fn slice(call: &Call) -> Result<Stages> {
-    let p = slice_plan(call)?;
-    let x = call.input("x")?;
-    let in_strides = strides(&x.shape);
-    let offset = p.start.iter().zip(&in_strides).map(|(s, st)| s * st).sum();
-    let steps: Vec<usize> = p.step.iter().zip(&in_strides).map(|(s, st)| s * st).collect();
-    let bytes = strided_copy(&x.data, x.dtype.size(), &p.out_shape, &steps, offset);
-    let mut out = Stages::default();
-    out.push("output", like(x, p.out_shape, bytes));
-    Ok(out)
-}
-
-pub(super) fn concat(call: &Call) -> Result<Stages> {
-    let p = concat_plan(call)?;
-    let (a, b) = (call.input("a")?, call.input("b")?);
-    // Below the axis both inputs are contiguous blocks: one block of a, then
-    // one of b, for every index of the axes before it.
-    let es = a.dtype.size();
-    let outer: usize = p.out_shape[..p.axis].iter().product();
-    let inner: usize = p.out_shape[p.axis + 1..].iter().product();
-    let (block_a, block_b) = (a.shape[p.axis] * inner * es, b.shape[p.axis] * inner * es);
-    let mut bytes = Vec::with_capacity(numel(&p.out_shape) * es);
-    for o in 0..outer {
-        bytes.extend_from_slice(&a.data[o * block_a..(o + 1) * block_a]);
-        bytes.extend_from_slice(&b.data[o * block_b..(o + 1) * block_b]);
-    }
-    let mut out = Stages::default();
-    out.push("output", like(a, p.out_shape, bytes));
-    Ok(out)
-}
-
-pub(super) fn split(call: &Call) -> Result<Stages> {
-    let p = split_plan(call)?;
-    let x = call.input("x")?;
-    let es = x.dtype.size();
-    let outer: usize = x.shape[..p.axis].iter().product();
-    let inner: usize = x.shape[p.axis + 1..].iter().product();
-    let block = x.shape[p.axis] * inner * es;
-    let cut = p.index * inner * es;
-    let mut first = Vec::with_capacity(outer * cut);
-    let mut second = Vec::with_capacity(outer * (block - cut));
-    for o in 0..outer {
-        let row = &x.data[o * block..(o + 1) * block];
-        first.extend_from_slice(&row[..cut]);
-        second.extend_from_slice(&row[cut..]);
-    }
-    let mut out = Stages::default();
-    out.push("first", like(x, p.first_shape, first));
-    out.push("second", like(x, p.second_shape, second));
-    Ok(out)
-}
 
 /// Copy the strided view (`offset`, and per output axis a step in input
 /// elements) of `src` out into a new contiguous buffer of `shape`.

@@ -1,7 +1,10 @@
-//! Linear algebra: `matmul`, `svd`, `phlora` (the rank-r factorization of
-//! PHLoRA) and `lowrank_reconstruct`, with what they share: the f32 GEMM of
-//! the fast kernels ([`gemm`]), one thin SVD for both precisions, and the
+//! One thin SVD for both precisions, shared by `svd` and `phlora`, and the
 //! sign convention that makes an SVD comparable at all.
+//!
+//! Reference: nalgebra's SVD in f64, every stage in f64. Fast: the same
+//! algorithm in f32, the recompositions on the f32 GEMM. Neither is LAPACK's
+//! divide and conquer (what numpy and torch call), so the two only agree on
+//! what the mathematics fixes — which is what the required stages are.
 //!
 //! An SVD is unique only up to the sign of each pair of singular vectors (and
 //! a rotation within a repeated singular value). The sign is fixed here —
@@ -12,38 +15,20 @@
 //! why only the invariants (singular values, reconstruction, orthogonality,
 //! residual) are required stages and the vectors are reported.
 
-pub(crate) mod gemm;
-mod lowrank;
-mod matmul;
-mod svd;
-
-pub use lowrank::LOWRANK_RECONSTRUCT;
-pub use matmul::MATMUL;
-pub use svd::{PHLORA, SVD};
-
-use super::Call;
-use crate::format::dtype::DType;
+use super::matrix::float_matrix;
+use crate::compare::tolerance::Tolerance;
 use crate::error::Result;
+use crate::format::tensor::Tensor;
+use crate::numeric::rng::SplitMix64;
+use crate::ops::{Call, Inputs};
 use nalgebra::{DMatrix, RealField};
 
-/// A 2-D float input as (rows, cols).
-fn float_matrix(call: &Call, name: &str) -> Result<(usize, usize)> {
-    let dims = call.matrix_dims(name)?;
-    let t = call.input(name)?;
-    if !t.dtype.is_float() || matches!(t.dtype, DType::F8E4M3 | DType::F8E5M2) {
-        return Err(call.error(format!("input '{name}' is {}; expected F32 (or F64/F16/BF16)", t.dtype)));
-    }
-    Ok(dims)
-}
-
-/// `a @ b` in f64 for row-major `a` [m, k] and `b` [k, n] (nalgebra).
-fn matmul_f64(a: &[f64], b: &[f64], m: usize, k: usize, n: usize) -> Vec<f64> {
-    if m == 0 || n == 0 {
-        return Vec::new();
-    }
-    let c = DMatrix::from_row_slice(m, k, a) * DMatrix::from_row_slice(k, n, b);
-    c.transpose().as_slice().to_vec() // column-major → row-major
-}
+/// Singular values of an f32 SVD: backward stable, so by Weyl's theorem each
+/// is within ‖ΔX‖₂ ≈ c·√n·2⁻²⁴·σ_max of the exact one.
+pub(crate) const S_TOLERANCE: Tolerance = Tolerance::gate(1e-4, 1e-5);
+pub(crate) const S_WHY: &str = "backward-stable f32 SVD: |Δσ| ≤ ‖ΔX‖₂ ≈ c·√n·2⁻²⁴·σ_max (Weyl), ≲ 1e-5 for σ_max ≲ 10 and n ≲ 1024";
+/// Singular vectors: reported, not required.
+pub(crate) const VECTORS_TOLERANCE: Tolerance = Tolerance::gate(1e-3, 1e-5).optional();
 
 /// A thin SVD `x = u · diag(s) · vᵀ` in torch.svd's layout, row-major:
 /// `s` [r] descending and ≥ 0, `u` [m, r], `v` [n, r] (V, not Vᵀ), r = min(m, n),
@@ -114,6 +99,14 @@ pub(crate) fn canonicalise_signs<T: RealField + Copy>(u: &mut [T], v: &mut [T], 
     }
 }
 
+/// The input `x` checked and read exactly: (m, n, values in f64).
+pub(crate) fn svd_input(call: &Call) -> Result<(usize, usize, Vec<f64>)> {
+    let (m, n) = float_matrix(call, "x")?;
+    let x = call.input("x")?.to_f64_vec();
+    finite_input(call, "x", &x)?;
+    Ok((m, n, x))
+}
+
 /// Refuse NaN/inf: an SVD of such a matrix is undefined (LAPACK reports
 /// non-convergence, nalgebra would not terminate).
 fn finite_input(call: &Call, name: &str, values: &[f64]) -> Result<()> {
@@ -122,4 +115,32 @@ fn finite_input(call: &Call, name: &str, values: &[f64]) -> Result<()> {
         return Err(call.error(format!("input '{name}' holds {bad} NaN/inf value(s): its SVD is undefined")));
     }
     Ok(())
+}
+
+pub(crate) fn svd_failed(call: &Call, precision: &str) -> crate::Error {
+    call.error(format!("the {precision} SVD did not converge or overflowed (values too large for {precision}?)"))
+}
+
+/// Sample input `x`: a weight-like [m, n] matrix, N(0, 0.02²) entries plus a
+/// decaying low-rank part, so the top singular values are spread out as in
+/// trained weights.
+pub(crate) fn sample_x(seed: u64, m: usize, n: usize) -> Inputs {
+    let mut rng = SplitMix64::new(seed);
+    let noise = rng.normal_vec_f32(m * n, 0.02);
+    let rank = m.min(n).min(8);
+    let mut x: Vec<f64> = noise.iter().map(|&v| v as f64).collect();
+    for p in 0..rank {
+        let weight = 1.0 / (p + 1) as f64;
+        let left: Vec<f64> = (0..m).map(|_| rng.normal() / (m as f64).sqrt()).collect();
+        let right: Vec<f64> = (0..n).map(|_| rng.normal() / (n as f64).sqrt()).collect();
+        for i in 0..m {
+            for j in 0..n {
+                x[i * n + j] += weight * left[i] * right[j];
+            }
+        }
+    }
+    let x: Vec<f32> = x.into_iter().map(|v| v as f32).collect();
+    let mut inputs = Inputs::new();
+    inputs.insert("x".into(), Tensor::from_f32(vec![m, n], &x));
+    inputs
 }
