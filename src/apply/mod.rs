@@ -296,6 +296,8 @@ impl<'a> Run<'a> {
     fn execute(&mut self, shard_size: u64) -> Result<Manifest> {
         if self.manifest.complete && self.opts.save_stages.is_none() {
             self.verify_complete()?;
+            // A run killed after its manifest was complete may have left these.
+            let _ = std::fs::remove_dir_all(self.out.join(WORK));
             self.status = vec!["skipped".into(); self.r.actions.len()];
             return Ok(self.manifest.clone());
         }
