@@ -11,26 +11,26 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The file could not be opened, read or written.
-    #[error("{}: {}", .path.display(), .source)]
+    #[error("{}: {}", shown_path(.path), .source)]
     Io { path: PathBuf, source: std::io::Error },
     /// A JSON file (report, tolerance profile) is not what it should be.
-    #[error("{}: {}", .path.display(), .message)]
+    #[error("{}: {}", shown_path(.path), shown(.message))]
     Json { path: PathBuf, message: String },
     /// A safetensors file is truncated, hostile or otherwise unreadable.
-    #[error("{}: {}", .path.display(), .message)]
+    #[error("{}: {}", shown_path(.path), shown(.message))]
     Bundle { path: PathBuf, message: String },
     /// One tensor (and maybe one stage of it) in a file is wrong.
-    #[error("{}: tensor '{}'{}: {}", .path.display(), .tensor, .stage.as_deref().map(|s| format!(" stage '{s}'")).unwrap_or_default(), .message)]
+    #[error("{}: tensor '{}'{}: {}", shown_path(.path), shown(.tensor), stage_part(.stage), shown(.message))]
     Tensor { path: PathBuf, tensor: String, stage: Option<String>, message: String },
     /// An operation was called with inputs or parameters it cannot accept.
-    #[error("{op}: tensor '{tensor}': {message}")]
+    #[error("{}: tensor '{}': {}", shown(.op), shown(.tensor), shown(.message))]
     Operation { op: String, tensor: String, message: String },
     /// A parameter of an operation call is unknown, missing or of the wrong
     /// kind (see `ops::params`). `path` names the report or plan, when known.
-    #[error("{}{op}: tensor '{tensor}': parameter '{key}': {problem}", .path.as_deref().map(|p| format!("{}: ", p.display())).unwrap_or_default())]
+    #[error("{}{}: tensor '{}': parameter '{}': {}", .path.as_deref().map(|p| format!("{}: ", shown_path(p))).unwrap_or_default(), shown(.op), shown(.tensor), shown(.key), shown(&.problem.to_string()))]
     Parameter { path: Option<PathBuf>, op: String, tensor: String, key: String, problem: ParamProblem },
     /// A file's bytes are not the ones its report or manifest describes.
-    #[error("{}: tensor '{}'{}: sha256 of the data is {} but {} says {}: the {} does not describe this bundle", .path.display(), .tensor, .stage.as_deref().map(|s| format!(" stage '{s}'")).unwrap_or_default(), short(.actual), .described_by.display(), short(.expected), .described_as)]
+    #[error("{}: tensor '{}'{}: sha256 of the data is {} but {} says {}: the {} does not describe this bundle", shown_path(.path), shown(.tensor), stage_part(.stage), short(.actual), shown_path(.described_by), short(.expected), .described_as)]
     HashMismatch {
         path: PathBuf,
         tensor: String,
@@ -42,16 +42,16 @@ pub enum Error {
         described_as: &'static str,
     },
     /// A stage the comparison requires is not there.
-    #[error("{}: tensor '{}' stage '{}': {}", .path.display(), .tensor, .stage, .message)]
+    #[error("{}: tensor '{}' stage '{}': {}", shown_path(.path), shown(.tensor), shown(.stage), shown(.message))]
     MissingStage { path: PathBuf, tensor: String, stage: String, message: String },
     /// A path named inside a file climbs out of that file's directory.
-    #[error("{}: \"{}\": '{}' escapes the {}'s directory (pass --allow-outside-paths to permit it)", .path.display(), .field, .target, .container)]
+    #[error("{}: \"{}\": '{}' escapes the {}'s directory (pass --allow-outside-paths to permit it)", shown_path(.path), shown(.field), shown(.target), .container)]
     PathEscapes { path: PathBuf, field: String, target: String, container: &'static str },
     /// A checksum manifest and the files it lists disagree.
-    #[error("{}: {}", .path.display(), .message)]
+    #[error("{}: {}", shown_path(.path), shown(.message))]
     ManifestMismatch { path: PathBuf, message: String },
     /// The command line asks for something impossible (e.g. `--select` matches nothing).
-    #[error("{0}")]
+    #[error("{}", shown(.0))]
     Usage(String),
 }
 
@@ -87,7 +87,28 @@ impl std::fmt::Display for ParamProblem {
 }
 
 fn short(h: &str) -> String {
-    format!("{}…", &h[..h.len().min(12)])
+    // Hashes come from files: cut at a character boundary, whatever they hold.
+    let cut = h.char_indices().nth(12).map_or(h.len(), |(i, _)| i);
+    format!("{}…", shown(&h[..cut]))
+}
+
+/// Names and messages come from files and may hold anything: a tensor named
+/// "a\nb" must not turn the one-line error into two. Control characters are
+/// shown escaped, as Rust's `{:?}` shows them; everything else as it is.
+fn shown(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.chars().any(char::is_control) {
+        s.chars().map(|c| if c.is_control() { c.escape_debug().to_string() } else { c.to_string() }).collect::<String>().into()
+    } else {
+        s.into()
+    }
+}
+
+fn shown_path(p: &Path) -> String {
+    shown(&p.display().to_string()).into_owned()
+}
+
+fn stage_part(stage: &Option<String>) -> String {
+    stage.as_deref().map(|s| format!(" stage '{}'", shown(s))).unwrap_or_default()
 }
 
 impl Error {

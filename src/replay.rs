@@ -30,6 +30,14 @@ pub fn producer(implementation: Implementation) -> Producer {
 pub fn replay(report_path: &Path, out: &Path, opts: &ReplayOptions) -> Result<Report> {
     let loaded = LoadedReport::load(report_path)?;
     let components_path = loaded.components_path(opts.allow_outside_paths)?;
+    // Refuse an --out that would overwrite what this run reads, or that
+    // cannot be written, before any work (and before any file is written).
+    let baseline_bundle = loaded.stage_bundle_path(true).ok();
+    let mut inputs = vec![(report_path, "the report being replayed"), (components_path.as_path(), "its components")];
+    if let Some(b) = &baseline_bundle {
+        inputs.push((b.as_path(), "its stage bundle"));
+    }
+    crate::format::report::write::check_outputs(out, &inputs)?;
     let components = Bundle::open(&components_path)?;
     let selected = Selection::new(&opts.select)?.apply(&loaded.report.tensors, |t| t.name.as_str())?;
 
@@ -42,9 +50,11 @@ pub fn replay(report_path: &Path, out: &Path, opts: &ReplayOptions) -> Result<Re
         })?;
         let mut inputs = Inputs::new();
         for input in op.inputs {
-            match components.get_named(&entry.key, input.name) {
-                Some(view) => {
-                    inputs.insert(input.name.to_string(), view.to_owned());
+            // Copied out by positional reads: a components file truncated
+            // while we run is an error naming it, never a SIGBUS.
+            match components.read_named(&entry.name, &entry.key, input.name)? {
+                Some(tensor) => {
+                    inputs.insert(input.name.to_string(), tensor);
                 }
                 None if input.optional => {}
                 None => {
@@ -52,7 +62,18 @@ pub fn replay(report_path: &Path, out: &Path, opts: &ReplayOptions) -> Result<Re
                 }
             }
         }
-        let stages = op.run(opts.implementation, &entry.name, &inputs, &entry.params).map_err(|e| e.in_file(&loaded.path))?;
+        let stages = op.run(opts.implementation, &entry.name, &inputs, &entry.params).map_err(|e| match e {
+            // An operation refusing its inputs or parameters: name the files
+            // they came from (the report describes the call, the components
+            // hold the inputs).
+            Error::Operation { op, tensor, message } => Error::tensor(
+                &loaded.path,
+                &tensor,
+                None,
+                format!("{op}: {message} (inputs from {})", components_path.display()),
+            ),
+            e => e.in_file(&loaded.path),
+        })?;
         runs.push(TensorRun {
             name: entry.name.clone(),
             key: entry.key.clone(),

@@ -130,7 +130,7 @@ pub fn check(left: &Path, right: &Path, opts: &CheckOptions) -> Result<CheckOutc
     bar.finish_and_clear();
     let tensors = results.into_iter().collect::<Result<Vec<_>>>()?;
 
-    let modes = modes::judge_modes(&opts.modes, &tensors, &l.loaded)?;
+    let modes = modes::judge_modes(&opts.modes, &tensors, &l.loaded, r.path())?;
     // The right side's tensors under the same selection, for the presence diff.
     let right_chosen: Vec<&TensorEntry> =
         r.loaded.report.tensors.iter().filter(|t| selection.matches(&t.name)).collect();

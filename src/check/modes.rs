@@ -7,7 +7,8 @@ use crate::compare::numbers::short_hash;
 use crate::error::{Error, Result};
 use crate::format::report::LoadedReport;
 
-pub(super) fn judge_modes(modes: &Modes, tensors: &[TensorResult], left: &LoadedReport) -> Result<ModeResults> {
+/// `left` is the baseline report; `right` names the candidate report in errors.
+pub(super) fn judge_modes(modes: &Modes, tensors: &[TensorResult], left: &LoadedReport, right: &std::path::Path) -> Result<ModeResults> {
     let baseline = left.report.baseline.as_ref();
     // Stage tolerances.
     let checks: usize = tensors.iter().map(TensorResult::gated_checks).sum();
@@ -41,10 +42,10 @@ pub(super) fn judge_modes(modes: &Modes, tensors: &[TensorResult], left: &Loaded
                 ));
             }
             (a, _) => {
-                let side = if a.is_none() { "left" } else { "right" };
+                let (side, report) = if a.is_none() { ("left", left.path.as_path()) } else { ("right", right) };
                 let msg = format!("no final_sha256 in the {side} report");
                 if modes.strict_hash {
-                    return Err(Error::tensor(left.path.as_path(), &t.name, None, format!("--strict-hash: {msg}")));
+                    return Err(Error::tensor(report, &t.name, None, format!("--strict-hash: {msg}")));
                 }
                 reasons.push(format!("{}: {msg}", t.name));
             }

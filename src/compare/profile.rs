@@ -109,7 +109,7 @@ impl Profile {
 
     /// This profile with a tolerance file merged over it.
     pub fn merge_file(self, path: &Path) -> Result<Profile> {
-        let text = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::format::file::read_small(path, crate::format::file::MAX_JSON)?;
         self.merge_json(path, &text)
     }
 
@@ -125,8 +125,7 @@ impl Profile {
                 return Err(Error::json(path, format!("not a tolerance profile: no \"schema\": \"{SCHEMA}\" field")))
             }
         }
-        let file: File =
-            serde_json::from_value(value).map_err(|e| Error::json(path, format!("invalid tolerance profile: {e}")))?;
+        let file = File::deserialize(&value).map_err(|e| Error::json(path, format!("invalid tolerance profile: {}{e}", where_invalid(&value))))?;
         for (op_name, entries) in file.operations {
             if !self.ops.contains_key(&op_name) {
                 let declared = self.ops.iter().filter(|(_, o)| o.registry).map(|(n, _)| n.as_str());
@@ -249,6 +248,25 @@ impl Profile {
     pub fn has_registry_order(&self, operation: &str) -> bool {
         self.ops.get(operation).is_some_and(|op| op.registry)
     }
+}
+
+/// The entry of a tolerance file serde refuses, as `operations.OP.STAGE: `
+/// (or `tensors.GLOB: `): serde's own message names only the field.
+fn where_invalid(value: &serde_json::Value) -> String {
+    let entries = |section: &str| value.get(section).and_then(|s| s.as_object()).into_iter().flatten();
+    for (op, stages) in entries("operations") {
+        for (stage, o) in stages.as_object().into_iter().flatten() {
+            if Override::deserialize(o).is_err() {
+                return format!("operations.{op}.{stage}: ");
+            }
+        }
+    }
+    for (glob, o) in entries("tensors") {
+        if Override::deserialize(o).is_err() {
+            return format!("tensors.\"{glob}\": ");
+        }
+    }
+    String::new()
 }
 
 #[derive(Deserialize)]

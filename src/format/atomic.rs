@@ -1,50 +1,210 @@
 //! Writing files so that nothing already on disk is ever half-overwritten.
 //!
 //! Content goes to a temporary file in the destination's own directory (so the
-//! rename cannot cross filesystems), is flushed to disk, and is then renamed
-//! over the destination — an atomic replacement on POSIX filesystems.
+//! rename cannot cross filesystems), is synced to disk, and is then renamed
+//! over the destination, and the directory is synced so that the rename
+//! itself survives a power cut — an atomic, durable replacement on POSIX
+//! filesystems.
+//!
+//! Temporaries are named `.<file>.parity-tmp-<pid>-<random>`: hidden,
+//! recognisably parity's, and carrying the writer's process id. A run killed
+//! mid-write leaves its temporary behind; the next write into the same
+//! directory removes every temporary of this pattern whose process is gone
+//! (and nothing else). They are created with mode 0666 less the umask, as
+//! `cp` creates its output, or with the mode of the file they replace.
 
 use crate::error::{Error, Result};
+use std::fs::File;
 use std::io::Write;
-use std::path::Path;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// What marks a temporary as parity's: `.<file>` + MARK + `<pid>-<random>`.
+const MARK: &str = ".parity-tmp-";
 
 /// Write a file atomically; `fill` streams the content into the writer.
 pub fn write_with(path: &Path, fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".parity-tmp-")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(path, e))?;
-    {
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
-        fill(&mut w).map_err(|e| Error::io(path, e))?;
-        w.flush().map_err(|e| Error::io(path, e))?;
-    }
-    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
+    stage(path, fill)?.commit()
 }
 
 pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
     write_with(path, |w| w.write_all(bytes))
 }
 
-/// Atomic write for writers that insist on a path (e.g. safetensors'
-/// `serialize_to_file`): they write the temporary path, we rename it.
-pub fn write_via_path(path: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let dir = match path.parent() {
+/// A complete, synced temporary waiting to be renamed over its destination.
+/// Dropped without being renamed, it is removed.
+#[must_use = "a staged file is removed unless it is committed"]
+pub struct Staged {
+    tmp: PathBuf,
+    dest: PathBuf,
+    done: bool,
+}
+
+/// Write `path`'s new content to a synced temporary beside it; nothing
+/// under `path` changes until [`Staged::commit`] (or [`Staged::rename`]).
+pub fn stage(path: &Path, fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<Staged> {
+    let dir = dir_of(path);
+    clean_stale_temporaries(dir);
+    let (tmp, file) = create_temporary(path, dir)?;
+    // From here on, an early return drops `staged`, which removes the temporary.
+    let staged = Staged { tmp, dest: path.to_path_buf(), done: false };
+    {
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, &file);
+        fill(&mut w).map_err(|e| Error::io(path, e))?;
+        w.flush().map_err(|e| Error::io(path, e))?;
+    }
+    file.sync_all().map_err(|e| Error::io(path, e))?;
+    Ok(staged)
+}
+
+impl Staged {
+    /// The final path this temporary will be renamed to.
+    pub fn dest(&self) -> &Path {
+        &self.dest
+    }
+
+    /// Rename the temporary over its destination and sync the directory.
+    pub fn commit(self) -> Result<()> {
+        let dir = dir_of(&self.dest).to_path_buf();
+        self.rename()?;
+        sync_dir(&dir)
+    }
+
+    /// Rename the temporary over its destination, without syncing the
+    /// directory: for callers ordering several renames (they sync between).
+    pub fn rename(mut self) -> Result<()> {
+        std::fs::rename(&self.tmp, &self.dest).map_err(|e| Error::io(&self.dest, e))?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// The directory a path's file is in ("." for a bare file name).
+pub fn dir_of(path: &Path) -> &Path {
+    match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
-    };
-    let tmp = tempfile::Builder::new()
-        .prefix(".parity-tmp-")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(path, e))?;
-    fill(tmp.path())?;
-    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
+    }
+}
+
+/// Sync a directory, so that renames and removals in it are on disk.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    let d = File::open(dir).map_err(|e| Error::io(dir, e))?;
+    match d.sync_all() {
+        Ok(()) => Ok(()),
+        // Some filesystems cannot sync a directory; the rename is still atomic.
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::InvalidInput | std::io::ErrorKind::Unsupported) => Ok(()),
+        Err(e) => Err(Error::io(dir, e)),
+    }
+}
+
+/// Remove `path` (if it exists) and sync its directory.
+pub fn remove_durably(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => sync_dir(dir_of(path)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// Create a new, empty temporary for `path` in `dir`.
+fn create_temporary(path: &Path, dir: &Path) -> Result<(PathBuf, File)> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    // Keep the name well under NAME_MAX (255) with the suffix added.
+    let cut = name.char_indices().take_while(|(i, c)| i + c.len_utf8() <= 160).last().map_or(0, |(i, c)| i + c.len_utf8());
+    // The mode the result should have: the file it replaces keeps its mode;
+    // a new one gets 0666 less the umask (applied by open itself).
+    let keep_mode = std::fs::metadata(path).ok().filter(|m| m.is_file()).map(|m| m.permissions().mode() & 0o7777);
+    let pid = std::process::id();
+    let mut last_err = None;
+    for attempt in 0..100u64 {
+        let tmp = dir.join(format!(".{}{MARK}{pid}-{:016x}", &name[..cut], random(attempt)));
+        match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o666).open(&tmp) {
+            Ok(file) => {
+                if let Some(mode) = keep_mode {
+                    if let Err(e) = file.set_permissions(std::fs::Permissions::from_mode(mode)) {
+                        let _ = std::fs::remove_file(&tmp);
+                        return Err(Error::io(path, e));
+                    }
+                }
+                return Ok((tmp, file));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last_err = Some(e),
+            Err(e) => return Err(Error::io(path, e)),
+        }
+    }
+    Err(Error::io(path, last_err.expect("a hundred attempts collided")))
+}
+
+/// 64 bits that differ between calls and processes (not cryptographic:
+/// `create_new` settles any collision).
+fn random(attempt: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u64(attempt);
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.finish()
+}
+
+/// The process id in a temporary's name, if the name is parity's pattern:
+/// `.<anything>.parity-tmp-<pid>-<16 hex digits>`.
+pub fn temporary_pid(file_name: &str) -> Option<u32> {
+    let (head, tail) = file_name.rsplit_once(MARK)?;
+    if !head.starts_with('.') {
+        return None;
+    }
+    let (pid, random) = tail.split_once('-')?;
+    let hex = random.len() == 16 && random.bytes().all(|b| b.is_ascii_hexdigit());
+    let digits = !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit());
+    if hex && digits {
+        pid.parse().ok()
+    } else {
+        None
+    }
+}
+
+/// Whether process `pid` is running, when that can be known: `None` where
+/// there is no `/proc` to ask.
+fn process_alive(pid: u32) -> Option<bool> {
+    if !Path::new("/proc/self").exists() {
+        return None;
+    }
+    Some(Path::new("/proc").join(pid.to_string()).exists())
+}
+
+/// Remove parity temporaries in `dir` left by processes that are gone (a
+/// run killed mid-write). Once per directory per process; best effort — a
+/// temporary that cannot be removed is left for the next run.
+fn clean_stale_temporaries(dir: &Path) {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static CLEANED: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+    let key = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    {
+        let mut cleaned = CLEANED.lock().unwrap_or_else(|p| p.into_inner());
+        if !cleaned.get_or_insert_with(HashSet::new).insert(key) {
+            return;
+        }
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let me = std::process::id();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(temporary_pid) else { continue };
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        if is_file && pid != me && process_alive(pid) == Some(false) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }

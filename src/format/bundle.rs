@@ -1,22 +1,25 @@
-//! Stage bundles and component files: safetensors over a memory map.
+//! Stage bundles and component files: safetensors, read by positional reads.
 //!
 //! Keys are `tensor.<key>.<name>` (name = a stage, or an input for component
 //! files). A bundle whose keys are all `stage.<name>` is a *single-tensor*
 //! bundle and answers for whichever one tensor its report describes.
 //!
-//! Views borrow the map, without copying. The comparer, which streams every
-//! byte once, reads [`Region`]s instead: positional reads of the open file
-//! into small reused buffers cost less than mapping the pages (measured:
-//! 21 GB/s vs 14 GB/s for two threads reading two page-cached bundles), and
-//! a file truncated under it is an I/O error rather than a SIGBUS. The header is
-//! parsed and validated by the `safetensors` crate (size limits, offsets that
-//! tile the data exactly, sizes that match shape × dtype), so a truncated or
-//! hostile file is refused before any tensor is touched.
+//! The comparer, which streams every byte once, and `replay`, which copies
+//! each input out, read [`Region`]s: positional reads of the open file into
+//! buffers cost less than mapping the pages (measured: 21 GB/s vs 14 GB/s for
+//! two threads reading two page-cached bundles), and a file truncated under
+//! them is an I/O error naming it rather than a SIGBUS. [`Bundle::get`] still
+//! offers zero-copy views over a memory map, for callers that hold the file
+//! still. The header is read and validated before any tensor is touched (see
+//! [`super::safetensors_header`]): a truncated or hostile file is refused
+//! naming the tensor at fault.
 //!
-//! Writing is deterministic — the `safetensors` crate orders tensors by
-//! (alignment, name) and we attach no metadata, so equal content gives equal
-//! bytes whatever produced it — and atomic (see [`crate::format::atomic`]).
+//! Writing is deterministic — tensors ordered by (alignment, name) as the
+//! `safetensors` crate orders them, no metadata, so equal content gives equal
+//! bytes whatever produced it — and atomic (see [`crate::format::atomic`]):
+//! the file is written, synced and renamed by parity itself.
 
+use crate::format::atomic::{self, Staged};
 use crate::format::dtype::DType;
 use crate::error::{Error, Result};
 use crate::format::tensor::{Tensor, TensorView};
@@ -39,7 +42,8 @@ struct Entry {
 pub struct Bundle {
     path: PathBuf,
     file: File,
-    map: Option<Mmap>, // None for an empty (zero-length data) mapping
+    /// Only [`Bundle::get`]'s views touch it; every other read is positional.
+    map: Mmap,
     data_start: usize,
     entries: BTreeMap<String, Entry>,
 }
@@ -55,28 +59,18 @@ pub fn safe_key(name: &str) -> String {
 
 impl Bundle {
     pub fn open(path: &Path) -> Result<Bundle> {
-        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-        if len < 8 {
-            return Err(Error::bundle(path, format!("not a safetensors file: {len} bytes, shorter than the 8-byte header length")));
-        }
-        // SAFETY: the map is read-only. Like every mmap reader, we rely on the
-        // file not being truncated by another process while we read it.
+        let (file, len) = crate::format::file::open_regular(path)?;
+        let header = crate::format::safetensors_header::read(&file, path, len)?;
+        // SAFETY: the map is read-only and its pages are touched only through
+        // `get`'s views, whose callers hold the file still (tests, tools);
+        // the commands read through `Region`, which survives truncation.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-        let (header_len, metadata) = safetensors::SafeTensors::read_metadata(&map)
-            .map_err(|e| Error::bundle(path, format!("invalid safetensors: {e}")))?;
-        let data_start = 8 + header_len;
-        let mut entries = BTreeMap::new();
-        for (name, info) in metadata.tensors() {
-            let dtype = DType::from_safetensors(info.dtype).ok_or_else(|| {
-                Error::tensor(path, &name, None, format!("unsupported dtype {:?}", info.dtype))
-            })?;
-            entries.insert(
-                name,
-                Entry { dtype, shape: info.shape.clone(), start: info.data_offsets.0, end: info.data_offsets.1 },
-            );
-        }
-        Ok(Bundle { path: path.to_path_buf(), file, map: Some(map), data_start, entries })
+        let entries = header
+            .entries
+            .into_iter()
+            .map(|e| (e.name, Entry { dtype: e.dtype, shape: e.shape, start: e.start, end: e.end }))
+            .collect();
+        Ok(Bundle { path: path.to_path_buf(), file, map, data_start: header.data_start as usize, entries })
     }
 
     pub fn path(&self) -> &Path {
@@ -96,30 +90,46 @@ impl Bundle {
     /// A tensor by its full key.
     pub fn get(&self, full_key: &str) -> Option<TensorView<'_>> {
         let e = self.entries.get(full_key)?;
-        let data = match &self.map {
-            Some(m) => &m[self.data_start + e.start..self.data_start + e.end],
-            None => &[][..],
-        };
+        let data = &self.map[self.data_start + e.start..self.data_start + e.end];
         Some(TensorView { dtype: e.dtype, shape: &e.shape, data })
     }
 
-    /// Where a tensor's bytes lie in the file, for streaming reads, by the
-    /// same names as [`Bundle::get_named`].
-    pub fn region_named(&self, key: &str, name: &str) -> Option<Region<'_>> {
-        let full = tensor_key(key, name);
-        let e = self.entries.get(&full).or_else(|| {
+    /// The entry for `tensor.<key>.<name>`, or `stage.<name>` in a
+    /// single-tensor bundle.
+    fn entry_named(&self, key: &str, name: &str) -> Option<&Entry> {
+        self.entries.get(&tensor_key(key, name)).or_else(|| {
             if self.is_single_tensor() {
                 self.entries.get(&format!("stage.{name}"))
             } else {
                 None
             }
-        })?;
+        })
+    }
+
+    /// Where a tensor's bytes lie in the file, for streaming reads, by the
+    /// same names as [`Bundle::get_named`].
+    pub fn region_named(&self, key: &str, name: &str) -> Option<Region<'_>> {
+        let e = self.entry_named(key, name)?;
         Some(Region {
             file: &self.file,
             path: &self.path,
             offset: (self.data_start + e.start) as u64,
             len: e.end - e.start,
         })
+    }
+
+    /// A tensor copied out of the file by positional reads (never through
+    /// the map: a file truncated meanwhile is an error naming it, not a
+    /// SIGBUS), by the same names as [`Bundle::get_named`]; `None` when
+    /// absent. `tensor` is the tensor's real name, for errors.
+    pub fn read_named(&self, tensor: &str, key: &str, name: &str) -> Result<Option<Tensor>> {
+        let Some(e) = self.entry_named(key, name) else { return Ok(None) };
+        let mut data = vec![0u8; e.end - e.start];
+        let offset = (self.data_start + e.start) as u64;
+        self.file
+            .read_exact_at(&mut data, offset)
+            .map_err(|err| Error::tensor(&self.path, tensor, None, format!("'{name}': {}", read_failure(data.len(), offset, &err))))?;
+        Ok(Some(Tensor { dtype: e.dtype, shape: e.shape.clone(), data }))
     }
 
     /// `tensor.<key>.<name>`, or `stage.<name>` in a single-tensor bundle.
@@ -183,9 +193,8 @@ impl<'a> Region<'a> {
     /// shrunk since it was opened is an error naming it.
     pub fn read_at(&self, start: usize, buf: &mut [u8]) -> Result<()> {
         assert!(start + buf.len() <= self.len, "read past the tensor's region");
-        self.file
-            .read_exact_at(buf, self.offset + start as u64)
-            .map_err(|e| Error::bundle(self.path, format!("cannot read {} bytes at offset {}: {e}", buf.len(), self.offset + start as u64)))
+        let at = self.offset + start as u64;
+        self.file.read_exact_at(buf, at).map_err(|e| Error::bundle(self.path, read_failure(buf.len(), at, &e)))
     }
 
     /// The sha256 of the tensor's bytes, read a MiB at a time.
@@ -219,10 +228,56 @@ impl safetensors::View for &Tensor {
     }
 }
 
+/// Why `n` bytes at `offset` could not be read.
+fn read_failure(n: usize, offset: u64, e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        format!("cannot read {n} bytes at offset {offset}: the file ends before them (truncated since it was opened?)")
+    } else {
+        format!("cannot read {n} bytes at offset {offset}: {e}")
+    }
+}
+
 /// Write tensors (full key → tensor) deterministically and atomically.
 pub fn write(path: &Path, tensors: &[(String, &Tensor)]) -> Result<()> {
-    crate::format::atomic::write_via_path(path, |tmp| {
-        safetensors::serialize_to_file(tensors.iter().map(|(k, t)| (k.as_str(), *t)), None, tmp)
-            .map_err(|e| Error::bundle(path, format!("cannot write safetensors: {e}")))
+    stage(path, tensors)?.commit()
+}
+
+/// Write tensors to a synced temporary beside `path`, to be renamed into
+/// place by [`Staged::commit`] — or together with a partner file, as a
+/// report and its bundle are (see [`crate::format::report::write`]).
+///
+/// The bytes are those of `safetensors::serialize` (tests hold us to it):
+/// tensors sorted by descending dtype alignment, then name; offsets tiling
+/// the data from 0; the header the crate's own `Metadata` serialises, padded
+/// with spaces to a multiple of 8. Data is streamed from the tensors, never
+/// copied into one buffer.
+pub fn stage(path: &Path, tensors: &[(String, &Tensor)]) -> Result<Staged> {
+    let mut sorted: Vec<&(String, &Tensor)> = tensors.iter().collect();
+    sorted.sort_by(|(ln, lt), (rn, rt)| rt.dtype.to_safetensors().cmp(&lt.dtype.to_safetensors()).then(ln.cmp(rn)));
+    let mut infos = Vec::with_capacity(sorted.len());
+    let mut at = 0usize;
+    for (name, t) in &sorted {
+        let info = safetensors::tensor::TensorInfo {
+            dtype: t.dtype.to_safetensors(),
+            shape: t.shape.clone(),
+            data_offsets: (at, at + t.data.len()),
+        };
+        at += t.data.len();
+        infos.push((name.clone(), info));
+    }
+    let invalid = |e: &dyn std::fmt::Display| Error::bundle(path, format!("cannot write safetensors: {e}"));
+    let metadata = safetensors::tensor::Metadata::new(None, infos).map_err(|e| invalid(&e))?;
+    let mut header = serde_json::to_vec(&metadata).map_err(|e| invalid(&e))?;
+    header.resize(header.len().next_multiple_of(8), b' ');
+    if header.len() as u64 > crate::format::safetensors_header::MAX_HEADER {
+        return Err(invalid(&"header larger than the safetensors limit"));
+    }
+    atomic::stage(path, |w| {
+        w.write_all(&(header.len() as u64).to_le_bytes())?;
+        w.write_all(&header)?;
+        for (_, t) in &sorted {
+            w.write_all(&t.data)?;
+        }
+        Ok(())
     })
 }

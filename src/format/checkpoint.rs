@@ -22,14 +22,11 @@ use super::npy;
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Component, Path, PathBuf};
 
 pub const INDEX: &str = "model.safetensors.index.json";
 
-/// Headers larger than this are refused before they are read: a hostile
-/// length must not make parity allocate gigabytes (safetensors' own limit).
-const MAX_HEADER: u64 = 100_000_000;
+use super::safetensors_header::MAX_HEADER;
 
 /// How a checkpoint is laid out on disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,7 +146,9 @@ impl Checkpoint {
         let mut c = Checkpoint { path: dir.to_path_buf(), layout: Layout::Indexed, shards: Vec::new(), tensors: BTreeMap::new() };
         for name in &shard_names {
             let shard_path = dir.join(name);
-            if !shard_path.is_file() {
+            // Present but not a regular file (a directory, a FIFO) is refused
+            // as such when opened below.
+            if !shard_path.exists() {
                 let tensor = wanted.iter().find(|(_, s)| *s == name).map(|(t, _)| t.as_str()).unwrap_or("?");
                 return Err(Error::tensor(&index_path, tensor, None, format!("its shard '{name}' does not exist")));
             }
@@ -203,58 +202,19 @@ impl Checkpoint {
     /// Read one safetensors file's header (only the header) and add its
     /// tensors; a name already present in another shard is an error.
     fn add_safetensors(&mut self, path: &Path, index: Option<&Path>) -> Result<()> {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let meta = file.metadata().map_err(|e| Error::io(path, e))?;
-        if !meta.is_file() {
-            return Err(Error::bundle(path, "not a regular file"));
-        }
-        let file_len = meta.len();
-        let mut n = [0u8; 8];
-        if file_len < 8 {
-            return Err(Error::bundle(path, format!("not a safetensors file: {file_len} bytes, shorter than the 8-byte header length")));
-        }
-        file.read_exact_at(&mut n, 0).map_err(|e| Error::io(path, e))?;
-        let header_len = u64::from_le_bytes(n);
-        if header_len > MAX_HEADER || header_len > file_len - 8 {
-            return Err(Error::bundle(
-                path,
-                format!("invalid safetensors: header length {header_len} exceeds the file ({file_len} bytes) or the {MAX_HEADER}-byte limit"),
-            ));
-        }
-        let mut header = vec![0u8; header_len as usize];
-        file.read_exact_at(&mut header, 8).map_err(|e| Error::io(path, e))?;
-        // The safetensors crate's own header type validates the entries:
-        // offsets that tile the data from 0 without gaps or overlaps, and
-        // sizes equal to shape × dtype.
-        let metadata: safetensors::tensor::Metadata =
-            serde_json::from_slice(&header).map_err(|e| Error::bundle(path, format!("invalid safetensors header: {e}")))?;
-        let data_start = 8 + header_len;
-        let data_len = file_len - data_start;
-        if metadata.data_len() as u64 != data_len {
-            return Err(Error::bundle(
-                path,
-                format!(
-                    "invalid safetensors: the header describes {} bytes of data but the file holds {data_len} (truncated or padded)",
-                    metadata.data_len()
-                ),
-            ));
-        }
+        let (file, file_len) = super::file::open_regular(path)?;
+        let header = super::safetensors_header::read(&file, path, file_len)?;
         let shard = self.shards.len();
-        let mut entries: Vec<(String, &safetensors::tensor::TensorInfo)> = metadata.tensors().into_iter().collect();
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        for (name, info) in entries {
-            let dtype = DType::from_safetensors(info.dtype)
-                .ok_or_else(|| Error::tensor(path, &name, None, format!("unsupported dtype {:?}", info.dtype)))?;
-            if let Some(prev) = self.tensors.get(&name) {
+        let mut entries = header.entries;
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        for e in entries {
+            if let Some(prev) = self.tensors.get(&e.name) {
                 let other = &self.shards[prev.shard].path;
                 let why = if index.is_some() { "" } else { " (a directory of shards must hold each tensor once)" };
-                return Err(Error::tensor(path, &name, None, format!("also in {}{why}", other.display())));
+                return Err(Error::tensor(path, &e.name, None, format!("also in {}{why}", other.display())));
             }
-            let (s, e) = info.data_offsets;
-            self.tensors.insert(
-                name,
-                Located { dtype, shape: info.shape.clone(), shard, offset: data_start + s as u64, len: e - s },
-            );
+            let loc = Located { dtype: e.dtype, shape: e.shape, shard, offset: header.data_start + e.start as u64, len: e.end - e.start };
+            self.tensors.insert(e.name, loc);
         }
         self.shards.push(Shard { path: path.to_path_buf(), file });
         Ok(())
@@ -304,13 +264,4 @@ impl Checkpoint {
 
 /// Read a small file (an index) whole, refusing one larger than `limit`
 /// and anything that is not a regular file (a FIFO would block forever).
-pub fn read_small(path: &Path, limit: u64) -> Result<Vec<u8>> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-    if !meta.is_file() {
-        return Err(Error::bundle(path, "not a regular file"));
-    }
-    if meta.len() > limit {
-        return Err(Error::bundle(path, format!("{} bytes: larger than the {limit}-byte limit for this kind of file", meta.len())));
-    }
-    std::fs::read(path).map_err(|e| Error::io(path, e))
-}
+pub use super::file::read_small;

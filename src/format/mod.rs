@@ -9,15 +9,19 @@
 //! * [`stages`] — stages in pipeline order, and operation parameters;
 //! * [`manifest`], [`safetensors_write`] — what `parity apply` writes: its
 //!   manifest, and models streamed tensor by tensor;
+//! * [`safetensors_header`] — safetensors headers, validated entry by entry;
+//! * [`file`] — opening inputs: regular files only, small ones bounded;
 //! * [`atomic`] — writes that never leave a half-written file under a final name.
 
 pub mod atomic;
 pub mod bundle;
 pub mod checkpoint;
 pub mod dtype;
+pub mod file;
 pub mod manifest;
 pub mod npy;
 pub mod report;
+pub mod safetensors_header;
 pub mod safetensors_write;
 pub mod stages;
 pub mod tensor;

@@ -90,8 +90,7 @@ impl Report {
             Some(other) => return Err(Error::json(path, format!("unknown schema '{other}' (expected '{SCHEMA}')"))),
             None => return Err(Error::json(path, format!("not a parity report: no \"schema\": \"{SCHEMA}\" field"))),
         }
-        let report: Report =
-            serde_json::from_value(value).map_err(|e| Error::json(path, format!("invalid report: {e}")))?;
+        let report = Report::deserialize(&value).map_err(|e| invalid_where(path, &value, e))?;
         report.check(path)?;
         Ok(report)
     }
@@ -132,9 +131,29 @@ impl Report {
     }
 }
 
+/// A report JSON types refuse, with the tensor (and stage) at fault named
+/// when the fault is inside one: serde's own message names only the field.
+fn invalid_where(path: &Path, value: &serde_json::Value, e: serde_json::Error) -> Error {
+    let tensors = value.get("tensors").and_then(|t| t.as_array()).map(Vec::as_slice).unwrap_or_default();
+    for (i, t) in tensors.iter().enumerate() {
+        let Err(e) = TensorEntry::deserialize(t) else { continue };
+        let name = t.get("name").and_then(|n| n.as_str()).map_or_else(|| format!("#{}", i + 1), str::to_string);
+        let stages = t.get("stages").and_then(|s| s.as_object());
+        let stage = stages.and_then(|m| m.iter().find(|(_, s)| StageEntry::deserialize(*s).is_err()));
+        return match stage {
+            Some((stage, s)) => {
+                let e = StageEntry::deserialize(s).expect_err("found failing");
+                Error::tensor(path, &name, Some(stage), format!("invalid report: {e}"))
+            }
+            None => Error::tensor(path, &name, None, format!("invalid report: {e}")),
+        };
+    }
+    Error::json(path, format!("invalid report: {e}"))
+}
+
 impl LoadedReport {
     pub fn load(path: &Path) -> Result<LoadedReport> {
-        let text = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::format::file::read_small(path, crate::format::file::MAX_JSON)?;
         let report = Report::from_json(path, &text)?;
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };

@@ -1,8 +1,8 @@
 //! Writing one side's run: a stage bundle and the report that describes it.
 
 use super::{Baseline, Producer, Report, StageEntry, TensorEntry, SCHEMA};
-use crate::format::bundle;
-use crate::error::Result;
+use crate::format::{atomic, bundle};
+use crate::error::{Error, Result};
 use crate::format::stages::{Params, Stages};
 use crate::format::tensor::Tensor;
 use indexmap::IndexMap;
@@ -26,8 +26,53 @@ pub fn bundle_path_for(report_path: &Path) -> PathBuf {
     report_path.with_file_name(format!("{stem}_stages.safetensors"))
 }
 
-/// Write the stage bundle, then the report (both atomically). The bundle is
-/// written first so that a report never names a bundle that is not there.
+/// Refuse an output that cannot be written as a report and bundle pair,
+/// before anything is computed or written: `out` (or the bundle beside it) a
+/// directory or some other non-regular file, or the same file as one of
+/// `inputs` (which writing would overwrite — a baseline report, its bundle,
+/// the components being read; each with what it is, for the error).
+pub fn check_outputs(report_path: &Path, inputs: &[(&Path, &str)]) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let bundle_path = bundle_path_for(report_path);
+    if report_path.file_name().is_none() || report_path.as_os_str().to_string_lossy().ends_with('/') {
+        return Err(Error::Usage(format!("{}: --out must name a file (the report), not a directory", report_path.display())));
+    }
+    let dir = atomic::dir_of(report_path);
+    if !dir.is_dir() {
+        return Err(Error::Usage(format!("{}: no such directory to write {} in", dir.display(), report_path.display())));
+    }
+    let same = |a: &std::fs::Metadata, b: &std::fs::Metadata| a.dev() == b.dev() && a.ino() == b.ino();
+    for (out, what) in [(report_path, "the report"), (bundle_path.as_path(), "the report's stage bundle")] {
+        let Ok(meta) = std::fs::metadata(out) else { continue };
+        if meta.is_dir() {
+            return Err(Error::Usage(format!("{}: is a directory; --out must name a file ({what} to write)", out.display())));
+        }
+        if !meta.is_file() {
+            return Err(Error::Usage(format!("{}: not a regular file; refusing to replace it with {what}", out.display())));
+        }
+        for (input, is) in inputs {
+            if std::fs::metadata(input).is_ok_and(|m| same(&m, &meta)) {
+                let also = if input == &out { String::new() } else { format!(" ({})", input.display()) };
+                return Err(Error::Usage(format!(
+                    "{}: is {is}{also}, an input of this run: writing {what} there would overwrite it (choose another --out)",
+                    out.display(),
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Write the stage bundle and the report as a pair: a report under its
+/// final name always describes the bundle beside it.
+///
+/// Both are first written in full to synced temporaries. Then the old
+/// report (if any) is removed, the bundle renamed into place, and the new
+/// report renamed last, the directory synced after each step. A run killed
+/// at any point leaves the old pair, a bundle with no report, or the new
+/// pair — never a report beside a bundle it does not describe (the bundle's
+/// name is fixed, so renaming it first under the old report would do just
+/// that).
 pub fn write_run(
     report_path: &Path,
     producer: Producer,
@@ -64,7 +109,8 @@ pub fn write_run(
             historical_final_sha256: run.historical_final_sha256.clone(),
         });
     }
-    bundle::write(&bundle_path, &entries)?;
+    check_outputs(report_path, &[])?;
+    let staged_bundle = bundle::stage(&bundle_path, &entries)?;
     let report = Report {
         schema: SCHEMA.to_string(),
         producer,
@@ -73,6 +119,10 @@ pub fn write_run(
         baseline,
         tensors,
     };
-    crate::format::atomic::write_bytes(report_path, report.to_json_pretty().as_bytes())?;
+    let staged_report = atomic::stage(report_path, |w| w.write_all(report.to_json_pretty().as_bytes()))?;
+    atomic::remove_durably(report_path)?;
+    staged_bundle.rename()?;
+    atomic::sync_dir(atomic::dir_of(report_path))?;
+    staged_report.commit()?;
     Ok(report)
 }
