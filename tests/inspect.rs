@@ -1,0 +1,168 @@
+//! `parity inspect`: every statistic against hand-computed values, every
+//! check passing and failing, ties across shards, header-only mode reading no
+//! data, every output format parsed back, bad input.
+
+use parity::format::dtype::DType;
+use parity::format::tensor::Tensor;
+use parity::inspect::{inspect, Checks, InspectOptions};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+fn write_file(path: &Path, m: &BTreeMap<String, Tensor>) {
+    let tensors: Vec<(String, &Tensor)> = m.iter().map(|(k, t)| (k.clone(), t)).collect();
+    parity::format::bundle::write(path, &tensors).unwrap();
+}
+
+fn one(name: &str, t: Tensor) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("m.safetensors");
+    let mut m = BTreeMap::new();
+    m.insert(name.to_string(), t);
+    write_file(&p, &m);
+    (dir, p)
+}
+
+#[test]
+fn statistics_match_hand_computed_values() {
+    let sub = f32::from_bits(1); // the smallest f32 subnormal
+    let v = [1.0f32, -3.0, 0.0, -0.0, 2.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, sub];
+    let (_d, p) = one("w", Tensor::from_f32(vec![9], &v));
+    let o = inspect(&p, &InspectOptions::default()).unwrap();
+    let s = o.tensors[0].stats.as_ref().unwrap();
+    // Finite values: 1, -3, 0, -0, 2, sub → n = 6.
+    let finite = [1.0f64, -3.0, 0.0, -0.0, 2.0, sub as f64];
+    let mean = finite.iter().sum::<f64>() / 6.0;
+    let var = finite.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / 6.0;
+    assert_eq!((s.min, s.max, s.abs_max), (Some(-3.0), Some(2.0), Some(3.0)));
+    assert!((s.mean.unwrap() - mean).abs() < 1e-15 && (s.std.unwrap() - var.sqrt()).abs() < 1e-15, "{s:?}");
+    assert_eq!((s.nan, s.pos_inf, s.neg_inf, s.zeros, s.subnormals), (1, 1, 1, 2, 1));
+}
+
+#[test]
+fn low_precision_and_integer_dtypes_are_decoded() {
+    // bf16 bits: 1.0 = 0x3F80, -2.0 = 0xC000, subnormal 0x0001, NaN 0x7FC0.
+    let (_d, p) = one("b", Tensor::from_u16_bits(DType::BF16, vec![4], &[0x3F80, 0xC000, 0x0001, 0x7FC0]));
+    let s = inspect(&p, &InspectOptions::default()).unwrap().tensors[0].stats.clone().unwrap();
+    assert_eq!((s.min, s.max, s.nan, s.subnormals), (Some(-2.0), Some(1.0), 1, 1));
+    // f16: 65504 (max), 0x0001 subnormal.
+    let (_d, p) = one("h", Tensor::from_u16_bits(DType::F16, vec![2], &[0x7BFF, 0x0001]));
+    let s = inspect(&p, &InspectOptions::default()).unwrap().tensors[0].stats.clone().unwrap();
+    assert_eq!((s.max, s.subnormals), (Some(65504.0), 1));
+    // fp8 e4m3fn: 0x7E = 448, 0x7F = NaN.
+    let (_d, p) = one("q", Tensor::from_bytes(DType::F8E4M3, vec![2], vec![0x7E, 0x7F]));
+    let s = inspect(&p, &InspectOptions::default()).unwrap().tensors[0].stats.clone().unwrap();
+    assert_eq!((s.max, s.nan), (Some(448.0), 1));
+    let (_d, p) = one("i", Tensor::from_i64(vec![3], &[-5, 0, 7]));
+    let s = inspect(&p, &InspectOptions::default()).unwrap().tensors[0].stats.clone().unwrap();
+    assert_eq!((s.min, s.max, s.zeros, s.subnormals), (Some(-5.0), Some(7.0), 1, 0));
+    // Empty: no figures, no failure.
+    let (_d, p) = one("e", Tensor::from_f32(vec![0, 3], &[]));
+    let o = inspect(&p, &InspectOptions { checks: "finite,nonzero".parse().unwrap(), ..Default::default() }).unwrap();
+    assert_eq!(o.tensors[0].stats.as_ref().unwrap().mean, None);
+    assert!(o.failures.is_empty());
+}
+
+#[test]
+fn checks_pass_and_fail_naming_the_tensors() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = BTreeMap::new();
+    a.insert("ok".to_string(), Tensor::from_f32(vec![3], &[1.0, -2.0, 3.0]));
+    a.insert("zeros".to_string(), Tensor::from_f32(vec![2], &[0.0, -0.0]));
+    a.insert("big".to_string(), Tensor::from_f32(vec![3], &[65519.0, 65520.0, 1e6]));
+    a.insert("nan".to_string(), Tensor::from_f32(vec![2], &[1.0, f32::NAN]));
+    write_file(&dir.path().join("model-00001-of-00002.safetensors"), &a);
+    let mut b = BTreeMap::new();
+    b.insert("tied".to_string(), Tensor::from_f32(vec![3], &[1.0, -2.0, 3.0]));
+    write_file(&dir.path().join("model-00002-of-00002.safetensors"), &b);
+    let run = |checks: &str| inspect(dir.path(), &InspectOptions { checks: checks.parse().unwrap(), ..Default::default() }).unwrap();
+    let o = run("finite");
+    assert_eq!(o.failures.len(), 1);
+    assert!(o.failures[0].starts_with("nan: not finite"), "{:?}", o.failures);
+    let o = run("nonzero");
+    assert!(o.failures.len() == 1 && o.failures[0].starts_with("zeros: all 2"), "{:?}", o.failures);
+    // f16 overflow: 65519.99 rounds to 65504; 65520 is the tie that rounds to inf.
+    let o = run("fits=F16");
+    let big = o.tensors.iter().find(|t| t.name == "big").unwrap().stats.clone().unwrap();
+    assert_eq!(big.overflow[0].count, 2);
+    assert_eq!(big.overflow[0].largest, Some(1e6));
+    assert!(o.failures.iter().any(|f| f.starts_with("big: 2 value(s) do not fit F16")), "{:?}", o.failures);
+    let o = run("fits=BF16");
+    assert!(o.failures.is_empty(), "{:?}", o.failures);
+    let o = run("fits=F8_E4M3");
+    assert!(o.failures.iter().any(|f| f.starts_with("big: 3 value(s)")), "{:?}", o.failures);
+    // Ties across shards, a failure only with `unique`.
+    let o = run("unique");
+    assert_eq!(o.identical_groups, vec![vec!["ok".to_string(), "tied".to_string()]]);
+    assert!(o.failures.iter().any(|f| f.contains("ok, tied")));
+    assert!(run("finite").identical_groups.is_empty(), "ties are looked for with unique");
+    assert!("finite,nonzero,fits=F16,unique".parse::<Checks>().is_ok());
+    assert!("finit".parse::<Checks>().unwrap_err().to_string().contains("did you mean 'finite'"));
+    assert!("fits=F32".parse::<Checks>().is_err());
+}
+
+#[test]
+fn figures_do_not_depend_on_the_thread_count() {
+    let v: Vec<f32> = (0..3_000_000u64).map(|i| ((i * 7919) % 10007) as f32 * 1e-3 - 5.0).collect();
+    let (_d, p) = one("w", Tensor::from_f32(vec![v.len()], &v));
+    let run = |threads: &str| {
+        Command::new(env!("CARGO_BIN_EXE_parity"))
+            .args(["inspect", p.to_str().unwrap(), "--format", "json"])
+            .env("RAYON_NUM_THREADS", threads)
+            .output()
+            .unwrap()
+            .stdout
+    };
+    assert_eq!(run("1"), run("2"));
+}
+
+#[test]
+fn header_only_mode_reads_no_data() {
+    // A header claiming 4 GiB of data in a sparse file: reading it would take
+    // seconds and find zeros; --headers must not read it at all.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("big.safetensors");
+    let header = br#"{"w":{"dtype":"F32","shape":[1073741824],"data_offsets":[0,4294967296]}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header);
+    std::fs::write(&p, &bytes).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+    f.set_len(bytes.len() as u64 + 4294967296).unwrap();
+    let t0 = std::time::Instant::now();
+    let o = inspect(&p, &InspectOptions { headers_only: true, ..Default::default() }).unwrap();
+    assert!(o.tensors[0].stats.is_none() && o.tensors[0].bytes == 4294967296);
+    assert_eq!(o.tensors[0].offset, 8 + header.len() as u64);
+    // Not a timing promise: reading 4 GiB takes far longer than this bound.
+    assert!(t0.elapsed().as_secs() < 2);
+}
+
+#[test]
+fn every_output_format_parses_back() {
+    let (_d, p) = one("model.layers.3.w", Tensor::from_f32(vec![2], &[1.0, 2.0]));
+    let o = inspect(&p, &InspectOptions::default()).unwrap();
+    use parity::render::{inspect::render, Format};
+    let v: serde_json::Value = serde_json::from_str(&render(&o, Format::Json)).unwrap();
+    assert_eq!(v["schema"], "parity.inspect.v1");
+    assert_eq!(v["tensors"][0]["stats"]["mean"], 1.5);
+    assert_eq!(v["layers"][0]["layer"], 3);
+    let md = render(&o, Format::Markdown);
+    assert!(md.lines().any(|l| l.starts_with("| model.layers.3.w | F32 | [2] | 8 | 1e0 | 2e0 | 1.5e0 |")), "{md}");
+    let text = render(&o, Format::Text);
+    assert!(text.contains("layer 3: 1 tensors, 8 B"), "{text}");
+}
+
+#[test]
+fn bad_input_is_a_one_line_setup_error_and_a_failed_check_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.safetensors");
+    std::fs::write(&bad, b"\x05\x00\x00\x00\x00\x00\x00\x00{oops").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_parity")).args(["inspect", bad.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("bad.safetensors") && err.lines().count() == 1, "{err}");
+    let (_d, p) = one("w", Tensor::from_f32(vec![2], &[1.0, f32::NAN]));
+    let o = Command::new(env!("CARGO_BIN_EXE_parity")).args(["inspect", p.to_str().unwrap(), "--check", "finite"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let o = Command::new(env!("CARGO_BIN_EXE_parity")).args(["inspect", p.to_str().unwrap(), "--check", "bogus"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
