@@ -85,8 +85,11 @@ fn stage_pair(dtype: DType, n: usize, rel: f64) -> (Tensor, Tensor) {
 /// second (both sides): 16 Mi elements a side, beyond the 32 MiB L3, so the
 /// data comes from DRAM as a big checkpoint's would. `differ`: every element
 /// differs (f32 by ~1e-6, bf16 by ~1e-2 relative); `equal`: bit-identical
-/// sides (copied inputs, element-wise stages computed alike).
+/// sides (copied inputs, element-wise stages computed alike). The IDs end
+/// in the SIMD path measured (`PARITY_SIMD=avx512|avx2|portable` forces one;
+/// `parity doctor` lists what the CPU has), so each path keeps its own history.
 fn comparer(c: &mut Criterion) {
+    let path = parity::compare::metrics::simd_path().name();
     let mut group = c.benchmark_group("comparer");
     group.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
     let n = if quick() { 3072 * 1024 } else { 16 << 20 };
@@ -94,7 +97,7 @@ fn comparer(c: &mut Criterion) {
         let (a, b) = stage_pair(dtype, n, rel);
         let tol = parity::compare::tolerance::Tolerance::gate(1e-3, 1e-5);
         group.throughput(Throughput::Bytes(2 * a.data.len() as u64));
-        group.bench_with_input(BenchmarkId::new("compare_stage", format!("{}-{kind}", dtype.name())), &(a, b), |bench, (a, b)| {
+        group.bench_with_input(BenchmarkId::new("compare_stage", format!("{}-{kind}/{path}", dtype.name())), &(a, b), |bench, (a, b)| {
             bench.iter(|| compare_stage(a.view(), b.view(), &tol, 0))
         });
     }

@@ -1,13 +1,17 @@
-//! The comparer's block kernels — AVX-512, portable fused, general — give
-//! the same bits, and those bits agree with a plain computation written
-//! here. Tensors span several whole blocks (the fused pass takes only whole
-//! blocks) mixing the block kinds a real check meets: bit-identical blocks,
-//! blocks a few ULPs apart, unrelated blocks, and blocks holding NaN or inf.
+//! The comparer's block kernels — every SIMD path this machine runs
+//! (AVX-512, AVX2; forced whatever `PARITY_SIMD` says), the portable fused
+//! kernels and the general pass — give the same bits, and those bits agree
+//! with a plain computation written here. Tensors span several whole blocks
+//! (the fused pass takes only whole blocks) mixing the block kinds a real
+//! check meets: bit-identical blocks, blocks a few ULPs apart, unrelated
+//! blocks (any finite bits: subnormals, −0, huge values), blocks holding
+//! NaN or ±inf, and blocks of ties (pairs whose difference or ratio repeats,
+//! or sits exactly on a tolerance), in f32 and in bf16.
 //!
 //! The kernel switch is process-wide, so this file holds the only tests that
 //! flip it (each test binary is its own process).
 
-use parity::compare::metrics::{force_kernels, measure, Kernels, Metrics, BLOCK};
+use parity::compare::metrics::{block_kernels, force_kernels, measure, Kernels, Metrics, BLOCK};
 use parity::compare::tolerance::Tolerance;
 use parity::format::dtype::DType;
 use parity::format::tensor::Tensor;
@@ -26,9 +30,38 @@ enum BlockKind {
     Near(Vec<u32>, Vec<i32>),
     /// Unrelated values.
     Apart(Vec<u32>, Vec<u32>),
+    /// Small values against ones ~2^10 larger: each `d` needs ~34 bits, so
+    /// `d²` is rounded, and the squares are of one size, so how each is
+    /// rounded reaches the sums (an FMA on one path shows).
+    Wide(Vec<u32>, Vec<u32>),
     /// Mostly near, with a NaN or an inf on one or both sides somewhere.
     NonFinite(Vec<u32>, usize, u32, bool),
+    /// Mostly near, with one exact pair (left, right) repeated at some
+    /// positions: equal differences and ratios, or on a tolerance exactly.
+    Ties(Vec<u32>, Vec<i32>, Vec<usize>, (f32, f32)),
 }
+
+/// The kernels this machine runs, each forced in turn: `Best` is whatever
+/// the process chose (`PARITY_SIMD` or the CPU), the others explicitly.
+fn kernels() -> Vec<Kernels> {
+    [Kernels::Best, Kernels::Avx512, Kernels::Avx2, Kernels::Portable, Kernels::General]
+        .into_iter()
+        .filter(|k| k.supported())
+        .collect()
+}
+
+/// Pairs exact in f32 and in bf16 whose differences are powers of two
+/// (ties with the tolerances below), or whose left side is ±0 (ratio inf).
+const TIES: [(f32, f32); 8] = [
+    (1.0, 1.0 + 1.0 / 1024.0),
+    (-1.0, -1.0 - 1.0 / 1024.0),
+    (1.0, 1.0 + 1.0 / 128.0),
+    (-0.5, -0.5 + 1.0 / 256.0),
+    (0.0, 1.0 / 1024.0),
+    (-0.0, -1.0 / 128.0),
+    (1.0, 1.5 + 1.0 / 128.0),
+    (2.0, 3.0 + 1.0 / 1024.0),
+];
 
 fn value_bits() -> impl Strategy<Value = u32> {
     prop_oneof![
@@ -37,18 +70,38 @@ fn value_bits() -> impl Strategy<Value = u32> {
         1 => Just(0x8000_0000u32),
         1 => (1u32..0x0080_0000).prop_map(|m| m | 0x8000_0000 * (m & 1)), // subnormals of both signs
         1 => (-1e30f32..1e30).prop_map(f32::to_bits),
+        // Any finite bits (an inf or NaN exponent loses its low bit).
+        1 => any::<u32>().prop_map(|b| if b & 0x7f80_0000 == 0x7f80_0000 { b & !0x0080_0000 } else { b }),
     ]
+}
+
+/// Small steps in ULPs, mostly none.
+fn steps() -> impl Strategy<Value = Vec<i32>> {
+    prop::collection::vec(prop_oneof![4 => Just(0i32), 2 => -3i32..4, 1 => -70000i32..70000], BLOCK)
 }
 
 fn block_kind() -> impl Strategy<Value = BlockKind> {
     let v = || prop::collection::vec(value_bits(), BLOCK);
     prop_oneof![
         3 => v().prop_map(BlockKind::Same),
-        3 => (v(), prop::collection::vec(prop_oneof![4 => Just(0i32), 2 => -3i32..4, 1 => -70000i32..70000], BLOCK))
-            .prop_map(|(l, s)| BlockKind::Near(l, s)),
+        3 => (v(), steps()).prop_map(|(l, s)| BlockKind::Near(l, s)),
         2 => (v(), v()).prop_map(|(l, r)| BlockKind::Apart(l, r)),
-        1 => (v(), 0..BLOCK, prop::sample::select(vec![0x7fc0_0000u32, 0x7f80_0000, 0xff80_0000]), any::<bool>())
+        2 => (
+            prop::collection::vec((-4.0f32..4.0).prop_map(f32::to_bits), BLOCK),
+            prop::collection::vec(prop_oneof![(1000.0f32..2000.0), (-2000.0f32..-1000.0)].prop_map(f32::to_bits), BLOCK),
+        )
+            .prop_map(|(l, r)| BlockKind::Wide(l, r)),
+        // NaNs of both signs and payloads (0x7f80_0001 is an inf once cut to bf16), ±inf.
+        1 => (v(), 0..BLOCK, prop::sample::select(vec![0x7fc0_0000u32, 0xffc0_0000, 0x7f80_0001, 0x7fc0_0001, 0x7f80_0000, 0xff80_0000]), any::<bool>())
             .prop_map(|(l, at, bits, both)| BlockKind::NonFinite(l, at, bits, both)),
+        // Small values, so the tied pairs hold the block's largest differences.
+        2 => (
+            prop::collection::vec((-4.0f32..4.0).prop_map(f32::to_bits), BLOCK),
+            steps().prop_map(|s| s.into_iter().map(|s| s.clamp(-3, 3)).collect()),
+            prop::collection::vec(0..BLOCK, 1..6),
+            prop::sample::select(TIES.to_vec()),
+        )
+            .prop_map(|(l, s, at, pair)| BlockKind::Ties(l, s, at, pair)),
     ]
 }
 
@@ -76,7 +129,7 @@ fn sides(kinds: &[BlockKind], tail: &[(u32, u32)]) -> (Vec<u32>, Vec<u32>) {
                 l.extend(v);
                 r.extend(v.iter().zip(s).map(|(&b, &s)| step(b, s)));
             }
-            BlockKind::Apart(a, b) => {
+            BlockKind::Apart(a, b) | BlockKind::Wide(a, b) => {
                 l.extend(a);
                 r.extend(b);
             }
@@ -86,6 +139,15 @@ fn sides(kinds: &[BlockKind], tail: &[(u32, u32)]) -> (Vec<u32>, Vec<u32>) {
                 rv[*at] = *bits;
                 if *both {
                     lv[*at] = *bits;
+                }
+                l.extend(lv);
+                r.extend(rv);
+            }
+            BlockKind::Ties(v, s, at, (a, b)) => {
+                let mut lv = v.clone();
+                let mut rv: Vec<u32> = v.iter().zip(s).map(|(&b, &s)| step(b, s)).collect();
+                for &j in at {
+                    (lv[j], rv[j]) = (a.to_bits(), b.to_bits());
                 }
                 l.extend(lv);
                 r.extend(rv);
@@ -123,6 +185,9 @@ fn tolerances() -> impl Strategy<Value = Tolerance> {
         Just(Tolerance::gate(1e-3, 1e-5)),
         Just(Tolerance::gate(0.0, 0.0)),
         Just(Tolerance::gate(1e-3, 1e-5).with_allclose(1e-3, 1e-6, 0.0)),
+        // Limits the tied pairs meet exactly (|d| = max_abs, |d| = atol + rtol·|left|).
+        Just(Tolerance::gate(1.0 / 1024.0, 1e-5).with_allclose(0.5, 1.0 / 1024.0, 0.0)),
+        Just(Tolerance::gate(1.0 / 128.0, 1e-5).with_allclose(0.5, 1.0 / 128.0, 0.0)),
     ]
 }
 
@@ -195,8 +260,44 @@ fn close(a: f64, b: f64) -> bool {
     a == b || (a - b).abs() <= 1e-9 * a.abs().max(b.abs())
 }
 
+/// One block's stored bytes: f32, or the top halves as bf16.
+fn block_bytes(bits: &[u32], bf16: bool) -> Vec<u8> {
+    if bf16 {
+        bits.iter().flat_map(|&b| ((b >> 16) as u16).to_le_bytes()).collect()
+    } else {
+        bits.iter().flat_map(|&b| b.to_le_bytes()).collect()
+    }
+}
+
+/// `[max_abs, rel_floor, rtol, atol]` as the fused pass gets them: exact
+/// powers of two the tied pairs meet, decimals, 0 and inf.
+fn bounds() -> impl Strategy<Value = [f64; 4]> {
+    let b = |v: Vec<f64>| prop::sample::select(v);
+    (
+        b(vec![0.0, 1e-3, 1.0 / 1024.0, 1.0 / 128.0, f64::INFINITY]),
+        b(vec![0.0, 1e-3, 0.5, 1.0 / 1024.0, f64::INFINITY]),
+        b(vec![0.0, 1e-3, 0.5]),
+        b(vec![0.0, 1e-6, 1.0 / 1024.0, 1.0 / 128.0]),
+    )
+        .prop_map(|(m, r, rt, at)| [m, r, rt, at])
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Below the metrics: every lane, count and index the fused kernels
+    /// give for one block, path against path. (A one-ULP difference in one
+    /// lane can vanish in the lanes' sum, so the metrics alone may miss it.)
+    #[test]
+    fn every_path_gives_the_same_lanes(kind in block_kind(), bounds in bounds(), bf16 in any::<bool>()) {
+        let (lb, rb) = sides(&[kind], &[]);
+        let (l, r) = (block_bytes(&lb, bf16), block_bytes(&rb, bf16));
+        let portable = block_kernels(Kernels::Portable, bf16, &l, &r, bounds);
+        for k in [Kernels::Avx512, Kernels::Avx2].into_iter().filter(|k| k.supported()) {
+            let got = block_kernels(k, bf16, &l, &r, bounds);
+            prop_assert_eq!(&got, &portable, "{:?} vs Portable", k);
+        }
+    }
 
     #[test]
     fn every_kernel_gives_the_same_bits(
@@ -209,12 +310,13 @@ proptest! {
         let _g = SWITCH.lock().unwrap_or_else(|e| e.into_inner());
         let (lb, rb) = sides(&kinds, &tail);
         let (l, r) = if bf16 { bf16_pair(&lb, &rb) } else { f32_pair(&lb, &rb) };
-        let best = with_kernels(Kernels::Best, &l, &r, &tol, top);
-        let portable = with_kernels(Kernels::Portable, &l, &r, &tol, top);
-        let general = with_kernels(Kernels::General, &l, &r, &tol, top);
-        // Bit-identical, NaN-safe: compare the debug forms.
-        prop_assert_eq!(format!("{best:?}"), format!("{portable:?}"));
-        prop_assert_eq!(format!("{best:?}"), format!("{general:?}"));
+        // Bit-identical, NaN-safe: compare the debug forms, each path
+        // against the portable one (the definition).
+        let portable = format!("{:?}", with_kernels(Kernels::Portable, &l, &r, &tol, top));
+        for k in kernels() {
+            let m = format!("{:?}", with_kernels(k, &l, &r, &tol, top));
+            prop_assert_eq!(&m, &portable, "{:?} vs Portable", k);
+        }
     }
 
     #[test]
@@ -232,28 +334,30 @@ proptest! {
             }
         }
         let (l, r) = if bf16 { bf16_pair(&lb, &rb) } else { f32_pair(&lb, &rb) };
-        let tol = Tolerance::gate(1e-3, 1e-5);
-        let m = measure(l.view(), r.view(), &tol, 0);
+        let tol = Tolerance::gate(1.0 / 1024.0, 1e-5);
         let lv: Vec<f64> = lb.iter().map(|&b| f32::from_bits(b) as f64).collect();
         let rv: Vec<f64> = rb.iter().map(|&b| f32::from_bits(b) as f64).collect();
         let p = plain(&lv, &rv, &lb, &rb, if bf16 { 16 } else { 0 }, tol.max_abs);
         let n = p.compared as f64;
-        prop_assert_eq!(m.compared, p.compared);
-        prop_assert_eq!(m.max_abs, p.max_abs);
-        prop_assert_eq!(m.max_abs_index, p.max_abs_at.map(|i| vec![i]));
-        prop_assert_eq!(m.max_rel, p.max_rel);
-        prop_assert_eq!(m.max_rel_index, p.max_rel_at.map(|i| vec![i]));
-        prop_assert_eq!(m.max_ulp, Some(p.max_ulp));
-        prop_assert_eq!(m.not_bit_equal, Some(p.not_bit_equal));
-        prop_assert_eq!(m.over_max_abs, p.over);
-        prop_assert_eq!(m.non_finite.mismatched, p.nf_mismatched);
-        if p.compared > 0 {
-            prop_assert!(close(m.mean_abs, (p.sum_abs / n).min(p.max_abs)), "mean_abs {} vs {}", m.mean_abs, p.sum_abs / n);
-            prop_assert!(close(m.rms, (p.sum_sq / n).sqrt().min(p.max_abs)), "rms {} vs {}", m.rms, (p.sum_sq / n).sqrt());
-            if p.ll > 0.0 && p.rr > 0.0 {
-                let cos = (p.dot / (p.ll.sqrt() * p.rr.sqrt())).clamp(-1.0, 1.0);
-                prop_assert!((m.cosine - cos).abs() <= 1e-12, "cosine {} vs {}", m.cosine, cos);
-                prop_assert!(close(m.nmse, p.sum_sq / p.ll), "nmse {} vs {}", m.nmse, p.sum_sq / p.ll);
+        for k in kernels() {
+            let m = with_kernels(k, &l, &r, &tol, 0);
+            prop_assert_eq!(m.compared, p.compared, "{:?}", k);
+            prop_assert_eq!(m.max_abs, p.max_abs, "{:?}", k);
+            prop_assert_eq!(&m.max_abs_index, &p.max_abs_at.map(|i| vec![i]), "{:?}", k);
+            prop_assert_eq!(m.max_rel, p.max_rel, "{:?}", k);
+            prop_assert_eq!(&m.max_rel_index, &p.max_rel_at.map(|i| vec![i]), "{:?}", k);
+            prop_assert_eq!(m.max_ulp, Some(p.max_ulp), "{:?}", k);
+            prop_assert_eq!(m.not_bit_equal, Some(p.not_bit_equal), "{:?}", k);
+            prop_assert_eq!(m.over_max_abs, p.over, "{:?}", k);
+            prop_assert_eq!(m.non_finite.mismatched, p.nf_mismatched, "{:?}", k);
+            if p.compared > 0 {
+                prop_assert!(close(m.mean_abs, (p.sum_abs / n).min(p.max_abs)), "{:?}: mean_abs {} vs {}", k, m.mean_abs, p.sum_abs / n);
+                prop_assert!(close(m.rms, (p.sum_sq / n).sqrt().min(p.max_abs)), "{:?}: rms {} vs {}", k, m.rms, (p.sum_sq / n).sqrt());
+                if p.ll > 0.0 && p.rr > 0.0 {
+                    let cos = (p.dot / (p.ll.sqrt() * p.rr.sqrt())).clamp(-1.0, 1.0);
+                    prop_assert!((m.cosine - cos).abs() <= 1e-12, "{:?}: cosine {} vs {}", k, m.cosine, cos);
+                    prop_assert!(close(m.nmse, p.sum_sq / p.ll), "{:?}: nmse {} vs {}", k, m.nmse, p.sum_sq / p.ll);
+                }
             }
         }
     }
@@ -268,7 +372,7 @@ fn an_equal_block_beside_a_different_one_keeps_the_differences() {
     let mut r = l.clone();
     r[BLOCK + 5] += 0.25;
     let (lt, rt) = (Tensor::from_f32(vec![2 * BLOCK], &l), Tensor::from_f32(vec![2 * BLOCK], &r));
-    for k in [Kernels::Best, Kernels::Portable, Kernels::General] {
+    for k in kernels() {
         let m = with_kernels(k, &lt, &rt, &Tolerance::gate(1e-3, 1e-5), 0);
         assert_eq!(m.not_bit_equal, Some(1), "{k:?}");
         assert_eq!(m.max_abs_index, Some(vec![BLOCK + 5]), "{k:?}");
@@ -278,3 +382,4 @@ fn an_equal_block_beside_a_different_one_keeps_the_differences() {
         assert!((m.nmse - m.max_abs * m.max_abs / ll).abs() <= 1e-12 * m.nmse, "{k:?}");
     }
 }
+

@@ -34,7 +34,7 @@ use rayon::prelude::*;
 
 mod fused;
 pub mod json;
-pub use fused::{force_kernels, Kernels};
+pub use fused::{block_kernels, force_kernels, simd_choice, simd_path, simd_report, Kernels, SimdChoice, SimdPath};
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
@@ -549,7 +549,7 @@ impl<'a> Pass<'a> {
     fn chunk<L: Codec, R: Codec>(&self, l: L, r: R, first: usize, lchunk: &[u8], rchunk: &[u8]) -> Partial {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx2") {
+            if fused::wide_chunks() && std::arch::is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU supports AVX2, checked just above.
                 return unsafe { self.chunk_avx2(l, r, first, lchunk, rchunk) };
             }
