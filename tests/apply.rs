@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-type Model = BTreeMap<String, Tensor>;
+mod checkpoint_support;
+use checkpoint_support::{write_file, write_sharded, Model};
 
 fn f32t(shape: &[usize], v: &[f32]) -> Tensor {
     Tensor::from_f32(shape.to_vec(), v)
@@ -20,28 +21,6 @@ fn ramp(n: usize, scale: f32, offset: f32) -> Vec<f32> {
     (0..n).map(|i| (i as f32 - n as f32 / 2.0) * scale + offset).collect()
 }
 
-fn write_file(path: &Path, m: &Model) {
-    let tensors: Vec<(String, &Tensor)> = m.iter().map(|(k, t)| (k.clone(), t)).collect();
-    parity::format::bundle::write(path, &tensors).unwrap();
-}
-
-fn write_sharded(dir: &Path, m: &Model, shards: usize) {
-    std::fs::create_dir_all(dir).unwrap();
-    let names: Vec<&String> = m.keys().collect();
-    let per = names.len().div_ceil(shards);
-    let mut weight_map = serde_json::Map::new();
-    for (i, part) in names.chunks(per).enumerate() {
-        let file = format!("model-{:05}-of-{:05}.safetensors", i + 1, shards);
-        let sub: Model = part.iter().map(|n| ((*n).clone(), m[*n].clone())).collect();
-        write_file(&dir.join(&file), &sub);
-        for n in part {
-            weight_map.insert((*n).clone(), file.clone().into());
-        }
-    }
-    let index = serde_json::json!({"metadata": {"total_size": 0}, "weight_map": weight_map});
-    std::fs::write(dir.join("model.safetensors.index.json"), serde_json::to_vec_pretty(&index).unwrap()).unwrap();
-    std::fs::write(dir.join("config.json"), b"{\"model_type\": \"test\"}\n").unwrap();
-}
 
 /// A small model: three layers of a weight, a bias and a norm, an embedding.
 fn model(n: usize) -> Model {

@@ -7,11 +7,11 @@ use parity::diff::outcome::{DiffOutcome, Status};
 use parity::diff::{diff, DiffOptions, Limit};
 use parity::format::dtype::DType;
 use parity::format::tensor::Tensor;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-type Model = BTreeMap<String, Tensor>;
+mod checkpoint_support;
+use checkpoint_support::{write_file, write_sharded, Model};
 
 fn f32t(shape: &[usize], v: &[f32]) -> Tensor {
     Tensor::from_f32(shape.to_vec(), v)
@@ -38,28 +38,6 @@ fn model() -> Model {
     m
 }
 
-fn write_file(path: &Path, m: &Model) {
-    let tensors: Vec<(String, &Tensor)> = m.iter().map(|(k, t)| (k.clone(), t)).collect();
-    parity::format::bundle::write(path, &tensors).unwrap();
-}
-
-/// A Hugging Face sharded directory with an index.
-fn write_sharded(dir: &Path, m: &Model, shards: usize) {
-    std::fs::create_dir_all(dir).unwrap();
-    let names: Vec<&String> = m.keys().collect();
-    let per = names.len().div_ceil(shards);
-    let mut weight_map = serde_json::Map::new();
-    for (i, part) in names.chunks(per).enumerate() {
-        let file = format!("model-{:05}-of-{:05}.safetensors", i + 1, shards);
-        let sub: Model = part.iter().map(|n| ((*n).clone(), m[*n].clone())).collect();
-        write_file(&dir.join(&file), &sub);
-        for n in part {
-            weight_map.insert((*n).clone(), file.clone().into());
-        }
-    }
-    let index = serde_json::json!({"metadata": {"total_size": 0}, "weight_map": weight_map});
-    std::fs::write(dir.join("model.safetensors.index.json"), serde_json::to_vec_pretty(&index).unwrap()).unwrap();
-}
 
 fn run(left: &Path, right: &Path, opts: &DiffOptions) -> DiffOutcome {
     diff(left, right, opts).unwrap_or_else(|e| panic!("diff: {e}"))
