@@ -373,6 +373,9 @@ fn bad_plans_are_setup_errors_naming_the_step() {
     refused(&HEAD.replace("extra: extra.safetensors", "extra: ../elsewhere.safetensors").replace("output", "steps: []\noutput"), &[], &["plan.yaml", "escapes"]);
     refused(&step("operation: scale\n    target: {match: model.embed_tokens.weight}\n    inputs: {x: 'base:{layer}'}\n    params: {factor: 2}"), &[], &["step 'bad'", "{layer}", "no layer number"]);
     refused(&step("operation: copy\n    target: {match: model.embed_tokens.weight}"), &[], &["step 'bad'", "needs an 'output'"]);
+    // Found by the plan fuzz target: an assert's `equal.to` naming an
+    // unknown input panicked in resolution instead of being refused on load.
+    refused(&step("assert: {match: model.embed_tokens.weight, equal: {to: 'nowhere:{name}', max_abs: 0}}"), &[], &["step 'bad'", "no input named 'nowhere'"]);
     refused(&step("operation: delete\n    assert: {match: x}\n    target: {match: model.embed_tokens.weight}"), &[], &["both 'operation' and 'assert'"]);
     refused(&format!("{HEAD}steps:\n  - id: x\n    operation: delete\n    target: {{match: model.embed_tokens.weight}}\n    bogus: 1\n"), &[], &["plan.yaml", "bogus"]);
     refused("schema: parity.plan.v2\ninputs: {base: base}\nsteps: []\n", &[], &["plan.yaml", "parity.plan.v2"]);

@@ -246,11 +246,7 @@ impl<'a> Run<'a> {
             }
             Ok(_) => {
                 let bytes = crate::format::checkpoint::read_small(&path, 256 << 20)?;
-                let old: Manifest = serde_json::from_slice(&bytes)
-                    .map_err(|e| Error::json(&path, format!("not a {} manifest: {e} (--force starts afresh)", manifest::SCHEMA)))?;
-                if old.schema != manifest::SCHEMA {
-                    return Err(Error::json(&path, format!("schema '{}', expected '{}'", old.schema, manifest::SCHEMA)));
-                }
+                let old = Manifest::from_json(&path, &bytes)?;
                 if old.plan_sha256 != fresh.plan_sha256 || old.implementation != fresh.implementation || old.inputs != fresh.inputs {
                     return Err(Error::json(&path, "records a run of another plan, implementation or inputs: --force rewrites the output"));
                 }

@@ -65,6 +65,19 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// Parse a manifest's bytes (read from `path`, named in errors) and
+    /// check its schema. The one reader of manifests: `apply`'s resume and
+    /// the fuzz target go through it.
+    pub fn from_json(path: &std::path::Path, bytes: &[u8]) -> crate::Result<Manifest> {
+        use crate::Error;
+        let m: Manifest = serde_json::from_slice(bytes)
+            .map_err(|e| Error::json(path, format!("not a {SCHEMA} manifest: {e} (--force starts afresh)")))?;
+        if m.schema != SCHEMA {
+            return Err(Error::json(path, format!("schema '{}', expected '{SCHEMA}'", m.schema)));
+        }
+        Ok(m)
+    }
+
     pub fn to_json(&self) -> String {
         let mut s = serde_json::to_string_pretty(self).expect("a manifest serialises");
         s.push('\n');

@@ -168,11 +168,17 @@ impl LoadedPlan {
     /// operations, inputs that stay in the plan's directory.
     pub fn load(path: &Path, allow_outside_paths: bool) -> Result<LoadedPlan> {
         let bytes = crate::format::checkpoint::read_small(path, 64 << 20)?;
+        Self::parse(path, &bytes, allow_outside_paths)
+    }
+
+    /// [`LoadedPlan::load`] of bytes already read from `path` (which decides
+    /// YAML or JSON by its extension and names the plan in errors).
+    pub fn parse(path: &Path, bytes: &[u8], allow_outside_paths: bool) -> Result<LoadedPlan> {
         let yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
         let value: serde_json::Value = if yaml {
-            serde_yaml_ng::from_slice(&bytes).map_err(|e| Error::json(path, format!("not YAML: {e}")))?
+            serde_yaml_ng::from_slice(bytes).map_err(|e| Error::json(path, format!("not YAML: {e}")))?
         } else {
-            serde_json::from_slice(&bytes).map_err(|e| Error::json(path, format!("not JSON: {e}")))?
+            serde_json::from_slice(bytes).map_err(|e| Error::json(path, format!("not JSON: {e}")))?
         };
         match value.get("schema").and_then(|s| s.as_str()) {
             Some(SCHEMA) => {}
@@ -181,7 +187,7 @@ impl LoadedPlan {
         }
         let plan: Plan = serde_json::from_value(value).map_err(|e| Error::json(path, format!("invalid plan: {e}")))?;
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf).unwrap_or_else(|| ".".into());
-        let sha256 = crate::format::tensor::sha256_hex(&bytes);
+        let sha256 = crate::format::tensor::sha256_hex(bytes);
         let loaded = LoadedPlan { path: path.to_path_buf(), dir, plan, sha256 };
         loaded.check(allow_outside_paths)?;
         Ok(loaded)
@@ -232,7 +238,10 @@ impl LoadedPlan {
                     _ => return Err(self.step_error(&s.id, format!("merge_missing takes inputs: {{extra: INPUT}}, INPUT one of {}", p.inputs.keys().cloned().collect::<Vec<_>>().join(", ")))),
                 }
             }
-            for reference in s.inputs.values() {
+            // Every `INPUT:NAME` the step names: its inputs and an assert's
+            // `equal.to` (resolution looks the input up without checking).
+            let equal_to = s.assert.as_ref().and_then(|a| a.equal.as_ref()).map(|e| &e.to);
+            for reference in s.inputs.values().chain(equal_to) {
                 let (input, _) = reference.split_once(':').ok_or_else(|| {
                     self.step_error(&s.id, format!("input reference '{reference}': expected INPUT:NAME (e.g. base:{{name}})"))
                 })?;
