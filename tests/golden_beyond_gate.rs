@@ -43,6 +43,7 @@ fn run(case: &str, implementation: Implementation, oracle: &str, profile: Profil
         allow_outside_paths: false,
         progress: false,
         verify_hashes: true,
+        explain: true,
     };
     let outcome = check::check(&oracle, &out, &check).unwrap_or_else(|e| panic!("{case}: check: {e}"));
     assert!(

@@ -16,6 +16,7 @@ mod outcome;
 mod plan;
 mod provenance;
 mod run;
+pub mod suggest;
 
 pub use outcome::{ByteDiff, CheckOutcome, HashFacts, ModeResult, ModeResults, Side, TensorResult};
 
@@ -95,6 +96,9 @@ pub struct CheckOptions {
     /// Re-hashing costs more than all the metrics together (SHA-256 runs at
     /// ~1.7 GiB/s per core with SHA-NI; the metrics at several times that).
     pub verify_hashes: bool,
+    /// Test every failing stage for the classic porting bugs (see
+    /// [`crate::compare::explain`]): one more read of each failing stage.
+    pub explain: bool,
 }
 
 impl Default for CheckOptions {
@@ -108,6 +112,7 @@ impl Default for CheckOptions {
             allow_outside_paths: false,
             verify_hashes: false,
             progress: false,
+            explain: true,
         }
     }
 }
@@ -128,7 +133,12 @@ pub fn check(left: &Path, right: &Path, opts: &CheckOptions) -> Result<CheckOutc
     let bar = crate::progress::bar(opts.progress, total as u64, "check");
     let results: Vec<Result<TensorResult>> = plans.par_iter().map(|p| run::run_tensor(p, opts, &bar)).collect();
     bar.finish_and_clear();
-    let tensors = results.into_iter().collect::<Result<Vec<_>>>()?;
+    let mut tensors = results.into_iter().collect::<Result<Vec<_>>>()?;
+    if opts.explain {
+        for (p, t) in plans.iter().zip(tensors.iter_mut()) {
+            run::explain_failures(p, t)?;
+        }
+    }
 
     let modes = modes::judge_modes(&opts.modes, &tensors, &l.loaded, r.path())?;
     // The right side's tensors under the same selection, for the presence diff.

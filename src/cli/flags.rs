@@ -206,6 +206,18 @@ pub struct CheckArgs {
     /// (by default only the final stage, whose hash the hash modes use, is re-hashed).
     #[arg(long)]
     pub verify_hashes: bool,
+    /// Write a tolerance profile (parity.tolerances.v1) that what was observed
+    /// passes: per stage, the largest max_abs, mean_abs and ULP distance ×
+    /// the margin, rounded up to one significant digit, each with a `why`.
+    #[arg(long, value_name = "FILE")]
+    pub suggest_tolerances: Option<PathBuf>,
+    /// With --suggest-tolerances: the factor observed values are multiplied by (≥ 1).
+    #[arg(long, value_name = "X", default_value_t = 2.0, requires = "suggest_tolerances")]
+    pub tolerance_margin: f64,
+    /// With --suggest-tolerances: write limits looser than the built-in
+    /// profile's (without it they are kept, and each is named on stderr).
+    #[arg(long, requires = "suggest_tolerances")]
+    pub allow_looser: bool,
 }
 
 #[derive(Args, Debug)]

@@ -174,8 +174,21 @@ fn check(args: flags::CheckArgs) -> Result<Outcome> {
         allow_outside_paths: args.allow_outside_paths,
         progress: true,
         verify_hashes: args.verify_hashes,
+        explain: true,
     };
+    let suggest = parity::check::suggest::SuggestOptions { margin: args.tolerance_margin, allow_looser: args.allow_looser };
+    if args.suggest_tolerances.is_some() {
+        // Refuse a bad margin before the comparison, not after it.
+        parity::check::suggest::validate(&suggest)?;
+    }
     let outcome = parity::check::check(&args.left, &args.right, &opts)?;
+    if let Some(path) = &args.suggest_tolerances {
+        let s = parity::check::suggest::suggest(&outcome, &parity::ops::builtin_profile(), &suggest)?;
+        parity::format::atomic::write_bytes(path, s.json.as_bytes())?;
+        for note in &s.notes {
+            eprintln!("suggest-tolerances: {note}");
+        }
+    }
     emit(&parity::render::render(&outcome, args.format), args.output.as_deref())?;
     Ok(Outcome::of(outcome.passed()))
 }

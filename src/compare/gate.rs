@@ -48,6 +48,10 @@ pub struct StageResult {
     pub verdict: Verdict,
     /// Which limits failed, one phrase each: `max_abs 3.1e-3 > 1e-3`.
     pub failures: Vec<String>,
+    /// For a failing stage, the porting bug that explains it, when one fits
+    /// (filled in by the caller with [`super::explain::explain`]: the gate
+    /// itself reads each stage once).
+    pub explanation: Option<super::explain::Explanation>,
 }
 
 impl StageResult {
@@ -70,6 +74,7 @@ impl StageResult {
             metrics: None,
             verdict: Verdict::Missing,
             failures: vec![format!("missing on the {side} (optional stage: reported, not gated)")],
+            explanation: None,
         }
     }
 }
@@ -142,6 +147,7 @@ pub(crate) fn judge_stages(
         metrics,
         verdict: if failures.is_empty() { Verdict::Pass } else { Verdict::Fail },
         failures,
+        explanation: None,
     })
 }
 

@@ -9,8 +9,11 @@
 //! * [`profile`] — which tolerance each stage of each operation gets, built
 //!   from declarations the caller supplies (the catalog's, for the built-in
 //!   profile) with tolerance files merged over them;
+//! * [`explain`] — which classic porting bug turns LEFT into RIGHT, for a
+//!   failing stage (one more read of it, tests in memory);
 //! * [`numbers`] — how the comparer's numbers are written for people.
 
+pub mod explain;
 pub mod gate;
 pub mod metrics;
 pub mod numbers;

@@ -41,6 +41,7 @@
 //!   | `max_ulp` | … and no element is more than this many ULPs (of the stage's dtype) apart |
 //!   | `rtol`, `atol` | … and at most `max_mismatch_fraction` (default 0) of the elements break \|right − left\| ≤ atol + rtol·\|left\| (a missing one of the two counts as 0) |
 //!   | `max_mismatch_fraction` | the share of elements (0..1) allowed to break the rtol/atol rule |
+//!   | `why` | free text, a string or one string per limit: where the numbers came from (`--suggest-tolerances` writes it); no verdict depends on it |
 //!
 //!   The optional limits (`min_cosine`, `max_ulp`, `rtol`, `atol`,
 //!   `max_mismatch_fraction`) can be set to `null` to remove a built-in one.
@@ -301,6 +302,28 @@ struct Override {
     atol: Option<Option<f64>>,
     #[serde(default, deserialize_with = "present")]
     max_mismatch_fraction: Option<Option<f64>>,
+    /// Free text on where the limits came from; checked for shape, then dropped.
+    #[serde(default)]
+    #[allow(dead_code)]
+    why: Why,
+}
+
+/// A stage entry's `why`: a string, or one string per limit. No verdict
+/// depends on it; anything else there is still an error, like any misspelt key.
+#[derive(Clone, Copy, Debug, Default)]
+struct Why;
+
+impl<'de> Deserialize<'de> for Why {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Why, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        #[allow(dead_code)]
+        enum Text {
+            One(String),
+            PerLimit(BTreeMap<String, String>),
+        }
+        Text::deserialize(d).map(|_| Why).map_err(|_| serde::de::Error::custom("`why` must be a string or an object of strings"))
+    }
 }
 
 /// Tells a `null` (Some(None)) from an absent field (None, via `default`).
@@ -334,6 +357,7 @@ impl Override {
             rtol: self.rtol.or(base.rtol),
             atol: self.atol.or(base.atol),
             max_mismatch_fraction: self.max_mismatch_fraction.or(base.max_mismatch_fraction),
+            why: Why,
         }
     }
 

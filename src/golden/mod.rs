@@ -151,6 +151,7 @@ pub fn gate(dir: &Path, cases: &[String]) -> Result<GateOutcome> {
                 allow_outside_paths: false,
                 progress: false,
                 verify_hashes: true,
+                explain: true,
             };
             let outcome = check::check(&oracle, &out, &check)?;
             let against = crate::format::report::LoadedReport::load(&oracle)?.report.producer.implementation;

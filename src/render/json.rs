@@ -92,6 +92,7 @@ fn stage(s: &StageResult) -> Value {
         "right": side(&s.right),
         "tolerance": tolerance(&s.tolerance),
         "metrics": s.metrics.as_ref().map(metrics),
+        "explanation": s.explanation.as_ref().map(|e| e.json()),
     })
 }
 

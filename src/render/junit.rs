@@ -83,7 +83,7 @@ fn tensor_suite(o: &CheckOutcome, t: &TensorResult) -> Suite {
             let outcome = match s.verdict {
                 Verdict::Pass => CaseOutcome::Pass,
                 Verdict::Fail if s.tolerance.required => CaseOutcome::Failure {
-                    message: s.failures.join("; "),
+                    message: s.failures.iter().cloned().chain(explanation_line(s)).collect::<Vec<_>>().join("; "),
                     detail: detail_lines(s, o.top_diffs).join("\n"),
                 },
                 Verdict::Fail | Verdict::Missing => {

@@ -49,6 +49,12 @@ pub(super) fn render(o: &CheckOutcome) -> String {
             let _ = writeln!(w, "| {} |", row.iter().map(|c| cell(c)).collect::<Vec<_>>().join(" | "));
         }
         let _ = writeln!(w, "\n{}", cell(&hash_line(t)));
+        // Outside the folded details: the explanation is what a reader came for.
+        for s in t.stages.iter().filter(|s| s.explanation.is_some()) {
+            if let Some(line) = explanation_line(s) {
+                let _ = writeln!(w, "\n**{}** {}", cell(&s.stage), cell(&line));
+            }
+        }
         for s in t.stages.iter().filter(|s| wants_detail(s, o.top_diffs)) {
             let _ = writeln!(w, "\n<details><summary>{}: {}</summary>\n\n```", html(&s.stage), html(&stage_verdict(s)));
             for line in detail_lines(s, o.top_diffs) {

@@ -160,13 +160,16 @@ fn detail_lines(s: &StageResult, top_diffs: usize) -> Vec<String> {
     let t = &s.tolerance;
     let Some(m) = &s.metrics else {
         out.extend(s.failures.iter().cloned());
+        out.extend(explanation_line(s));
         return out;
     };
     // Which limit broke comes first: a stage can fail on mean_abs with no
-    // single element over max_abs ("Mismatched elements: 0 / …").
+    // single element over max_abs ("Mismatched elements: 0 / …"); then the
+    // porting bug that explains it, when one fits.
     if !s.failures.is_empty() {
         out.push(format!("Failed: {}", s.failures.join("; ")));
     }
+    out.extend(explanation_line(s));
     let (mismatched, rule) = match m.outside_allclose {
         Some(o) => (
             o,
@@ -241,6 +244,11 @@ fn detail_lines(s: &StageResult, top_diffs: usize) -> Vec<String> {
         }
     }
     out
+}
+
+/// `explanation: constant scale c = 0.5: …`, one line, when a bug fits.
+fn explanation_line(s: &StageResult) -> Option<String> {
+    s.explanation.as_ref().map(|e| format!("explanation: {}", e.sentence()))
 }
 
 /// A stage gets a detail block when it failed, has non-finite values, or

@@ -156,6 +156,21 @@ impl Stage<'_> {
     pub fn numel(&self) -> usize {
         crate::format::tensor::numel(self.shape)
     }
+
+    /// The whole stage's bytes, copied out in one read (the explanations of
+    /// a failing stage need random access: a transpose, a row permutation).
+    pub fn read_all(&self) -> Result<Vec<u8>> {
+        let len = self.numel() * self.dtype.size();
+        let mut buf = Vec::new();
+        match self.bytes {
+            Bytes::Memory(d) => buf.extend_from_slice(&d[..len]),
+            Bytes::File(region) => {
+                buf.resize(len, 0);
+                region.read_at(0, &mut buf)?;
+            }
+        }
+        Ok(buf)
+    }
 }
 
 thread_local! {

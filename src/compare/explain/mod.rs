@@ -1,0 +1,377 @@
+//! Explanations of a failing stage: which classic porting bug turns LEFT
+//! into RIGHT, with the evidence and how well it fits.
+//!
+//! Every candidate is a *fix-up* — negate RIGHT, divide it by a constant,
+//! transpose it, put its rows back in order, … — and the evidence is the
+//! *residual*: the max and mean |difference| that is left once the fix-up is
+//! applied. A candidate fits only when the fix-up removes nearly all of the
+//! difference; when none does, nothing is said (a wrong explanation costs a
+//! user more than none).
+//!
+//! Two kinds of test, with their own rule of fit:
+//! * **Value tests** ([`values`], [`layout`]): sign, scale, offset,
+//!   transposed, shifted, permuted. One fits when its residual max_abs is at
+//!   most 1/16 of the difference's ([`MAX_RATIO`]) and its residual mean_abs
+//!   at most 1/4 of it ([`MEAN_RATIO`]), with no new non-finite mismatch. An
+//!   honest port that is merely noisy never gets there: no constant, order or
+//!   orientation removes noise.
+//! * **Bit tests** ([`bits`], same float dtype on both sides): truncating
+//!   casts, double rounding, flushed subnormals, saturation vs overflow. One
+//!   fits when at least [`PATTERN_SHARE`] of the elements that differ show
+//!   its bit pattern, and enough of them do that chance cannot explain it
+//!   (each test states its minimum count).
+//!
+//! Cost: both stages are read once more, in full (that is the "one extra
+//! pass"), decoded to f64, and every test runs in memory. Stages above
+//! [`MAX_ELEMENTS`] elements are not examined, so memory stays bounded
+//! (2 × 8 bytes per element, one stage at a time).
+//!
+//! Determinism: every sum is taken per fixed span of elements and the spans
+//! are added in index order, so an explanation does not depend on the
+//! number of threads.
+
+mod bits;
+mod layout;
+mod values;
+
+use super::metrics::Stage;
+use super::numbers::{self, short};
+use super::tolerance::Tolerance;
+use crate::error::Result;
+use crate::format::dtype::DType;
+use rayon::prelude::*;
+use serde_json::{json, Value};
+
+/// The largest stage (in elements per side) that is examined.
+pub const MAX_ELEMENTS: usize = 1 << 25;
+/// A value fix-up fits when it leaves at most this share of max_abs …
+pub const MAX_RATIO: f64 = 1.0 / 16.0;
+/// … and at most this share of mean_abs.
+pub const MEAN_RATIO: f64 = 1.0 / 4.0;
+/// A bit pattern fits when at least this share of the differing elements show it.
+pub const PATTERN_SHARE: f64 = 0.95;
+/// Value tests need this many compared elements: with fewer, a constant
+/// scale or offset "fits" any difference at all (one element always does).
+pub const MIN_ELEMENTS: u64 = 4;
+
+/// Which side of the comparison.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Which {
+    Left,
+    Right,
+}
+
+impl Which {
+    pub fn name(self) -> &'static str {
+        match self {
+            Which::Left => "left",
+            Which::Right => "right",
+        }
+    }
+    fn other(self) -> Which {
+        match self {
+            Which::Left => Which::Right,
+            Which::Right => Which::Left,
+        }
+    }
+}
+
+/// Rows (the second-to-last axis, or all leading axes flattened) or columns (the last axis).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Axis {
+    Rows,
+    Columns,
+}
+
+impl Axis {
+    pub fn name(self) -> &'static str {
+        match self {
+            Axis::Rows => "rows",
+            Axis::Columns => "columns",
+        }
+    }
+    fn singular(self) -> &'static str {
+        match self {
+            Axis::Rows => "row",
+            Axis::Columns => "column",
+        }
+    }
+}
+
+/// A classic porting bug, with the parameters that were recovered.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Bug {
+    /// RIGHT is LEFT with its last two axes swapped; `square` when the shapes
+    /// agree and only the values tell.
+    Transposed { square: bool },
+    /// RIGHT = −LEFT.
+    SignFlipped,
+    /// RIGHT = c · LEFT.
+    ConstantScale { c: f64 },
+    /// RIGHT = LEFT + c.
+    ConstantOffset { c: f64 },
+    /// RIGHT's rows (or columns) are LEFT's in another order: RIGHT's `i`-th
+    /// is LEFT's `order[i]`-th. When whole blocks moved together (heads),
+    /// `block` is their size and `order` is over blocks.
+    Permuted { axis: Axis, moved: usize, block: usize, order: Vec<usize> },
+    /// RIGHT's `i`-th row (or column) is LEFT's `i − by`-th.
+    Shifted { axis: Axis, by: i64 },
+    /// `side` rounds toward zero where the other rounds to nearest even.
+    CastTruncates { dtype: DType, side: Which, count: u64, differing: u64 },
+    /// `side` rounds twice (through a wider intermediate), the other once.
+    DoubleRounding { dtype: DType, side: Which, count: u64, differing: u64 },
+    /// `side` has ±0 where the other has a subnormal.
+    FlushedSubnormals { dtype: DType, side: Which, count: u64, differing: u64 },
+    /// `saturating` has ±max finite where the other overflowed to inf or NaN.
+    Saturation { dtype: DType, saturating: Which, max: f64, count: u64, differing: u64 },
+}
+
+impl Bug {
+    /// The bug's name in machine output (`explanation.bug`).
+    pub fn key(&self) -> &'static str {
+        match self {
+            Bug::Transposed { square: false } => "transposed",
+            Bug::Transposed { square: true } => "square_transposed",
+            Bug::SignFlipped => "sign_flipped",
+            Bug::ConstantScale { .. } => "constant_scale",
+            Bug::ConstantOffset { .. } => "constant_offset",
+            Bug::Permuted { axis: Axis::Rows, .. } => "rows_permuted",
+            Bug::Permuted { axis: Axis::Columns, .. } => "columns_permuted",
+            Bug::Shifted { axis: Axis::Rows, .. } => "rows_shifted",
+            Bug::Shifted { axis: Axis::Columns, .. } => "columns_shifted",
+            Bug::CastTruncates { .. } => "cast_truncates",
+            Bug::DoubleRounding { .. } => "double_rounding",
+            Bug::FlushedSubnormals { .. } => "flushed_subnormals",
+            Bug::Saturation { .. } => "saturation_vs_overflow",
+        }
+    }
+
+    /// The recovered parameters, as JSON.
+    pub fn params(&self) -> Value {
+        use super::metrics::json::num;
+        match self {
+            Bug::Transposed { square } => json!({"square": square}),
+            Bug::SignFlipped => json!({}),
+            Bug::ConstantScale { c } | Bug::ConstantOffset { c } => json!({"c": num(*c)}),
+            Bug::Permuted { axis, moved, block, order } => {
+                json!({"axis": axis.name(), "moved": moved, "block": block, "order": order})
+            }
+            Bug::Shifted { axis, by } => json!({"axis": axis.name(), "by": by}),
+            Bug::CastTruncates { dtype, side, count, differing }
+            | Bug::DoubleRounding { dtype, side, count, differing }
+            | Bug::FlushedSubnormals { dtype, side, count, differing } => {
+                json!({"dtype": dtype.name(), "side": side.name(), "count": count, "differing": differing})
+            }
+            Bug::Saturation { dtype, saturating, max, count, differing } => json!({
+                "dtype": dtype.name(), "saturating": saturating.name(), "overflowing": saturating.other().name(),
+                "max_finite": num(*max), "count": count, "differing": differing,
+            }),
+        }
+    }
+}
+
+/// What is left of the difference: over the positions both sides are finite.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Residual {
+    pub max_abs: f64,
+    pub mean_abs: f64,
+    pub compared: u64,
+    /// Positions whose non-finite class (NaN, +inf, −inf, finite) differs.
+    pub non_finite_mismatched: u64,
+}
+
+/// A named bug that fits a failing stage.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Explanation {
+    pub bug: Bug,
+    /// What was seen, in one phrase: `right = c · left`, `8 of 8 rows moved`.
+    pub evidence: String,
+    /// What the fix-up does, as the residual phrase says it: `dividing by c`.
+    pub fixup: &'static str,
+    /// The difference before the fix-up (for a shape mismatch: LEFT and RIGHT
+    /// compared in memory order).
+    pub before: Residual,
+    /// The difference after it.
+    pub residual: Residual,
+    /// 0..1: the share of max_abs the fix-up removed (value tests), or the
+    /// share of differing elements that show the pattern (bit tests).
+    pub confidence: f64,
+    /// A question that points at the likely cause.
+    pub hint: &'static str,
+}
+
+impl Explanation {
+    /// One line: `constant scale c = 0.5: right = c · left (residual max_abs
+    /// 0 after dividing by c): a missing normalisation?`.
+    pub fn sentence(&self) -> String {
+        format!(
+            "{}: {} (residual max_abs {} after {}): {}",
+            self.headline(),
+            self.evidence,
+            short(self.residual.max_abs),
+            self.fixup,
+            self.hint
+        )
+    }
+
+    fn headline(&self) -> String {
+        match &self.bug {
+            Bug::Transposed { square: false } => "transposed".into(),
+            Bug::Transposed { square: true } => "square-transposed".into(),
+            Bug::SignFlipped => "sign flipped".into(),
+            Bug::ConstantScale { c } => format!("constant scale c = {}", numbers::value(*c)),
+            Bug::ConstantOffset { c } => format!("constant offset c = {}", numbers::value(*c)),
+            Bug::Permuted { axis, .. } => format!("{} permuted", axis.name()),
+            Bug::Shifted { axis, .. } => format!("{} shifted by one", axis.name()),
+            Bug::CastTruncates { dtype, side, .. } => {
+                format!("{dtype} cast on the {} truncates instead of rounding to nearest even", side.name())
+            }
+            Bug::DoubleRounding { side, .. } => {
+                format!("double rounding on the {} (once on the {})", side.name(), side.other().name())
+            }
+            Bug::FlushedSubnormals { side, .. } => format!("subnormals flushed to zero on the {}", side.name()),
+            Bug::Saturation { saturating, .. } => {
+                format!("saturation vs overflow: the {} saturates, the {} overflows", saturating.name(), saturating.other().name())
+            }
+        }
+    }
+
+    /// The explanation as JSON (`explanation` of a stage).
+    pub fn json(&self) -> Value {
+        use super::metrics::json::num;
+        let r = |r: &Residual| {
+            json!({
+                "max_abs": num(r.max_abs),
+                "mean_abs": num(r.mean_abs),
+                "compared": r.compared,
+                "non_finite_mismatched": r.non_finite_mismatched,
+            })
+        };
+        json!({
+            "bug": self.bug.key(),
+            "summary": self.sentence(),
+            "evidence": self.evidence,
+            "params": self.bug.params(),
+            "fixup": self.fixup,
+            "before": r(&self.before),
+            "residual": r(&self.residual),
+            "confidence": num(self.confidence),
+            "hint": self.hint,
+        })
+    }
+}
+
+/// Test the classic porting bugs on one stage pair and name the first that
+/// fits, or `None`. Reads both stages once (see the module notes on cost);
+/// fails only when a file cannot be read. `tol` is the stage's tolerance:
+/// a transposed pair (whose shapes differ) fits when transposing it makes the
+/// stage pass.
+pub fn explain(left: Stage, right: Stage, tol: &Tolerance) -> Result<Option<Explanation>> {
+    let n = left.numel();
+    if n == 0 || n != right.numel() || n > MAX_ELEMENTS {
+        return Ok(None);
+    }
+    let (lraw, rraw) = rayon::join(|| left.read_all(), || right.read_all());
+    let (lraw, rraw) = (lraw?, rraw?);
+    let decode = |dtype: DType, raw: &[u8]| -> Vec<f64> {
+        let mut v = vec![0.0; n];
+        v.par_chunks_mut(SPAN).enumerate().for_each(|(c, out)| {
+            for (k, x) in out.iter_mut().enumerate() {
+                *x = dtype.decode(raw, c * SPAN + k);
+            }
+        });
+        v
+    };
+    let (l, r) = rayon::join(|| decode(left.dtype, &lraw), || decode(right.dtype, &rraw));
+
+    if left.shape != right.shape {
+        return Ok(layout::transposed_shapes(left.shape, right.shape, &l, &r, tol));
+    }
+    let before = residual(n, |k| Some((l[k], r[k])));
+    if left.dtype == right.dtype && left.dtype.is_float() {
+        if let Some(e) = bits::explain(left.dtype, &lraw, &rraw, &l, &r, before) {
+            return Ok(Some(e));
+        }
+    }
+    drop((lraw, rraw));
+    if before.max_abs == 0.0 || before.compared < MIN_ELEMENTS {
+        return Ok(None);
+    }
+    if let Some(e) = values::explain(&l, &r, before) {
+        return Ok(Some(e));
+    }
+    Ok(layout::explain(left.shape, &l, &r, before))
+}
+
+/// Elements per unit of parallel work; sums are added span by span in index order.
+const SPAN: usize = 1 << 14;
+
+/// The non-finite class of a value: NaN, +inf, −inf or finite.
+fn class(x: f64) -> u8 {
+    if x.is_nan() {
+        0
+    } else if x == f64::INFINITY {
+        1
+    } else if x == f64::NEG_INFINITY {
+        2
+    } else {
+        3
+    }
+}
+
+/// The residual over `0..n` of the pairs `pair` gives (left, fixed-up right);
+/// `None` leaves a position out (a row a shift cannot compare).
+fn residual(n: usize, pair: impl Fn(usize) -> Option<(f64, f64)> + Sync) -> Residual {
+    let parts: Vec<(f64, f64, u64, u64)> = (0..n.div_ceil(SPAN))
+        .into_par_iter()
+        .map(|c| {
+            let (mut max, mut sum, mut compared, mut bad) = (0.0f64, 0.0f64, 0u64, 0u64);
+            for k in c * SPAN..n.min((c + 1) * SPAN) {
+                let Some((a, b)) = pair(k) else { continue };
+                if a.is_finite() && b.is_finite() {
+                    let d = (b - a).abs();
+                    max = max.max(d);
+                    sum += d;
+                    compared += 1;
+                } else if class(a) != class(b) {
+                    bad += 1;
+                }
+            }
+            (max, sum, compared, bad)
+        })
+        .collect();
+    // Merged in span order: the sum does not depend on the thread count.
+    let (mut max, mut sum, mut compared, mut bad) = (0.0f64, 0.0f64, 0u64, 0u64);
+    for (m, s, c, b) in parts {
+        max = max.max(m);
+        sum += s;
+        compared += c;
+        bad += b;
+    }
+    Residual { max_abs: max, mean_abs: if compared == 0 { 0.0 } else { sum / compared as f64 }, compared, non_finite_mismatched: bad }
+}
+
+/// The rule of fit of the value tests (see the module notes).
+fn fits(after: &Residual, before: &Residual) -> bool {
+    before.max_abs > 0.0
+        && after.compared >= MIN_ELEMENTS.max(before.compared / 2)
+        && after.non_finite_mismatched <= before.non_finite_mismatched
+        && after.max_abs <= before.max_abs * MAX_RATIO
+        && after.mean_abs <= before.mean_abs * MEAN_RATIO
+}
+
+/// The confidence of a value test: the share of max_abs its fix-up removed.
+fn removed(after: &Residual, before: &Residual) -> f64 {
+    if before.max_abs > 0.0 {
+        (1.0 - after.max_abs / before.max_abs).clamp(0.0, 1.0)
+    } else {
+        0.0
+    }
+}
+
+/// An order-preserving sum of `f(k)` over `0..n` (span by span, in index order).
+fn ordered_sum(n: usize, f: impl Fn(usize) -> f64 + Sync) -> f64 {
+    let parts: Vec<f64> =
+        (0..n.div_ceil(SPAN)).into_par_iter().map(|c| (c * SPAN..n.min((c + 1) * SPAN)).map(&f).sum()).collect();
+    parts.into_iter().sum()
+}
