@@ -420,3 +420,140 @@ fn parity_s_own_bundle_writer_gives_the_bytes_of_safetensors_serialize() {
         assert_eq!(b.get(k).unwrap().to_owned(), *t, "{k} reads back");
     }
 }
+
+// ---- `parity diff --output`: one file, written whole or not at all ----
+
+mod checkpoint_support;
+use checkpoint_support::{write_sharded, Model};
+
+/// Two sharded checkpoints of `count` tensors each; RIGHT's tensor `i` is
+/// LEFT's plus `bump` where `i % 3 == 0`, so the diff has many differing
+/// tensors with top differences to list (a multi-MB JSON output).
+fn write_diff_pair(dir: &Path, count: usize, bump: f32) -> (PathBuf, PathBuf) {
+    let (mut left, mut right) = (Model::new(), Model::new());
+    let mut rng = SplitMix64::new(7);
+    for i in 0..count {
+        let v: Vec<f32> = (0..64 * 64).map(|_| rng.uniform() as f32 - 0.5).collect();
+        let w: Vec<f32> = v.iter().enumerate().map(|(k, x)| if i % 3 == 0 { x + bump * (k % 7) as f32 } else { *x }).collect();
+        let name = format!("model.layers.{i}.mlp.up_proj.weight");
+        left.insert(name.clone(), Tensor::from_f32(vec![64, 64], &v));
+        right.insert(name, Tensor::from_f32(vec![64, 64], &w));
+    }
+    let (l, r) = (dir.join(format!("left-{bump}")), dir.join(format!("right-{bump}")));
+    write_sharded(&l, &left, 3);
+    write_sharded(&r, &right, 2);
+    (l, r)
+}
+
+fn diff_cmd(left: &Path, right: &Path, out: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(["diff", left.to_str().unwrap(), right.to_str().unwrap(), "--format", "json", "--top-diffs", "50"])
+        .args(["--output", out.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// A finished diff exits 1 (tensors differ) and writes its file.
+fn diff_to_completion(left: &Path, right: &Path, out: &Path) -> Vec<u8> {
+    let o = diff_cmd(left, right, out).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "diff: {}", String::from_utf8_lossy(&o.stderr));
+    std::fs::read(out).unwrap()
+}
+
+/// After a killed diff, the output is one of the two complete results (the
+/// earlier run's, or the killed run's own), never a part of one, and any
+/// temporary left is named as parity's.
+fn assert_whole(out: &Path, expected: &[&[u8]], when: &str) {
+    let finals = [out.file_name().unwrap().to_str().unwrap()];
+    match std::fs::read(out) {
+        Ok(bytes) => assert!(
+            expected.iter().any(|e| *e == bytes.as_slice()),
+            "{when}: {} holds {} bytes that are neither complete result",
+            out.display(),
+            bytes.len()
+        ),
+        Err(e) => panic!("{when}: the earlier complete output is gone: {e}"),
+    }
+    let temps = temporaries(out.parent().unwrap());
+    assert!(temps.iter().all(|t| is_parity_temporary(t, &finals)), "{when}: a temporary not named as parity's: {temps:?}");
+}
+
+#[test]
+fn diff_output_killed_at_random_moments_is_the_old_file_or_the_new_one_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (la, ra) = write_diff_pair(dir.path(), 600, 1e-3);
+    let (lb, rb) = write_diff_pair(dir.path(), 600, 2e-3);
+    let out = dir.path().join("diff.json");
+    let t0 = Instant::now();
+    let a = diff_to_completion(&la, &ra, &out);
+    let mut took = t0.elapsed().max(Duration::from_millis(20));
+    let b = diff_to_completion(&lb, &rb, &out);
+    assert_ne!(a, b, "the two results must differ for the test to tell them apart");
+    assert!(a.len() > 1 << 20, "a multi-MB output, so writing is a share of the run ({} bytes)", a.len());
+
+    let mut rng = SplitMix64::new(1414);
+    let (wanted, mut killed, mut attempt) = (24, 0, 0);
+    let mut scale = 1.0;
+    while killed < wanted {
+        assert!(attempt < 4 * wanted, "only {killed} of {attempt} kills landed inside a run");
+        // Alternate which result the killed run would write over the other.
+        let (l, r, before) = if attempt % 2 == 0 { (&la, &ra, &b) } else { (&lb, &rb, &a) };
+        assert_eq!(&std::fs::read(&out).unwrap(), before);
+        let delay = took.mul_f64(scale * (0.3 + 0.8 * rng.uniform()));
+        let mut child = diff_cmd(l, r, &out).spawn().unwrap();
+        std::thread::sleep(delay);
+        child.kill().unwrap();
+        let status = child.wait().unwrap();
+        if status.signal() == Some(9) {
+            killed += 1;
+        } else {
+            scale *= 0.75;
+        }
+        let when = format!("attempt {attempt} (killed after {delay:?}, {status:?})");
+        assert_whole(&out, &[&a, &b], &when);
+        let t0 = Instant::now();
+        let again = diff_to_completion(l, r, &out);
+        took = t0.elapsed();
+        assert_eq!(&again, if attempt % 2 == 0 { &a } else { &b }, "{when}: the rerun's output differs from an uninterrupted run's");
+        assert_eq!(temporaries(dir.path()), Vec::<String>::new(), "{when}: a temporary survived the rerun");
+        attempt += 1;
+    }
+    eprintln!("{killed} diff runs killed in {attempt} attempts; a run takes {took:?}");
+}
+
+#[test]
+fn diff_output_killed_at_each_write_fsync_and_rename_leaves_the_old_file_whole() {
+    if !strace_works() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (la, ra) = write_diff_pair(dir.path(), 60, 1e-3);
+    let (lb, rb) = write_diff_pair(dir.path(), 60, 2e-3);
+    let out = dir.path().join("diff.json");
+    let a = diff_to_completion(&la, &ra, &out);
+    let b = diff_to_completion(&lb, &rb, &out);
+    let mut points = 0;
+    // The output's own writes come last; earlier calls of these (none for
+    // rename) are reads' bookkeeping and kill the run before it writes.
+    for (syscalls, calls) in [("/^rename", 2), ("/^fsync$", 3), ("/^write$", 6)] {
+        for when in 1..=calls {
+            diff_to_completion(&la, &ra, &out);
+            let inject = format!("inject={syscalls}:signal=KILL:when={when}");
+            let status = Command::new("strace")
+                .args(["-f", "-qq", "-o", "/dev/null", "-e", &format!("trace={syscalls}"), "-e", &inject, BIN])
+                .args(["diff", lb.to_str().unwrap(), rb.to_str().unwrap(), "--format", "json", "--top-diffs", "50"])
+                .args(["--output", out.to_str().unwrap()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap();
+            let when = format!("killed at {syscalls} #{when} ({status:?})");
+            assert_whole(&out, &[&a, &b], &when);
+            assert_eq!(diff_to_completion(&lb, &rb, &out), b, "{when}: rerun");
+            assert_eq!(temporaries(dir.path()), Vec::<String>::new(), "{when}: a temporary survived the rerun");
+            points += 1;
+        }
+    }
+    eprintln!("{points} kill points");
+}
