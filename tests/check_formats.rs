@@ -137,7 +137,7 @@ fn json_is_parity_check_v1_with_every_number() {
     assert_eq!(mm["verdict"], "fail");
     assert_eq!(mm["tolerance"]["max_abs"], 1e-3);
     let m = &mm["metrics"];
-    for key in ["max_abs", "mean_abs", "rms", "max_rel", "cosine", "nmse", "max_ulp", "not_bit_equal", "bytes_equal"] {
+    for key in ["max_abs", "mean_abs", "rms", "max_rel", "cosine", "nmse", "sqnr_db", "max_ulp", "not_bit_equal", "bytes_equal"] {
         assert!(!m[key].is_null(), "{key} missing");
     }
     assert_eq!(m["max_abs_index"], serde_json::json!([1, 6]));
@@ -208,7 +208,7 @@ fn markdown_has_a_table_per_tensor() {
     println!("{md}");
     assert!(md.starts_with("## parity check: FAIL"), "{md}");
     assert!(md.contains(&format!("### ❌ `{NAME}` · `svf_apply` · FAIL, first failing stage `u_scaled`")), "{md}");
-    assert!(md.contains("| stage | dtype | shape | max_abs | mean_abs | rms | max_rel | cosine | nmse | ulp | ≠bits | bytes | tolerance (max/mean) | verdict |"), "{md}");
+    assert!(md.contains("| stage | dtype | shape | max_abs | mean_abs | rms | max_rel | cosine | nmse | sqnr_db | ulp | ≠bits | bytes | tolerance (max/mean) | verdict |"), "{md}");
     assert!(md.contains("|---|---|"), "{md}");
     let rows = md.lines().filter(|l| l.starts_with("| `")).count();
     assert_eq!(rows, 3 + 10, "{md}"); // three mode rows, ten stage rows
@@ -231,4 +231,31 @@ fn a_stage_failing_on_mean_abs_says_so_before_the_element_counts() {
     let failed = text.find("Failed: mean_abs").unwrap_or_else(|| panic!("{text}"));
     let counts = text[failed..].find("Mismatched elements: 0 /").map(|i| i + failed);
     assert!(counts.is_some_and(|c| c > failed), "the failed limit comes first: {text}");
+}
+
+/// SQNR (dB, LEFT the signal) of `matmul_pre_norm` in [`failing`], and the
+/// stage's metrics: one element moved by 2e-3, so Σd² is that one square.
+fn failing_sqnr(o: &CheckOutcome) -> f64 {
+    let m = o.tensors[0].stages.iter().find(|s| s.stage == "matmul_pre_norm").unwrap().metrics.clone().unwrap();
+    assert!(m.sqnr_db.is_finite() && m.sqnr_db > 0.0, "{}", m.sqnr_db);
+    m.sqnr_db
+}
+
+#[test]
+fn sqnr_in_db_appears_in_every_format() {
+    let (_p, o) = failing();
+    let db = parity::compare::numbers::db(failing_sqnr(&o));
+    let text = render(&o, Format::Text);
+    assert!(text.contains("sqnr_db"), "{text}");
+    assert!(text.contains(&format!(", SQNR: {db} dB")), "{text}");
+    let md = render(&o, Format::Markdown);
+    assert!(md.lines().any(|l| l.starts_with("| `matmul_pre_norm`") && l.contains(&format!(" | {db} | "))), "{md}");
+    let xml = render(&o, Format::Junit);
+    assert!(xml.contains(&format!(r#"<property name="sqnr_db" value="{db}"/>"#)), "{xml}");
+    let v: Value = serde_json::from_str(&render(&o, Format::Json)).unwrap();
+    let stages = v["tensors"][0]["stages"].as_array().unwrap();
+    let sqnr = |name: &str| stages.iter().find(|s| s["stage"] == name).unwrap()["metrics"]["sqnr_db"].clone();
+    assert_eq!(sqnr("matmul_pre_norm").as_f64(), Some(failing_sqnr(&o)));
+    // Identical stages: +inf, written as JSON writes every non-finite number.
+    assert_eq!(sqnr("source_f32"), "inf");
 }

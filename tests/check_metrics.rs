@@ -53,6 +53,53 @@ fn cosine_and_nmse_match_hand_computed_values() {
 }
 
 #[test]
+fn sqnr_matches_a_hand_computed_value() {
+    let l = Tensor::from_f64(vec![4], &[1.0, 2.0, 3.0, 4.0]);
+    let r = Tensor::from_f64(vec![4], &[1.1, 2.0, 3.0, 4.0]);
+    // Σleft² = 1 + 4 + 9 + 16 = 30, Σd² = 0.1² = 0.01.
+    let by_hand = 10.0 * (30.0f64 / 0.01).log10();
+    let m = metrics(&l, &r);
+    assert!((m.sqnr_db - by_hand).abs() < 1e-9, "{} vs {by_hand}", m.sqnr_db);
+    // 10·log10(3000) = 30 + 10·log10(3).
+    assert!((m.sqnr_db - 34.771212547).abs() < 1e-8, "{}", m.sqnr_db);
+}
+
+#[test]
+fn sqnr_of_identical_stages_is_infinite() {
+    let t = f32_tensor(&[3], &[1.0, -2.0, 0.5]);
+    assert_eq!(metrics(&t, &t).sqnr_db, f64::INFINITY);
+    // No signal and no noise: they agree, so +inf as well.
+    let z = f32_tensor(&[3], &[0.0; 3]);
+    assert_eq!(metrics(&z, &z).sqnr_db, f64::INFINITY);
+    let e = f32_tensor(&[0], &[]);
+    assert_eq!(metrics(&e, &e).sqnr_db, f64::INFINITY);
+}
+
+#[test]
+fn sqnr_against_an_all_zero_signal_is_minus_infinity() {
+    let z = f32_tensor(&[3], &[0.0; 3]);
+    let m = metrics(&z, &f32_tensor(&[3], &[0.0, 1e-3, 0.0]));
+    assert_eq!(m.sqnr_db, f64::NEG_INFINITY);
+}
+
+#[test]
+fn sqnr_stays_finite_when_its_ratio_overflows() {
+    // Σleft² = 1e200 + 1e-200, Σd² = 1e-200: the ratio 1e400 is no f64, its log is.
+    let l = Tensor::from_f64(vec![2], &[1e100, 1e-100]);
+    let r = Tensor::from_f64(vec![2], &[1e100, 2e-100]);
+    let m = metrics(&l, &r);
+    assert!((m.sqnr_db - 4000.0).abs() < 1e-9, "{}", m.sqnr_db);
+}
+
+#[test]
+fn sqnr_ignores_positions_where_a_side_is_not_finite() {
+    let l = Tensor::from_f64(vec![5], &[1.0, 2.0, f64::NAN, 3.0, 4.0]);
+    let r = Tensor::from_f64(vec![5], &[1.1, 2.0, 7.0, 3.0, 4.0]);
+    let by_hand = 10.0 * (30.0f64 / 0.01).log10();
+    assert!((metrics(&l, &r).sqnr_db - by_hand).abs() < 1e-9);
+}
+
+#[test]
 fn a_difference_against_zero_is_infinitely_relative() {
     let m = metrics(&f32_tensor(&[2], &[0.0, 1.0]), &f32_tensor(&[2], &[1e-3, 1.0]));
     assert_eq!(m.max_rel, f64::INFINITY);
@@ -298,7 +345,8 @@ proptest! {
         for threads in [1, 2] {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             let m = pool.install(|| measure_with(lt.view(), rt.view(), &tol, top, chunk_blocks * BLOCK, &|_| {}));
-            // Bit-identical, NaN-safe: compare the debug forms.
+            // Bit-identical, NaN-safe: compare the debug forms (SQNR included:
+            // it comes from the same merged block sums).
             prop_assert_eq!(format!("{m:?}"), format!("{reference:?}"));
         }
     }
@@ -319,6 +367,7 @@ proptest! {
         prop_assert_eq!(s.verdict, Verdict::Pass);
         prop_assert_eq!(m.cosine, 1.0);
         prop_assert_eq!((m.max_abs, m.mean_abs, m.rms, m.max_rel, m.nmse), (0.0, 0.0, 0.0, 0.0, 0.0));
+        prop_assert_eq!(m.sqnr_db, f64::INFINITY);
         prop_assert_eq!((m.max_ulp, m.not_bit_equal, m.non_finite.mismatched), (Some(0), Some(0), 0));
         prop_assert!(m.bytes_equal);
         prop_assert!(m.top.is_empty());

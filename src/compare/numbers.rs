@@ -90,6 +90,15 @@ pub fn share(ratio: f64) -> String {
     }
 }
 
+/// A level in decibels, one decimal (`24.8`, `-3.0`, `inf`): SQNR spans
+/// tens of dB, so a tenth is all the precision a reader compares.
+pub fn db(x: f64) -> String {
+    if !x.is_finite() {
+        return short(x);
+    }
+    format!("{x:.1}")
+}
+
 /// A multi-index as Python prints it: `(3, 17)`, `(5,)`, `()`.
 pub fn index(ix: &[usize]) -> String {
     match ix {
@@ -166,5 +175,7 @@ mod tests {
         assert_eq!(share(0.031), "3.1%");
         assert_eq!(share(0.31), "31%");
         assert_eq!(value(3e-7), "3e-7");
+        assert_eq!(db(24.7712125), "24.8");
+        assert_eq!((db(f64::INFINITY), db(f64::NEG_INFINITY), db(-3.0)), ("inf".into(), "-inf".into(), "-3.0".into()));
     }
 }

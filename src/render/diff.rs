@@ -69,7 +69,7 @@ fn metric_cells(t: &TensorDiff) -> [String; 5] {
     let max_abs = f(m, "max_abs").map(|x| format!("{}{}", numbers::short(x), if x > 0.0 { index(m, "max_abs_index") } else { String::new() }));
     let ulp = u(m, "max_ulp").map(numbers::thousands).unwrap_or_else(|| "-".into());
     let neq = u(m, "not_bit_equal").map(numbers::thousands).unwrap_or_else(|| "-".into());
-    let sqnr = f(m, "sqnr_db").map(|x| if x.is_infinite() && x > 0.0 { "inf".into() } else { format!("{x:.1}") }).unwrap_or_default();
+    let sqnr = f(m, "sqnr_db").map(numbers::db).unwrap_or_default();
     [max_abs.unwrap_or_default(), f(m, "mean_abs").map(numbers::short).unwrap_or_default(), ulp, neq, sqnr]
 }
 

@@ -120,7 +120,8 @@ const TOLERANCE_HEADER: &str = "tolerance (max/mean)";
 
 /// The metric cells of the stage table, in the order of [`METRIC_HEADERS`]
 /// (`max_abs` with the index where it is reached).
-const METRIC_HEADERS: [&str; 9] = ["max_abs", "mean_abs", "rms", "max_rel", "cosine", "nmse", "ulp", "≠bits", "bytes"];
+const METRIC_HEADERS: [&str; 10] =
+    ["max_abs", "mean_abs", "rms", "max_rel", "cosine", "nmse", "sqnr_db", "ulp", "≠bits", "bytes"];
 
 fn metric_cells(s: &StageResult) -> Vec<String> {
     let Some(m) = &s.metrics else { return vec!["-".into(); METRIC_HEADERS.len()] };
@@ -135,6 +136,7 @@ fn metric_cells(s: &StageResult) -> Vec<String> {
         short(m.max_rel),
         numbers::cosine(m.cosine),
         short(m.nmse),
+        numbers::db(m.sqnr_db),
         m.max_ulp.map(numbers::thousands).unwrap_or_else(|| "n/a".into()),
         m.not_bit_equal.map(numbers::thousands).unwrap_or_else(|| "n/a".into()),
         if m.bytes_equal { "same" } else { "differ" }.into(),
@@ -197,10 +199,11 @@ fn detail_lines(s: &StageResult, top_diffs: usize) -> Vec<String> {
     out.push(format!("Greatest relative difference: {}{}{rel_allowed}", short(m.max_rel), at(&m.max_rel_index)));
     out.push(format!("Mean absolute difference: {} (up to {} allowed)", short(m.mean_abs), short(t.mean_abs)));
     out.push(format!(
-        "RMS difference: {}, cosine similarity: {}, NMSE: {}",
+        "RMS difference: {}, cosine similarity: {}, NMSE: {}, SQNR: {} dB",
         short(m.rms),
         numbers::cosine(m.cosine),
-        short(m.nmse)
+        short(m.nmse),
+        numbers::db(m.sqnr_db)
     ));
     let bits = match (m.not_bit_equal, m.max_ulp) {
         (Some(n), Some(u)) => format!(

@@ -33,7 +33,7 @@ pub fn metrics(m: &Metrics) -> Value {
         "max_rel_index": m.max_rel_index,
         "cosine": num(m.cosine),
         "nmse": num(m.nmse),
-        "sqnr_db": num(m.sqnr_db()),
+        "sqnr_db": num(m.sqnr_db),
         "max_ulp": m.max_ulp,
         "not_bit_equal": m.not_bit_equal,
         "bytes_equal": m.bytes_equal,
