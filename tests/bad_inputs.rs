@@ -1,5 +1,6 @@
 //! SPEC §9 as a table: every class of bad input to `check`, `replay`,
-//! `gate`, `--tolerances` and `diff` (checkpoints and indexes), run through
+//! `gate`, `--tolerances`, `diff` (checkpoints and indexes) and `apply`
+//! (plans, their inputs and the output's manifest), run through
 //! the real binary. Each row spoils a fresh copy of small, valid fixtures and
 //! must end with
 //!
@@ -64,6 +65,13 @@ const SMALL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/golden/svf_small");
 const SHARD1: &str = "model-00001-of-00002.safetensors";
 const SHARD2: &str = "model-00002-of-00002.safetensors";
 const INDEX: &str = "model.safetensors.index.json";
+/// A valid surgery plan over ckpt/a (SPEC §11): a scale, a cast, asserts.
+const PLAN_HEAD: &str = "schema: parity.plan.v1\ninputs: {base: a/, other: b/}\noutput: {path: out/}\n";
+const PLAN: &str = concat!(
+    "schema: parity.plan.v1\ninputs: {base: a/, other: b/}\noutput: {path: out/}\nsteps:\n",
+    "  - {id: halve, operation: scale, target: {layers: '0..1', match: 'model.layers.*.mlp.up_proj.weight'}, inputs: {x: 'base:{name}'}, params: {factor: 0.5}}\n",
+    "  - {id: norm_ok, assert: {match: model.norm.weight, shape: [4], dtype: F32, finite: true}}\n",
+);
 
 impl Fx {
     fn new() -> Fx {
@@ -89,6 +97,7 @@ impl Fx {
         for (name, scale) in [("a", 1.0f32), ("b", 1.0)] {
             write_checkpoint(&fx.path(&format!("ckpt/{name}")), scale);
         }
+        fx.write("ckpt/plan.yaml", PLAN);
         fx
     }
 
@@ -121,6 +130,19 @@ impl Fx {
 
     fn diff(&self) -> Vec<String> {
         vec!["diff".into(), self.arg("ckpt/a"), self.arg("ckpt/b")]
+    }
+
+    /// `parity apply ckpt/plan.yaml` (base ckpt/a, output ckpt/out/) and more arguments.
+    fn apply(&self, more: &[&str]) -> Vec<String> {
+        let mut a = vec!["apply".into(), self.arg("ckpt/plan.yaml")];
+        a.extend(more.iter().map(|s| s.to_string()));
+        a
+    }
+
+    /// The plan with its steps replaced by `steps` (YAML, indented as a list).
+    fn plan_steps(&self, steps: &str) -> Vec<String> {
+        self.write("ckpt/plan.yaml", format!("{PLAN_HEAD}steps:\n{steps}"));
+        self.apply(&[])
     }
 
     fn edit_json(&self, rel: &str, f: impl FnOnce(&mut Value)) {
@@ -873,6 +895,86 @@ fn rows() -> Vec<Row> {
             a.extend(["--output".into(), fx.arg("outdir")]);
             a
         }),
+        // ---- apply: plans and manifests ----
+        row("apply: plan does not exist", Refused(&["noplan.yaml", "No such file"]), |fx| vec!["apply".into(), fx.arg("ckpt/noplan.yaml")]),
+        row("apply: plan is a directory", Refused(&["plandir"]), |fx| {
+            fx.make_dir("ckpt/plandir");
+            vec!["apply".into(), fx.arg("ckpt/plandir")]
+        }),
+        row("apply: plan is a FIFO", Refused(&["plan.yaml", "FIFO"]), |fx| {
+            std::fs::remove_file(fx.path("ckpt/plan.yaml")).unwrap();
+            fx.make_fifo("ckpt/plan.yaml");
+            fx.apply(&[])
+        }),
+        row("apply: plan is not YAML", Refused(&["plan.yaml", "not YAML"]), |fx| {
+            fx.write("ckpt/plan.yaml", "schema: parity.plan.v1\nsteps: [\n");
+            fx.apply(&[])
+        }),
+        row("apply: plan of another schema", Refused(&["plan.yaml", "parity.plan.v2"]), |fx| {
+            fx.write("ckpt/plan.yaml", PLAN.replace("parity.plan.v1", "parity.plan.v2"));
+            fx.apply(&[])
+        }),
+        row("apply: plan with an unknown key", Refused(&["plan.yaml", "bogus"]), |fx| {
+            fx.plan_steps("  - {id: d, operation: delete, target: {match: model.norm.weight}, bogus: 1}\n")
+        }),
+        row("apply: unknown operation", Refused(&["plan.yaml", "step 'x'", "unknown operation 'scal'"]), |fx| {
+            fx.plan_steps("  - {id: x, operation: scal, target: {match: model.norm.weight}, inputs: {x: 'base:{name}'}}\n")
+        }),
+        row("apply: unknown parameter", Refused(&["plan.yaml", "step 'x'", "parameter 'factr'"]), |fx| {
+            fx.plan_steps("  - {id: x, operation: scale, target: {match: model.norm.weight}, inputs: {x: 'base:{name}'}, params: {factr: 2}}\n")
+        }),
+        row("apply: parameter of the wrong type", Refused(&["plan.yaml", "step 'x'", "factor"]), |fx| {
+            fx.plan_steps("  - {id: x, operation: scale, target: {match: model.norm.weight}, inputs: {x: 'base:{name}'}, params: {factor: two}}\n")
+        }),
+        row("apply: target matching nothing", Refused(&["step 'x'", "matches no tensor"]), |fx| {
+            fx.plan_steps("  - {id: x, operation: delete, target: {match: 'model.nothing.*'}}\n")
+        }),
+        row("apply: regex target that does not compile", Refused(&["step 'x'", "re:"]), |fx| {
+            fx.plan_steps("  - {id: x, operation: delete, target: {match: 're:model.(('}}\n")
+        }),
+        row("apply: layers range backwards", Refused(&["step 'x'", "layers"]), |fx| {
+            fx.plan_steps("  - {id: x, operation: delete, target: {layers: '3..1', match: 'model.layers.*.mlp.up_proj.weight'}}\n")
+        }),
+        row("apply: template naming a missing tensor", Refused(&["step 'x'", "model.norm.weight.missing", "no such tensor"]), |fx| {
+            fx.plan_steps("  - {id: x, operation: scale, target: {match: model.norm.weight}, inputs: {x: 'base:{name}.missing'}, params: {factor: 2}}\n")
+        }),
+        row("apply: template naming an unknown input", Refused(&["step 'x'", "no input named 'nowhere'"]), |fx| {
+            fx.plan_steps("  - {id: x, operation: scale, target: {match: model.norm.weight}, inputs: {x: 'nowhere:{name}'}, params: {factor: 2}}\n")
+        }),
+        row("apply: duplicate step ids", Refused(&["step 'd'", "duplicate step id"]), |fx| {
+            fx.plan_steps("  - {id: d, operation: delete, target: {match: model.norm.weight}}\n  - {id: d, operation: delete, target: {match: model.embed.weight}}\n")
+        }),
+        row("apply: input path escaping the plan's directory", Refused(&["plan.yaml", "escapes"]), |fx| {
+            fx.write("ckpt/plan.yaml", PLAN.replace("other: b/", "other: ../golden/svf_small/components.safetensors"));
+            fx.apply(&[])
+        }),
+        row("apply: input checkpoint missing", Refused(&["nothere"]), |fx| {
+            fx.write("ckpt/plan.yaml", PLAN.replace("other: b/", "other: nothere/"));
+            fx.apply(&[])
+        }),
+        row("apply: input index names a missing shard", Refused(&[INDEX, SHARD2]), |fx| {
+            std::fs::remove_file(fx.path(&format!("ckpt/a/{SHARD2}"))).unwrap();
+            fx.apply(&[])
+        }),
+        row("apply: expectation on shape fails from headers", Fails(&["norm_ok"]), |fx| {
+            fx.write("ckpt/plan.yaml", PLAN.replace("shape: [4]", "shape: [5]"));
+            fx.apply(&["--dry-run"])
+        }),
+        row("apply: --out is a file", Refused(&["afile", "not a directory"]), |fx| {
+            fx.write("ckpt/afile", "x");
+            fx.apply(&["--out", &fx.arg("ckpt/afile")])
+        }),
+        row("apply: corrupt manifest in the output", Refused(&["manifest.json", "--force"]), |fx| {
+            fx.make_dir("ckpt/out");
+            fx.write("ckpt/out/manifest.json", "{ corrupt");
+            fx.apply(&[])
+        }),
+        row("apply: manifest of another schema", Refused(&["manifest.json"]), |fx| {
+            fx.make_dir("ckpt/out");
+            fx.write("ckpt/out/manifest.json", r#"{"schema": "parity.manifest.v9"}"#);
+            fx.apply(&[])
+        }),
+        row("apply: --impl unknown", Refused(&["--impl"]), |fx| fx.apply(&["--impl", "fastest"])),
     ]
 }
 
@@ -910,6 +1012,8 @@ fn the_unspoiled_fixture_passes_every_command() {
         fx.gate(),
         fx.diff(),
         fx.replay(&[]),
+        fx.apply(&["--dry-run"]),
+        fx.apply(&[]),
     ] {
         let (code, stderr) = run(args.clone());
         assert_eq!(code, Some(0), "{args:?}: {stderr}");

@@ -135,6 +135,23 @@ pub fn apply(plan_path: &Path, opts: &ApplyOptions) -> Result<ApplyOutcome> {
     if same_file(&out, base) {
         return Err(Error::bundle(&out, "the output directory is the base checkpoint: apply never writes over its input"));
     }
+    // A manifest that cannot be read is refused before anything is created
+    // (Run::new reads it again under the lock, where it counts).
+    let existing = out.join(manifest::FILE);
+    if !opts.force && existing.is_file() {
+        Manifest::from_json(&existing, &crate::format::checkpoint::read_small(&existing, 256 << 20)?)?;
+    }
+    // What this run creates before it knows the output's manifest is sound:
+    // a refusal (a corrupt manifest, another plan's run) removes it again, so
+    // bad input leaves the disk as it found it.
+    let created: Vec<(PathBuf, bool)> =
+        [out.clone(), out.join(WORK), out.join(LOCK)].into_iter().map(|p| { let new = !p.exists(); (p, new) }).collect();
+    let undo = || {
+        for (p, _) in created.iter().rev().filter(|(_, new)| *new) {
+            // remove_dir, not remove_dir_all: only what is still empty goes.
+            let _ = if p.is_dir() { std::fs::remove_dir(p) } else { std::fs::remove_file(p) };
+        }
+    };
     std::fs::create_dir_all(out.join(WORK)).map_err(|e| Error::io(&out, e))?;
     let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(out.join(LOCK)).map_err(|e| Error::io(&out.join(LOCK), e))?;
     match lock.try_lock() {
@@ -144,7 +161,14 @@ pub fn apply(plan_path: &Path, opts: &ApplyOptions) -> Result<ApplyOutcome> {
         }
         Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&out.join(LOCK), e)),
     }
-    let mut run = Run::new(&plan, &resolved, &out, opts)?;
+    let mut run = match Run::new(&plan, &resolved, &out, opts) {
+        Ok(run) => run,
+        Err(e) => {
+            // Still holding the lock: no other apply can be using what goes.
+            undo();
+            return Err(e);
+        }
+    };
     let result = run.execute(shard_size);
     drop(lock);
     let manifest = result?;

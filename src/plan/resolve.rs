@@ -231,7 +231,12 @@ fn operation_action(
             params.insert("final_shape".into(), serde_json::json!(s));
         }
     }
-    crate::ops::params::validate(op.name, target, op.params, &params).map_err(|e| e.in_file(&plan.path))?;
+    // The operation's own check names the operation and tensor; a plan's
+    // reader also needs the step that holds the parameter.
+    crate::ops::params::validate(op.name, target, op.params, &params).map_err(|e| match e {
+        Error::Parameter { op, key, problem, .. } => err(format!("{op}: parameter '{key}': {problem}")),
+        other => other.in_file(&plan.path),
+    })?;
     let write = match &step.write {
         Some(w) => {
             if op.stage(w).is_none() {
