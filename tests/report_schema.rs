@@ -81,3 +81,34 @@ fn readers_ignore_unknown_fields() {
     let text = serde_json::to_vec(&r).unwrap();
     Report::from_json(Path::new("x.json"), &text).expect("unknown fields are ignored");
 }
+
+/// A report's parameter text, with `value` spelled as `text`, read back as f64.
+fn param_read_back(text: &str) -> f64 {
+    let golden = std::fs::read_to_string("golden/svf_small/oracle_f32.json").unwrap();
+    let mut r: serde_json::Value = serde_json::from_str(&golden).unwrap();
+    r["tensors"][0]["params"] = serde_json::json!({"value": "SLOT"});
+    let json = serde_json::to_string(&r).unwrap().replace("\"SLOT\"", text);
+    let report = Report::from_json(Path::new("x.json"), json.as_bytes()).unwrap();
+    report.tensors[0].params["value"].as_f64().unwrap()
+}
+
+/// Found by the report fuzz target: serde_json's default float parser is
+/// not correctly rounded, so `1.0039042509313226` (as Python's repr writes
+/// it) read as a neighbouring f64, and a replay would run with a parameter
+/// one ULP off the oracle's. The expected value is Rust's own literal
+/// (std's parser rounds correctly).
+#[test]
+fn parameters_read_as_the_nearest_f64_of_their_decimal_text() {
+    assert_eq!(param_read_back("1.0039042509313226").to_bits(), 1.0039042509313226f64.to_bits());
+}
+
+proptest::proptest! {
+    /// Any finite f64, written shortest-round-trip (as Python's repr and
+    /// Rust's `{:?}` do), reads back to the same bits.
+    #[test]
+    fn every_shortest_decimal_reads_back_to_its_f64(bits in proptest::num::u64::ANY) {
+        let x = f64::from_bits(bits);
+        proptest::prop_assume!(x.is_finite());
+        proptest::prop_assert_eq!(param_read_back(&format!("{x:?}")).to_bits(), x.to_bits(), "{:?}", x);
+    }
+}
