@@ -16,6 +16,7 @@ mod outcome;
 mod plan;
 mod provenance;
 mod run;
+pub mod noise_floor;
 pub mod suggest;
 
 pub use outcome::{ByteDiff, CheckOutcome, HashFacts, ModeResult, ModeResults, Side, TensorResult};

@@ -218,6 +218,12 @@ pub struct CheckArgs {
     /// profile's (without it they are kept, and each is named on stderr).
     #[arg(long, requires = "suggest_tolerances")]
     pub allow_looser: bool,
+    /// Also replay the f64 reference on LEFT's inputs (its components) and
+    /// gate each stage by RMS(RIGHT − ref) ≤ m · RMS(LEFT − ref) + ε: "no
+    /// worse than the code it is checked against" (m, ε: the profile's
+    /// noise_floor_m and noise_floor_eps, defaults 2 and 0).
+    #[arg(long)]
+    pub noise_floor: bool,
 }
 
 #[derive(Args, Debug)]

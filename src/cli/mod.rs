@@ -189,8 +189,15 @@ fn check(args: flags::CheckArgs) -> Result<Outcome> {
             eprintln!("suggest-tolerances: {note}");
         }
     }
-    emit(&parity::render::render(&outcome, args.format), args.output.as_deref())?;
-    Ok(Outcome::of(outcome.passed()))
+    let mut rendered = parity::render::render(&outcome, args.format);
+    let mut passed = outcome.passed();
+    if args.noise_floor {
+        let floor = parity::check::noise_floor::noise_floor(&args.left, &args.right, &opts)?;
+        passed &= floor.passed();
+        rendered = parity::render::noise_floor::with_check(rendered, &floor, args.format);
+    }
+    emit(&rendered, args.output.as_deref())?;
+    Ok(Outcome::of(passed))
 }
 
 /// `parity replay`: run our implementation on a report's components.

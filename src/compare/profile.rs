@@ -41,6 +41,7 @@
 //!   | `max_ulp` | … and no element is more than this many ULPs (of the stage's dtype) apart |
 //!   | `rtol`, `atol` | … and at most `max_mismatch_fraction` (default 0) of the elements break \|right − left\| ≤ atol + rtol·\|left\| (a missing one of the two counts as 0) |
 //!   | `max_mismatch_fraction` | the share of elements (0..1) allowed to break the rtol/atol rule |
+//!   | `noise_floor_m`, `noise_floor_eps` | with `--noise-floor`: RIGHT's RMS error against the f64 reference ≤ m · LEFT's + ε (defaults 2 and 0) |
 //!   | `why` | free text, a string or one string per limit: where the numbers came from (`--suggest-tolerances` writes it); no verdict depends on it |
 //!
 //!   The optional limits (`min_cosine`, `max_ulp`, `rtol`, `atol`,
@@ -302,6 +303,10 @@ struct Override {
     atol: Option<Option<f64>>,
     #[serde(default, deserialize_with = "present")]
     max_mismatch_fraction: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "present")]
+    noise_floor_m: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "present")]
+    noise_floor_eps: Option<Option<f64>>,
     /// Free text on where the limits came from; checked for shape, then dropped.
     #[serde(default)]
     #[allow(dead_code)]
@@ -343,6 +348,8 @@ impl Override {
             rtol: self.rtol.unwrap_or(base.rtol),
             atol: self.atol.unwrap_or(base.atol),
             max_mismatch_fraction: self.max_mismatch_fraction.unwrap_or(base.max_mismatch_fraction),
+            noise_m: self.noise_floor_m.unwrap_or(base.noise_m),
+            noise_eps: self.noise_floor_eps.unwrap_or(base.noise_eps),
         }
     }
 
@@ -357,6 +364,8 @@ impl Override {
             rtol: self.rtol.or(base.rtol),
             atol: self.atol.or(base.atol),
             max_mismatch_fraction: self.max_mismatch_fraction.or(base.max_mismatch_fraction),
+            noise_floor_m: self.noise_floor_m.or(base.noise_floor_m),
+            noise_floor_eps: self.noise_floor_eps.or(base.noise_floor_eps),
             why: Why,
         }
     }
@@ -371,6 +380,8 @@ impl Override {
             rtol: self.rtol.flatten(),
             atol: self.atol.flatten(),
             max_mismatch_fraction: self.max_mismatch_fraction.flatten(),
+            noise_m: self.noise_floor_m.flatten(),
+            noise_eps: self.noise_floor_eps.flatten(),
         })
     }
 
@@ -409,6 +420,13 @@ fn validate(path: &Path, op: &str, stage: &str, t: &Tolerance) -> Result<()> {
     if let Some(f) = t.max_mismatch_fraction {
         if !(0.0..=1.0).contains(&f) {
             return bad("max_mismatch_fraction", "in [0, 1]", f);
+        }
+    }
+    for (field, v) in [("noise_floor_m", t.noise_m), ("noise_floor_eps", t.noise_eps)] {
+        if let Some(v) = v {
+            if !(v >= 0.0 && v.is_finite()) {
+                return bad(field, "a finite number ≥ 0", v);
+            }
         }
     }
     Ok(())

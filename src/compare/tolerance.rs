@@ -30,9 +30,25 @@ pub struct Tolerance {
     /// rule (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_mismatch_fraction: Option<f64>,
+    /// `--noise-floor`: RIGHT's error against the f64 reference may be at
+    /// most `m` times LEFT's, plus `ε` (None: [`NOISE_FLOOR_M`], [`NOISE_FLOOR_EPS`]).
+    #[serde(default, rename = "noise_floor_m", skip_serializing_if = "Option::is_none")]
+    pub noise_m: Option<f64>,
+    #[serde(default, rename = "noise_floor_eps", skip_serializing_if = "Option::is_none")]
+    pub noise_eps: Option<f64>,
 }
 
+/// The default `m` of the noise-floor rule: torch's dynamo accuracy check
+/// allows a compiled model twice the eager model's RMS error against fp64.
+pub const NOISE_FLOOR_M: f64 = 2.0;
+/// The default `ε`: none — a port whose baseline is exact must be exact too.
+pub const NOISE_FLOOR_EPS: f64 = 0.0;
+
 impl Tolerance {
+    /// The noise-floor rule's `m` and `ε` for this stage.
+    pub fn noise_floor(&self) -> (f64, f64) {
+        (self.noise_m.unwrap_or(NOISE_FLOOR_M), self.noise_eps.unwrap_or(NOISE_FLOOR_EPS))
+    }
     /// A required stage with absolute limits only.
     pub const fn gate(max_abs: f64, mean_abs: f64) -> Tolerance {
         Tolerance {
@@ -44,6 +60,8 @@ impl Tolerance {
             rtol: None,
             atol: None,
             max_mismatch_fraction: None,
+            noise_m: None,
+            noise_eps: None,
         }
     }
     /// No limit at all (a required gate that every finite pair passes; NaN

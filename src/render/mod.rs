@@ -13,6 +13,7 @@ pub mod diff;
 pub mod inspect;
 mod junit;
 mod markdown;
+pub mod noise_floor;
 mod text;
 
 pub use json::SCHEMA as JSON_SCHEMA;

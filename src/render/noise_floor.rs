@@ -1,0 +1,120 @@
+//! The noise-floor verdicts (`check --noise-floor`), after the check's own
+//! output: a section of text or Markdown, a `noise_floor` key in JSON.
+
+use crate::check::noise_floor::{NoiseFloor, StageNoise};
+use crate::compare::metrics::json::num;
+use crate::compare::numbers::{short, value};
+use serde_json::{json, Value};
+
+fn verdict(s: &StageNoise) -> &'static str {
+    match (&s.skipped, s.passed) {
+        (Some(_), _) => "SKIP",
+        (None, true) => "PASS",
+        (None, false) => "FAIL",
+    }
+}
+
+fn ratio(s: &StageNoise) -> String {
+    if s.ratio.is_nan() {
+        "-".into()
+    } else {
+        value(s.ratio)
+    }
+}
+
+/// One line per stage: `tensor stage: RIGHT 3.1e-8 vs LEFT 1.2e-8 (×2.6) ≤ 2.4e-8? FAIL`.
+fn lines(n: &NoiseFloor) -> Vec<String> {
+    n.stages
+        .iter()
+        .map(|s| match &s.skipped {
+            Some(why) => format!("{} {}: SKIP ({why})", s.tensor, s.stage),
+            None => format!(
+                "{} {}: RIGHT {} vs LEFT {} (ratio {}) against {} = {}·LEFT + {}: {}",
+                s.tensor,
+                s.stage,
+                short(s.right_err),
+                short(s.left_err),
+                ratio(s),
+                short(s.limit),
+                value(s.m),
+                value(s.eps),
+                verdict(s)
+            ),
+        })
+        .collect()
+}
+
+fn summary(n: &NoiseFloor) -> String {
+    let failed = n.stages.iter().filter(|s| s.skipped.is_none() && !s.passed).count();
+    format!(
+        "Noise floor: {} — RMS error against the f64 reference replayed on LEFT's inputs, RIGHT ≤ m · LEFT + ε; {} of {} stages over it",
+        if n.passed() { "PASS" } else { "FAIL" },
+        failed,
+        n.stages.len()
+    )
+}
+
+pub fn text(n: &NoiseFloor) -> String {
+    let mut out = format!("\n{}\n", summary(n));
+    for l in lines(n) {
+        out.push_str("  ");
+        out.push_str(&l);
+        out.push('\n');
+    }
+    out
+}
+
+pub fn markdown(n: &NoiseFloor) -> String {
+    let mut out = format!("\n### {}\n\n| tensor | stage | RIGHT err | LEFT err | ratio | limit | verdict |\n|---|---|---|---|---|---|---|\n", summary(n));
+    for s in &n.stages {
+        out.push_str(&format!(
+            "| `{}` | `{}` | {} | {} | {} | {} | {} |\n",
+            s.tensor.replace('|', "\\|").replace('`', "'"),
+            s.stage.replace('|', "\\|").replace('`', "'"),
+            short(s.right_err),
+            short(s.left_err),
+            ratio(s),
+            short(s.limit),
+            verdict(s)
+        ));
+    }
+    out
+}
+
+pub fn json(n: &NoiseFloor) -> Value {
+    json!({
+        "passed": n.passed(),
+        "rule": "rms(right - ref) <= m * rms(left - ref) + eps; ref = f64 reference replayed on left's components",
+        "stages": n.stages.iter().map(|s| json!({
+            "tensor": s.tensor,
+            "stage": s.stage,
+            "left_err": num(s.left_err),
+            "right_err": num(s.right_err),
+            "ratio": num(s.ratio),
+            "m": num(s.m),
+            "eps": num(s.eps),
+            "limit": num(s.limit),
+            "verdict": verdict(s),
+            "skipped": s.skipped,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// The check's rendered output with the noise floor added in its format
+/// (JUnit: one more test suite is not written; the exit code still holds it).
+pub fn with_check(rendered: String, n: &NoiseFloor, format: super::Format) -> String {
+    match format {
+        super::Format::Json => match serde_json::from_str::<Value>(&rendered) {
+            Ok(Value::Object(mut o)) => {
+                o.insert("noise_floor".into(), json(n));
+                let mut s = serde_json::to_string_pretty(&Value::Object(o)).expect("JSON values serialise");
+                s.push('\n');
+                s
+            }
+            _ => rendered,
+        },
+        super::Format::Markdown => rendered + &markdown(n),
+        super::Format::Text => rendered + &text(n),
+        _ => rendered,
+    }
+}
