@@ -44,6 +44,7 @@ fn run(case: &str, implementation: Implementation, oracle: &str, profile: Profil
         progress: false,
         verify_hashes: true,
         explain: true,
+        plots: false,
     };
     let outcome = check::check(&oracle, &out, &check).unwrap_or_else(|e| panic!("{case}: check: {e}"));
     assert!(

@@ -100,6 +100,10 @@ pub struct CheckOptions {
     /// Test every failing stage for the classic porting bugs (see
     /// [`crate::compare::explain`]): one more read of each failing stage.
     pub explain: bool,
+    /// Summarise each failing stage's differences for `--format html`
+    /// (histogram, heatmap, profiles; see [`crate::compare::plots`]), from
+    /// the read the explanations make.
+    pub plots: bool,
 }
 
 impl Default for CheckOptions {
@@ -114,6 +118,7 @@ impl Default for CheckOptions {
             verify_hashes: false,
             progress: false,
             explain: true,
+            plots: false,
         }
     }
 }
@@ -135,9 +140,9 @@ pub fn check(left: &Path, right: &Path, opts: &CheckOptions) -> Result<CheckOutc
     let results: Vec<Result<TensorResult>> = plans.par_iter().map(|p| run::run_tensor(p, opts, &bar)).collect();
     bar.finish_and_clear();
     let mut tensors = results.into_iter().collect::<Result<Vec<_>>>()?;
-    if opts.explain {
+    if opts.explain || opts.plots {
         for (p, t) in plans.iter().zip(tensors.iter_mut()) {
-            run::explain_failures(p, t)?;
+            run::explain_failures(p, t, opts)?;
         }
     }
 

@@ -51,14 +51,19 @@ pub(super) fn run_tensor(p: &TensorPlan, opts: &CheckOptions, bar: &indicatif::P
     })
 }
 
-/// Name the porting bug behind each failing stage, when one fits. The
-/// stages are examined one at a time (each test is parallel inside), so at
-/// most one failing stage pair is held in memory.
-pub(super) fn explain_failures(p: &TensorPlan, t: &mut TensorResult) -> Result<()> {
+/// Name the porting bug behind each failing stage, when one fits, and with
+/// `opts.plots` summarise its differences for the page, from the same read.
+/// The stages are examined one at a time (each test is parallel inside), so
+/// at most one failing stage pair is held in memory.
+pub(super) fn explain_failures(p: &TensorPlan, t: &mut TensorResult, opts: &CheckOptions) -> Result<()> {
     for s in t.stages.iter_mut().filter(|s| s.verdict == crate::compare::gate::Verdict::Fail) {
         let Some(plan) = p.stages.iter().find(|x| x.name == s.stage) else { continue };
         if let (Some(l), Some(r)) = (&plan.left, &plan.right) {
-            s.explanation = crate::compare::explain::explain(l.stage(), r.stage(), &plan.tol)?;
+            let (explanation, plots) = crate::compare::explain::examine(l.stage(), r.stage(), &plan.tol, opts.plots)?;
+            if opts.explain {
+                s.explanation = explanation;
+            }
+            s.plots = plots;
         }
     }
     Ok(())

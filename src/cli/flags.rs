@@ -193,7 +193,8 @@ pub struct CheckArgs {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub top_diffs: usize,
     /// Who reads the result: text (terminals), json (scripts, parity.check.v1),
-    /// junit (CI test viewers, one testcase per tensor), markdown (CI step summaries).
+    /// junit (CI test viewers, one testcase per tensor), markdown (CI step summaries),
+    /// html (one self-contained page: the verdict table, plots of each failing stage).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Write the result here (atomically) instead of standard output.

@@ -52,6 +52,9 @@ pub struct StageResult {
     /// (filled in by the caller with [`super::explain::explain`]: the gate
     /// itself reads each stage once).
     pub explanation: Option<super::explain::Explanation>,
+    /// For a failing stage, what its differences look like (filled in beside
+    /// the explanation, from the same read, when the caller asks for plots).
+    pub plots: Option<super::plots::StagePlots>,
 }
 
 impl StageResult {
@@ -75,6 +78,7 @@ impl StageResult {
             verdict: Verdict::Missing,
             failures: vec![format!("missing on the {side} (optional stage: reported, not gated)")],
             explanation: None,
+            plots: None,
         }
     }
 }
@@ -148,6 +152,7 @@ pub(crate) fn judge_stages(
         verdict: if failures.is_empty() { Verdict::Pass } else { Verdict::Fail },
         failures,
         explanation: None,
+        plots: None,
     })
 }
 

@@ -11,12 +11,15 @@
 //!   profile) with tolerance files merged over them;
 //! * [`explain`] — which classic porting bug turns LEFT into RIGHT, for a
 //!   failing stage (one more read of it, tests in memory);
+//! * [`plots`] — bounded summaries of a failing stage's differences for the
+//!   HTML page (histogram, heatmap, row/column profiles), from the same read;
 //! * [`numbers`] — how the comparer's numbers are written for people.
 
 pub mod explain;
 pub mod gate;
 pub mod metrics;
 pub mod numbers;
+pub mod plots;
 pub mod profile;
 pub mod tolerance;
 

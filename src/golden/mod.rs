@@ -152,6 +152,7 @@ pub fn gate(dir: &Path, cases: &[String]) -> Result<GateOutcome> {
                 progress: false,
                 verify_hashes: true,
                 explain: true,
+                plots: false,
             };
             let outcome = check::check(&oracle, &out, &check)?;
             let against = crate::format::report::LoadedReport::load(&oracle)?.report.producer.implementation;

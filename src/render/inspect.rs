@@ -14,7 +14,8 @@ pub fn render(o: &InspectOutcome, format: Format) -> String {
             s
         }
         Format::Markdown => table(o, true),
-        Format::Text | Format::Junit => table(o, false),
+        // No page for inspect (the command line refuses it).
+        Format::Text | Format::Junit | Format::Html => table(o, false),
     }
 }
 

@@ -1,12 +1,14 @@
 //! A check's outcome, written for its reader: a terminal (`text`), a script
 //! (`json`, schema `parity.check.v1`), a CI test viewer (`junit`) or a CI
-//! step summary (`markdown`).
+//! step summary (`markdown`), or a person looking into a failure (`html`:
+//! one self-contained page with plots of each failing stage).
 
 use crate::check::{CheckOutcome, TensorResult};
 use crate::compare::gate::{StageResult, Verdict};
 use crate::compare::metrics::NonFiniteCounts;
 use crate::compare::numbers::{self, short};
 
+mod html;
 mod json;
 pub mod apply;
 pub mod diff;
@@ -31,16 +33,19 @@ pub enum Format {
     Junit,
     /// For CI step summaries.
     Markdown,
+    /// For people looking into a failure: one self-contained page (check only).
+    Html,
 }
 
 impl Format {
-    pub const ALL: [Format; 4] = [Format::Text, Format::Json, Format::Junit, Format::Markdown];
+    pub const ALL: [Format; 5] = [Format::Text, Format::Json, Format::Junit, Format::Markdown, Format::Html];
     pub fn name(self) -> &'static str {
         match self {
             Format::Text => "text",
             Format::Json => "json",
             Format::Junit => "junit",
             Format::Markdown => "markdown",
+            Format::Html => "html",
         }
     }
 }
@@ -52,6 +57,7 @@ pub fn render(outcome: &CheckOutcome, format: Format) -> String {
         Format::Json => json::render(outcome),
         Format::Junit => junit::render(outcome),
         Format::Markdown => markdown::render(outcome),
+        Format::Html => html::render(outcome),
     }
 }
 

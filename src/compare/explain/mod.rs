@@ -36,6 +36,7 @@ mod values;
 
 use super::metrics::Stage;
 use super::numbers::{self, short};
+use super::plots::StagePlots;
 use super::tolerance::Tolerance;
 use crate::error::Result;
 use crate::format::dtype::DType;
@@ -267,9 +268,16 @@ impl Explanation {
 /// a transposed pair (whose shapes differ) fits when transposing it makes the
 /// stage pass.
 pub fn explain(left: Stage, right: Stage, tol: &Tolerance) -> Result<Option<Explanation>> {
+    Ok(examine(left, right, tol, false)?.0)
+}
+
+/// [`explain`], and with `plots` the stage's [`StagePlots`] from the same
+/// read (same shape on both sides; `None` otherwise, or above
+/// [`MAX_ELEMENTS`]): the page that shows a failing stage costs no extra pass.
+pub fn examine(left: Stage, right: Stage, tol: &Tolerance, plots: bool) -> Result<(Option<Explanation>, Option<StagePlots>)> {
     let n = left.numel();
     if n == 0 || n != right.numel() || n > MAX_ELEMENTS {
-        return Ok(None);
+        return Ok((None, None));
     }
     let (lraw, rraw) = rayon::join(|| left.read_all(), || right.read_all());
     let (lraw, rraw) = (lraw?, rraw?);
@@ -285,22 +293,31 @@ pub fn explain(left: Stage, right: Stage, tol: &Tolerance) -> Result<Option<Expl
     let (l, r) = rayon::join(|| decode(left.dtype, &lraw), || decode(right.dtype, &rraw));
 
     if left.shape != right.shape {
-        return Ok(layout::transposed_shapes(left.shape, right.shape, &l, &r, tol));
+        return Ok((layout::transposed_shapes(left.shape, right.shape, &l, &r, tol), None));
     }
+    let drawn = plots.then(|| super::plots::gather(left.shape, &l, &r));
+    Ok((explain_decoded(left, right, (lraw, rraw), &l, &r), drawn))
+}
+
+/// The tests on a same-shape pair, raw and decoded; the raw bytes are
+/// dropped as soon as the bit tests are done with them.
+fn explain_decoded(left: Stage, right: Stage, raw: (Vec<u8>, Vec<u8>), l: &[f64], r: &[f64]) -> Option<Explanation> {
+    let n = l.len();
+    let (lraw, rraw) = raw;
     let before = residual(n, |k| Some((l[k], r[k])));
     if left.dtype == right.dtype && left.dtype.is_float() {
-        if let Some(e) = bits::explain(left.dtype, &lraw, &rraw, &l, &r, before) {
-            return Ok(Some(e));
+        if let Some(e) = bits::explain(left.dtype, &lraw, &rraw, l, r, before) {
+            return Some(e);
         }
     }
     drop((lraw, rraw));
     if before.max_abs == 0.0 || before.compared < MIN_ELEMENTS {
-        return Ok(None);
+        return None;
     }
-    if let Some(e) = values::explain(&l, &r, before) {
-        return Ok(Some(e));
+    if let Some(e) = values::explain(l, r, before) {
+        return Some(e);
     }
-    Ok(layout::explain(left.shape, &l, &r, before))
+    layout::explain(left.shape, l, r, before)
 }
 
 /// Elements per unit of parallel work; sums are added span by span in index order.
