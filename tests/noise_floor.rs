@@ -150,6 +150,7 @@ fn text_and_markdown_show_both_errors_and_the_ratio() {
     assert!(out.contains("Noise floor: FAIL"), "{out}");
     let line = out.lines().find(|l| l.contains("adapted_source_f32: RIGHT")).unwrap_or_else(|| panic!("{out}"));
     assert!(line.contains("vs LEFT") && line.contains("ratio") && line.ends_with("FAIL"), "{line}");
+    assert_eq!(out.lines().last(), Some("Result with the noise floor: FAIL (exit 1)"), "{out}");
     let (_, md, _) = check(&left, &right, &["--format", "markdown"]);
     assert!(md.contains("| RIGHT err | LEFT err | ratio |"), "{md}");
 }
@@ -163,4 +164,17 @@ fn without_components_the_floor_is_a_one_line_setup_error() {
     assert_eq!(code, Some(2), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("components.safetensors"), "{err}");
+}
+
+#[test]
+fn the_html_page_carries_the_noise_floor_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let (left, right) = case(dir.path(), |_| {}, noisy("adapted_source_f32", 1e-4));
+    let page = dir.path().join("r.html");
+    let (code, _, err) = check(&left, &right, &["--format", "html", "--output", page.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{err}");
+    let html = std::fs::read_to_string(&page).unwrap();
+    let at = html.find("<section id=\"noise-floor\">").expect("a noise-floor section");
+    assert!(at < html.rfind("</body>").unwrap());
+    assert!(html[at..].contains("adapted_source_f32: RIGHT") && html[at..].contains("FAIL (exit 1)"));
 }

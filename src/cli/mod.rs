@@ -206,8 +206,8 @@ fn check(args: flags::CheckArgs) -> Result<Outcome> {
     let mut passed = outcome.passed();
     if args.noise_floor {
         let floor = parity::check::noise_floor::noise_floor(&args.left, &args.right, &opts)?;
+        rendered = parity::render::noise_floor::with_check(rendered, &floor, passed, args.format);
         passed &= floor.passed();
-        rendered = parity::render::noise_floor::with_check(rendered, &floor, args.format);
     }
     emit(&rendered, args.output.as_deref())?;
     Ok(Outcome::of(passed))

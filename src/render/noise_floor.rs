@@ -54,13 +54,20 @@ fn summary(n: &NoiseFloor) -> String {
     )
 }
 
-pub fn text(n: &NoiseFloor) -> String {
+/// The section, and the exit code's line again: the check's own `Result:`
+/// line above it does not know the floor.
+pub fn text(n: &NoiseFloor, check_passed: bool) -> String {
     let mut out = format!("\n{}\n", summary(n));
     for l in lines(n) {
         out.push_str("  ");
         out.push_str(&l);
         out.push('\n');
     }
+    out.push_str(if check_passed && n.passed() {
+        "Result with the noise floor: PASS (exit 0)\n"
+    } else {
+        "Result with the noise floor: FAIL (exit 1)\n"
+    });
     out
 }
 
@@ -101,8 +108,8 @@ pub fn json(n: &NoiseFloor) -> Value {
 }
 
 /// The check's rendered output with the noise floor added in its format
-/// (JUnit: one more test suite is not written; the exit code still holds it).
-pub fn with_check(rendered: String, n: &NoiseFloor, format: super::Format) -> String {
+/// (JUnit: no test suite is added for it; the exit code still holds it).
+pub fn with_check(rendered: String, n: &NoiseFloor, check_passed: bool, format: super::Format) -> String {
     match format {
         super::Format::Json => match serde_json::from_str::<Value>(&rendered) {
             Ok(Value::Object(mut o)) => {
@@ -114,7 +121,16 @@ pub fn with_check(rendered: String, n: &NoiseFloor, format: super::Format) -> St
             _ => rendered,
         },
         super::Format::Markdown => rendered + &markdown(n),
-        super::Format::Text => rendered + &text(n),
-        _ => rendered,
+        super::Format::Text => rendered + &text(n, check_passed),
+        // The page gets the text section, escaped, before its end.
+        super::Format::Html => {
+            let escaped = text(n, check_passed).replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+            let section = format!("<section id=\"noise-floor\"><h2>Noise floor</h2><pre>{}</pre></section>\n", escaped.trim());
+            match rendered.rfind("</body>") {
+                Some(at) => format!("{}{section}{}", &rendered[..at], &rendered[at..]),
+                None => rendered + &section,
+            }
+        }
+        super::Format::Junit => rendered,
     }
 }
