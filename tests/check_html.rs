@@ -87,10 +87,10 @@ fn page(p: &Pair) -> String {
     render(&checked(p), Format::Html)
 }
 
-/// Plots a failing stage gets: the histogram, and for two or more axes the
-/// heatmap and both profiles.
-const PLOTS_2D: usize = 4;
-const PLOTS_1D: usize = 1;
+/// Plots a failing F32 stage gets: the log10 |diff| and ULP histograms, and
+/// for two or more axes the heatmap and both profiles.
+const PLOTS_2D: usize = 5;
+const PLOTS_1D: usize = 2;
 
 #[test]
 fn the_page_has_a_row_per_stage() {
@@ -159,6 +159,40 @@ fn histogram_counts_add_up_to_the_element_count() {
     assert_eq!(m.cells[5], f64::INFINITY);
     assert_eq!(plots.row_profile.as_ref().unwrap().points, vec![2e-3f32 as f64, f64::INFINITY]);
     assert_eq!(plots.column_profile.as_ref().unwrap().points[2], 2e-3f32 as f64);
+}
+
+#[test]
+fn ulp_histogram_counts_by_hand() {
+    // f32 neighbours of 1.0 by bit pattern: distances 0, 1, 3, 1000, and a
+    // NaN, an inf against a finite value, equal infinities (distance 0),
+    // and −0 against +0 (one value: distance 0).
+    let one = 1.0f32.to_bits();
+    let left = [1.0f32, 1.0, 1.0, 1.0, 1.0, 1.0, f32::INFINITY, 0.0];
+    let right = [
+        1.0f32,
+        f32::from_bits(one + 1),
+        f32::from_bits(one - 3),
+        f32::from_bits(one + 1000),
+        f32::NAN,
+        f32::INFINITY,
+        f32::INFINITY,
+        -0.0,
+    ];
+    let p = write_pair(vec![(PLAIN, Tensor::from_f32(vec![2, 4], &left), Tensor::from_f32(vec![2, 4], &right))]);
+    let o = checked(&p);
+    let u = o.tensors[0].stages[0].plots.as_ref().unwrap().ulp.as_ref().expect("an F32 pair gets a ULP histogram");
+    let mut buckets = vec![0u64; parity::compare::plots::ULP_BUCKETS];
+    buckets[0] = 3; // 0, equal infinities, ±0
+    buckets[1] = 1; // [1, 2)
+    buckets[2] = 1; // [2, 4): 3
+    buckets[10] = 1; // [512, 1024): 1000
+    assert_eq!((&u.buckets, u.non_finite), (&buckets, 2));
+    assert_eq!(u.total(), 8);
+    let labels: Vec<String> = u.labelled().into_iter().map(|(l, _)| l).collect();
+    assert_eq!(labels.first().map(String::as_str), Some("0"));
+    assert_eq!(labels[10], "512–1023");
+    assert_eq!(labels.len(), 12, "up to the last non-empty bucket, then non-finite: {labels:?}");
+    assert!(page(&p).contains("ULP distance histogram: 8 elements"));
 }
 
 fn parity_html(p: &Pair, out: &Path, threads: &str) -> Vec<u8> {

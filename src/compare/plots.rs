@@ -1,5 +1,6 @@
 //! What a failing stage looks like, as bounded summaries a page can draw:
-//! a histogram of log10|diff|, a heatmap of the largest |diff| per cell and
+//! a histogram of log10|diff| (and, for float stages of one dtype, of the
+//! ULP distance), a heatmap of the largest |diff| per cell and
 //! the largest |diff| per row and per column.
 //!
 //! Bounded: whatever the stage's size, a histogram has [`BINS`] + 4 bins, a
@@ -13,6 +14,7 @@
 //! A |diff| that is not finite (a NaN or an inf on either side) is counted
 //! in its own bin and marks its cell and point with +inf.
 
+use crate::format::dtype::DType;
 use rayon::prelude::*;
 
 /// The smallest decade the histogram resolves: |diff| below 10^MIN_DECADE
@@ -97,6 +99,83 @@ impl Histogram {
     }
 }
 
+/// Counts of the ULP distance between the two sides' values (same float
+/// dtype): `buckets[0]` is distance 0, `buckets[k]` (k ≥ 1) counts
+/// distances in [2^(k−1), 2^k); a NaN on either side, or an infinity
+/// against another value, is `non_finite`. Equal infinities are distance 0.
+/// The counts add up to the element count.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UlpHistogram {
+    pub buckets: Vec<u64>,
+    pub non_finite: u64,
+}
+
+/// Buckets of [`UlpHistogram`]: 0, then one per power of two up to 2^64.
+pub const ULP_BUCKETS: usize = 65;
+
+impl UlpHistogram {
+    fn empty() -> UlpHistogram {
+        UlpHistogram { buckets: vec![0; ULP_BUCKETS], non_finite: 0 }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.non_finite + self.buckets.iter().sum::<u64>()
+    }
+
+    /// The buckets up to the last non-empty one (at least `0` and `1`), then
+    /// `non-finite`, with labels: `0`, `1`, `2–3`, `4–7`, …, `2^20–2^21−1`.
+    pub fn labelled(&self) -> Vec<(String, u64)> {
+        let last = self.buckets.iter().rposition(|&c| c > 0).unwrap_or(0).max(1);
+        let mut out: Vec<(String, u64)> = self.buckets[..=last]
+            .iter()
+            .enumerate()
+            .map(|(k, &c)| {
+                let label = match k {
+                    0 => "0".to_string(),
+                    1 => "1".to_string(),
+                    k if k <= 10 => format!("{}–{}", 1u64 << (k - 1), (1u64 << k) - 1),
+                    k => format!("2^{}–2^{}", k - 1, k),
+                };
+                (label, c)
+            })
+            .collect();
+        out.push(("non-finite".to_string(), self.non_finite));
+        out
+    }
+}
+
+/// The ULP-distance histogram of two stages of one float dtype, from their
+/// raw bytes (`l`, `r` decoded, to tell NaN and infinities).
+fn ulp_histogram(dtype: DType, lraw: &[u8], rraw: &[u8], l: &[f64], r: &[f64]) -> UlpHistogram {
+    let n = l.len().min(r.len());
+    let parts: Vec<UlpHistogram> = (0..n.div_ceil(SPAN))
+        .into_par_iter()
+        .map(|c| {
+            let mut h = UlpHistogram::empty();
+            for k in c * SPAN..n.min((c + 1) * SPAN) {
+                let (a, b) = (l[k], r[k]);
+                if a.is_nan() || b.is_nan() || ((a.is_infinite() || b.is_infinite()) && a != b) {
+                    h.non_finite += 1;
+                    continue;
+                }
+                // i128: two i64 keys can be 2^64 apart (f64 ±max).
+                let d = (dtype.ordered_key(lraw, k) as i128 - dtype.ordered_key(rraw, k) as i128).unsigned_abs();
+                let bucket = if d == 0 { 0 } else { (128 - d.leading_zeros()) as usize };
+                h.buckets[bucket.min(ULP_BUCKETS - 1)] += 1;
+            }
+            h
+        })
+        .collect();
+    let mut out = UlpHistogram::empty();
+    for p in parts {
+        out.non_finite += p.non_finite;
+        for (a, b) in out.buckets.iter_mut().zip(p.buckets) {
+            *a += b;
+        }
+    }
+    out
+}
+
 /// The largest |diff| per cell of a grid laid over a 2-D view of the stage
 /// (rows: every axis but the last, flattened; columns: the last axis).
 /// Cell `(g, h)` covers the rows `i` with `i · grid_rows / rows = g` and the
@@ -129,6 +208,8 @@ pub struct ErrorProfile {
 #[derive(Clone, Debug, PartialEq)]
 pub struct StagePlots {
     pub histogram: Histogram,
+    /// For float stages of the same dtype on both sides.
+    pub ulp: Option<UlpHistogram>,
     /// For stages of two or more axes.
     pub heatmap: Option<Heatmap>,
     pub row_profile: Option<ErrorProfile>,
@@ -150,8 +231,9 @@ fn abs_diff(a: f64, b: f64) -> f64 {
 }
 
 /// The plots of a stage pair already decoded to f64 (same shape, `l.len()`
-/// elements each).
-pub fn gather(shape: &[usize], l: &[f64], r: &[f64]) -> StagePlots {
+/// elements each); `raw` — the dtype and both sides' bytes — when both
+/// sides are of that one float dtype, for the ULP histogram.
+pub fn gather(shape: &[usize], l: &[f64], r: &[f64], raw: Option<(DType, &[u8], &[u8])>) -> StagePlots {
     let n = l.len().min(r.len());
     let parts: Vec<Histogram> = (0..n.div_ceil(SPAN))
         .into_par_iter()
@@ -174,7 +256,8 @@ pub fn gather(shape: &[usize], l: &[f64], r: &[f64]) -> StagePlots {
         }
         _ => (None, None, None),
     };
-    StagePlots { histogram, heatmap, row_profile, column_profile }
+    let ulp = raw.filter(|(d, _, _)| d.is_float()).map(|(d, lraw, rraw)| ulp_histogram(d, lraw, rraw, l, r));
+    StagePlots { histogram, ulp, heatmap, row_profile, column_profile }
 }
 
 /// The heatmap and both profiles in one pass over the rows, one grid row per

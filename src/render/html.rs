@@ -162,6 +162,9 @@ fn stage_section(w: &mut String, k: usize, t: &TensorResult, s: &StageResult) {
     let flattened = s.left.as_ref().is_some_and(|l| l.shape.len() > 2);
     let _ = writeln!(w, "<div class=\"plots\">");
     histogram(w, &p.histogram, s.tolerance.max_abs);
+    if let Some(u) = &p.ulp {
+        ulp_histogram(w, u, s.tolerance.max_ulp);
+    }
     plots_2d(w, k, p, flattened, s.tolerance.max_abs);
     let _ = writeln!(w, "</div>\n</section>");
 }
@@ -237,6 +240,50 @@ fn histogram(w: &mut String, h: &Histogram, limit: f64) {
                 x + 3.0,
                 top + 8.0,
                 esc(&short(limit))
+            );
+        }
+    }
+    let _ = writeln!(w, "</svg></figure>");
+}
+
+/// The ULP distances, one bar per power of two, log-scaled heights as above;
+/// the stage's max_ulp limit marked in the bucket that holds it.
+fn ulp_histogram(w: &mut String, h: &crate::compare::plots::UlpHistogram, limit: Option<u64>) {
+    let bins = h.labelled();
+    let (bw, x0, top, height) = (22.0, 40.0, 10.0, 150.0);
+    let width = x0 + bw * bins.len() as f64 + 120.0;
+    let most = bins.iter().map(|b| b.1).max().unwrap_or(0).max(1) as f64;
+    let _ = write!(
+        w,
+        "<figure><figcaption>ULP distance histogram: {} elements (buckets of powers of two; bar height: log scale of the count)</figcaption>\n<svg class=\"plot\" viewBox=\"0 0 {width} 230\" width=\"{width}\" height=\"230\">",
+        numbers::thousands(h.total())
+    );
+    for (i, (label, count)) in bins.iter().enumerate() {
+        let x = x0 + bw * i as f64;
+        let bh = if *count == 0 { 0.0 } else { (height * (1.0 + *count as f64).ln() / (1.0 + most).ln()).max(1.0) };
+        let class = if i == 0 { "zero" } else if i + 1 == bins.len() { "nonfinite" } else { "bar" };
+        let _ = write!(
+            w,
+            "<rect class=\"{class}\" x=\"{x}\" y=\"{:.1}\" width=\"{}\" height=\"{bh:.1}\"><title>{} ULP: {}</title></rect>",
+            top + height - bh,
+            bw - 2.0,
+            esc(label),
+            numbers::thousands(*count)
+        );
+        let (lx, ly) = (x + bw / 2.0, top + height + 8.0);
+        let _ = write!(w, "<text class=\"tick\" x=\"{lx}\" y=\"{ly}\" transform=\"rotate(60 {lx} {ly})\">{}</text>", esc(label));
+    }
+    if let Some(limit) = limit {
+        // Bucket of the limit: 0, or 1 + floor(log2(limit)); the line at its right edge.
+        let bucket = if limit == 0 { 0 } else { 64 - limit.leading_zeros() as usize };
+        if bucket + 1 < bins.len() {
+            let x = x0 + bw * (bucket + 1) as f64;
+            let _ = write!(
+                w,
+                "<line class=\"limit\" x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{top}\" y2=\"{}\"/><text class=\"tick\" x=\"{:.1}\" y=\"{}\">max_ulp limit {limit}</text>",
+                top + height,
+                x + 3.0,
+                top + 8.0
             );
         }
     }

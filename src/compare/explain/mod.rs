@@ -295,7 +295,8 @@ pub fn examine(left: Stage, right: Stage, tol: &Tolerance, plots: bool) -> Resul
     if left.shape != right.shape {
         return Ok((layout::transposed_shapes(left.shape, right.shape, &l, &r, tol), None));
     }
-    let drawn = plots.then(|| super::plots::gather(left.shape, &l, &r));
+    let same = (left.dtype == right.dtype).then_some((left.dtype, lraw.as_slice(), rraw.as_slice()));
+    let drawn = plots.then(|| super::plots::gather(left.shape, &l, &r, same));
     Ok((explain_decoded(left, right, (lraw, rraw), &l, &r), drawn))
 }
 
