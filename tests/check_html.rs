@@ -278,3 +278,32 @@ fn a_browser_runs_the_page_script() {
     // The filter ran too: it says how many rows it shows.
     assert!(dom.contains("3 of 3 stages"), "{dom}");
 }
+
+#[test]
+fn plot_stages_draws_chosen_passing_stages_too() {
+    // mixed(): two failing stages and one passing one.
+    let p = mixed(20, 30);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.html");
+    let run = |extra: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_parity"))
+            .args(["check", p.left.to_str().unwrap(), p.right.to_str().unwrap(), "--format", "html", "--output", out.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+        std::fs::read_to_string(&out).unwrap()
+    };
+    let failing_only = run(&[]);
+    let all = run(&["--plot-stages", "*"]);
+    assert_eq!(failing_only.matches("<section id=\"stage-").count(), 2);
+    assert_eq!(all.matches("<section id=\"stage-").count(), 3, "the passing stage gets its section");
+    assert!(all.matches("<svg class=\"plot\"").count() > failing_only.matches("<svg class=\"plot\"").count());
+    // Without html it is a usage error, not a silently ignored flag.
+    let o = Command::new(env!("CARGO_BIN_EXE_parity"))
+        .args(["check", p.left.to_str().unwrap(), p.right.to_str().unwrap(), "--plot-stages", "*"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--plot-stages"));
+}

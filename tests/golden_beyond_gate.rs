@@ -45,6 +45,7 @@ fn run(case: &str, implementation: Implementation, oracle: &str, profile: Profil
         verify_hashes: true,
         explain: true,
         plots: false,
+        plot_stages: Vec::new(),
     };
     let outcome = check::check(&oracle, &out, &check).unwrap_or_else(|e| panic!("{case}: check: {e}"));
     assert!(

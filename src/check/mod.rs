@@ -104,6 +104,9 @@ pub struct CheckOptions {
     /// (histogram, heatmap, profiles; see [`crate::compare::plots`]), from
     /// the read the explanations make.
     pub plots: bool,
+    /// With `plots`: also plot the stages whose names match one of these
+    /// globs (`--plot-stages`), passing ones included.
+    pub plot_stages: Vec<glob::Pattern>,
 }
 
 impl Default for CheckOptions {
@@ -119,6 +122,7 @@ impl Default for CheckOptions {
             progress: false,
             explain: true,
             plots: false,
+            plot_stages: Vec::new(),
         }
     }
 }

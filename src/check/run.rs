@@ -56,11 +56,18 @@ pub(super) fn run_tensor(p: &TensorPlan, opts: &CheckOptions, bar: &indicatif::P
 /// The stages are examined one at a time (each test is parallel inside), so
 /// at most one failing stage pair is held in memory.
 pub(super) fn explain_failures(p: &TensorPlan, t: &mut TensorResult, opts: &CheckOptions) -> Result<()> {
-    for s in t.stages.iter_mut().filter(|s| s.verdict == crate::compare::gate::Verdict::Fail) {
+    let chosen = |stage: &str| opts.plots && opts.plot_stages.iter().any(|g| g.matches(stage));
+    for s in t.stages.iter_mut() {
+        let failing = s.verdict == crate::compare::gate::Verdict::Fail;
+        if !failing && !chosen(&s.stage) {
+            continue;
+        }
         let Some(plan) = p.stages.iter().find(|x| x.name == s.stage) else { continue };
         if let (Some(l), Some(r)) = (&plan.left, &plan.right) {
             let (explanation, plots) = crate::compare::explain::examine(l.stage(), r.stage(), &plan.tol, opts.plots)?;
-            if opts.explain {
+            // A passing stage needs no explanation (nor is one looked for in a
+            // difference the tolerance allows).
+            if opts.explain && failing {
                 s.explanation = explanation;
             }
             s.plots = plots;

@@ -225,6 +225,11 @@ pub struct CheckArgs {
     /// noise_floor_m and noise_floor_eps, defaults 2 and 0).
     #[arg(long)]
     pub noise_floor: bool,
+    /// With --format html: also plot the stages whose names match one of
+    /// these globs (comma-separated, e.g. 'final_*'), passing ones included;
+    /// failing stages are always plotted.
+    #[arg(long, value_name = "GLOB,…", value_delimiter = ',')]
+    pub plot_stages: Vec<String>,
 }
 
 #[derive(Args, Debug)]

@@ -188,7 +188,15 @@ fn check(args: flags::CheckArgs) -> Result<Outcome> {
         verify_hashes: args.verify_hashes,
         explain: true,
         plots: args.format == parity::render::Format::Html,
+        plot_stages: args
+            .plot_stages
+            .iter()
+            .map(|g| glob::Pattern::new(g).map_err(|e| Error::Usage(format!("--plot-stages '{g}': not a glob: {e}"))))
+            .collect::<Result<Vec<_>>>()?,
     };
+    if !args.plot_stages.is_empty() && args.format != parity::render::Format::Html {
+        return Err(Error::Usage("--plot-stages: plots are drawn only with --format html".into()));
+    }
     let suggest = parity::check::suggest::SuggestOptions { margin: args.tolerance_margin, allow_looser: args.allow_looser };
     if args.suggest_tolerances.is_some() {
         // Refuse a bad margin before the comparison, not after it.

@@ -153,6 +153,7 @@ pub fn gate(dir: &Path, cases: &[String]) -> Result<GateOutcome> {
                 verify_hashes: true,
                 explain: true,
                 plots: false,
+                plot_stages: Vec::new(),
             };
             let outcome = check::check(&oracle, &out, &check)?;
             let against = crate::format::report::LoadedReport::load(&oracle)?.report.producer.implementation;

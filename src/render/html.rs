@@ -49,9 +49,9 @@ pub(super) fn render(o: &CheckOutcome) -> String {
     let _ = writeln!(w, "</table>");
     verdict_table(w, o);
     let failing: Vec<(&TensorResult, &StageResult)> =
-        o.tensors.iter().flat_map(|t| t.stages.iter().map(move |s| (t, s))).filter(|(_, s)| s.verdict == Verdict::Fail).collect();
+        o.tensors.iter().flat_map(|t| t.stages.iter().map(move |s| (t, s))).filter(|(_, s)| sectioned(s)).collect();
     if !failing.is_empty() {
-        let _ = writeln!(w, "<h2>Failing stages</h2>");
+        let _ = writeln!(w, "<h2>Failing and chosen stages</h2>");
     }
     for (k, (t, s)) in failing.iter().enumerate() {
         stage_section(w, k, t, s);
@@ -109,7 +109,7 @@ fn verdict_table(w: &mut String, o: &CheckOutcome) {
     for t in &o.tensors {
         for s in &t.stages {
             let (k, label) = status(s);
-            let stage = if s.verdict == Verdict::Fail {
+            let stage = if sectioned(s) {
                 failing += 1;
                 format!("<a href=\"#stage-{}\">{}</a>", failing - 1, esc(&s.stage))
             } else {
@@ -140,6 +140,12 @@ fn verdict_table(w: &mut String, o: &CheckOutcome) {
         }
     }
     let _ = writeln!(w, "</tbody>\n</table>");
+}
+
+/// A stage gets its own section when it failed, or was plotted
+/// (`--plot-stages`).
+fn sectioned(s: &StageResult) -> bool {
+    s.verdict == Verdict::Fail || s.plots.is_some()
 }
 
 fn stage_section(w: &mut String, k: usize, t: &TensorResult, s: &StageResult) {
