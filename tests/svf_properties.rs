@@ -63,9 +63,15 @@ proptest! {
     /// than 1 (or infinite when every singular value is zeroed), and an
     /// absolute limit of 1e-6 is then smaller than one f32 ULP of it: the
     /// built-in profile is meant for learned offsets, where it is ≈ 1. Here
-    /// the promise is relative — normalization within 2 ULPs (two rounded
-    /// sums and a division against one rounding) — and non-finite values in
-    /// the same places with the same signs on both sides.
+    /// the promise is relative, and non-finite values sit in the same places
+    /// with the same signs on both sides. The bound, in ULPs of the f32
+    /// result: every term of the fast Σscaled_s carries two f32 roundings
+    /// (`1 + o`, then `s · …`), at most 2u relative on a sum of non-negative
+    /// terms (s > 0, o ≥ −1 here), which is < 2 ULPs of the quotient; each
+    /// sum's rounding to f32, the division and the reference's one rounding
+    /// add < 1 ULP each at most — 5 ULPs in all. (An earlier bound of 2
+    /// forgot the per-term roundings; a CI run found a 4-ULP case, kept in
+    /// the regressions file.)
     #[test]
     fn offsets_of_minus_one_agree_in_ulps_and_in_non_finite_positions((inputs, params) in svf_inputs(true)) {
         let fast = SVF_APPLY.run(Implementation::Fast, "w", &inputs, &params).unwrap();
@@ -73,7 +79,7 @@ proptest! {
         let norm = |s: &parity::ops::Stages| s.get("normalization").unwrap().to_f32_vec()[0];
         let (f, r) = (norm(&fast), norm(&reference));
         if r.is_finite() {
-            prop_assert!(f.is_finite() && (f.to_bits() as i64 - r.to_bits() as i64).abs() <= 2, "{f:e} vs {r:e}");
+            prop_assert!(f.is_finite() && (f.to_bits() as i64 - r.to_bits() as i64).abs() <= 5, "{f:e} vs {r:e}");
         } else {
             prop_assert!(f.to_bits() == r.to_bits() || (f.is_nan() && r.is_nan()), "{f:e} vs {r:e}");
         }
