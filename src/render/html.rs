@@ -207,62 +207,74 @@ fn esc(s: &str) -> String {
 /// Bars of log-scaled height: the exactly-0 bin often holds nearly every
 /// element, and a linear scale would hide the bins that matter.
 fn histogram(w: &mut String, h: &Histogram, limit: f64) {
+    // The stage's max_abs limit, where it falls among the log bins (after
+    // the `0` and `below` bins).
+    let marked = (limit > 0.0 && limit.is_finite())
+        .then(|| (limit.log10() - Histogram::edge(0)) * crate::compare::plots::PER_DECADE as f64)
+        .filter(|at| *at >= 0.0 && *at <= h.bins.len() as f64)
+        .map(|at| (2.0 + at, format!("max_abs limit {}", esc(&short(limit)))));
     let bins = h.labelled();
-    let (bw, x0, top, height) = (16.0, 40.0, 10.0, 150.0);
-    let width = x0 + bw * bins.len() as f64 + 10.0;
-    let most = bins.iter().map(|b| b.1).max().unwrap_or(0).max(1) as f64;
-    let _ = write!(
-        w,
-        "<figure><figcaption>log10 |diff| histogram: {} elements (bar height: log scale of the count)</figcaption>\n<svg class=\"plot\" viewBox=\"0 0 {width} 230\" width=\"{width}\" height=\"230\">",
-        numbers::thousands(h.total())
-    );
-    for (i, (label, count)) in bins.iter().enumerate() {
-        let x = x0 + bw * i as f64;
-        let bh = if *count == 0 { 0.0 } else { (height * (1.0 + *count as f64).ln() / (1.0 + most).ln()).max(1.0) };
-        let class = if i == 0 { "zero" } else if i + 1 == bins.len() { "nonfinite" } else { "bar" };
-        let _ = write!(
-            w,
-            "<rect class=\"{class}\" x=\"{x}\" y=\"{:.1}\" width=\"{}\" height=\"{bh:.1}\"><title>{}: {}</title></rect>",
-            top + height - bh,
-            bw - 2.0,
-            esc(label),
-            numbers::thousands(*count)
-        );
+    let n = bins.len();
+    let chart = Bars {
+        caption: "log10 |diff| histogram",
+        notes: "bar height: log scale of the count",
+        bar_width: 16.0,
+        right_margin: 10.0,
+        unit: "",
         // Labels at the ends and on whole decades, so they do not overlap.
-        if i < 2 || i + 2 >= bins.len() || (i - 2) % 4 == 0 {
-            let (lx, ly) = (x + bw / 2.0, top + height + 8.0);
-            let _ = write!(w, "<text class=\"tick\" x=\"{lx}\" y=\"{ly}\" transform=\"rotate(60 {lx} {ly})\">{}</text>", esc(label));
-        }
-    }
-    // The stage's max_abs limit, where it falls among the log bins.
-    if limit > 0.0 && limit.is_finite() {
-        let at = (limit.log10() - Histogram::edge(0)) * crate::compare::plots::PER_DECADE as f64;
-        if at >= 0.0 && at <= h.bins.len() as f64 {
-            let x = x0 + bw * (2.0 + at);
-            let _ = write!(
-                w,
-                "<line class=\"limit\" x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{top}\" y2=\"{}\"/><text class=\"tick\" x=\"{:.1}\" y=\"{}\">max_abs limit {}</text>",
-                top + height,
-                x + 3.0,
-                top + 8.0,
-                esc(&short(limit))
-            );
-        }
-    }
-    let _ = writeln!(w, "</svg></figure>");
+        labelled: &|i| i < 2 || i + 2 >= n || (i - 2) % 4 == 0,
+        limit: marked,
+    };
+    bars(w, &chart, &bins, h.total());
 }
 
 /// The ULP distances, one bar per power of two, log-scaled heights as above;
 /// the stage's max_ulp limit marked in the bucket that holds it.
 fn ulp_histogram(w: &mut String, h: &crate::compare::plots::UlpHistogram, limit: Option<u64>) {
     let bins = h.labelled();
-    let (bw, x0, top, height) = (22.0, 40.0, 10.0, 150.0);
-    let width = x0 + bw * bins.len() as f64 + 120.0;
+    // Bucket of the limit: 0, or 1 + floor(log2(limit)); the line at its right edge.
+    let marked = limit
+        .map(|limit| (if limit == 0 { 0 } else { 64 - limit.leading_zeros() as usize }, limit))
+        .filter(|(bucket, _)| bucket + 1 < bins.len())
+        .map(|(bucket, limit)| ((bucket + 1) as f64, format!("max_ulp limit {limit}")));
+    let chart = Bars {
+        caption: "ULP distance histogram",
+        notes: "buckets of powers of two; bar height: log scale of the count",
+        bar_width: 22.0,
+        right_margin: 120.0,
+        unit: " ULP",
+        labelled: &|_| true,
+        limit: marked,
+    };
+    bars(w, &chart, &bins, h.total());
+}
+
+/// How one bar chart of counts is drawn.
+struct Bars<'a> {
+    caption: &'static str,
+    notes: &'static str,
+    bar_width: f64,
+    right_margin: f64,
+    /// After each bar's label in its tooltip (` ULP`).
+    unit: &'static str,
+    /// Which bars get a label under the axis.
+    labelled: &'a dyn Fn(usize) -> bool,
+    /// A limit line at this position (in bars from the left) with its text.
+    limit: Option<(f64, String)>,
+}
+
+/// Labelled counts as bars of log-scaled height; the first bar is the
+/// exactly-0 one, the last the non-finite one.
+fn bars(w: &mut String, c: &Bars, bins: &[(String, u64)], total: u64) {
+    let (bw, x0, top, height) = (c.bar_width, 40.0, 10.0, 150.0);
+    let width = x0 + bw * bins.len() as f64 + c.right_margin;
     let most = bins.iter().map(|b| b.1).max().unwrap_or(0).max(1) as f64;
     let _ = write!(
         w,
-        "<figure><figcaption>ULP distance histogram: {} elements (buckets of powers of two; bar height: log scale of the count)</figcaption>\n<svg class=\"plot\" viewBox=\"0 0 {width} 230\" width=\"{width}\" height=\"230\">",
-        numbers::thousands(h.total())
+        "<figure><figcaption>{}: {} elements ({})</figcaption>\n<svg class=\"plot\" viewBox=\"0 0 {width} 230\" width=\"{width}\" height=\"230\">",
+        c.caption,
+        numbers::thousands(total),
+        c.notes
     );
     for (i, (label, count)) in bins.iter().enumerate() {
         let x = x0 + bw * i as f64;
@@ -270,28 +282,27 @@ fn ulp_histogram(w: &mut String, h: &crate::compare::plots::UlpHistogram, limit:
         let class = if i == 0 { "zero" } else if i + 1 == bins.len() { "nonfinite" } else { "bar" };
         let _ = write!(
             w,
-            "<rect class=\"{class}\" x=\"{x}\" y=\"{:.1}\" width=\"{}\" height=\"{bh:.1}\"><title>{} ULP: {}</title></rect>",
+            "<rect class=\"{class}\" x=\"{x}\" y=\"{:.1}\" width=\"{}\" height=\"{bh:.1}\"><title>{}{}: {}</title></rect>",
             top + height - bh,
             bw - 2.0,
             esc(label),
+            c.unit,
             numbers::thousands(*count)
         );
-        let (lx, ly) = (x + bw / 2.0, top + height + 8.0);
-        let _ = write!(w, "<text class=\"tick\" x=\"{lx}\" y=\"{ly}\" transform=\"rotate(60 {lx} {ly})\">{}</text>", esc(label));
-    }
-    if let Some(limit) = limit {
-        // Bucket of the limit: 0, or 1 + floor(log2(limit)); the line at its right edge.
-        let bucket = if limit == 0 { 0 } else { 64 - limit.leading_zeros() as usize };
-        if bucket + 1 < bins.len() {
-            let x = x0 + bw * (bucket + 1) as f64;
-            let _ = write!(
-                w,
-                "<line class=\"limit\" x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{top}\" y2=\"{}\"/><text class=\"tick\" x=\"{:.1}\" y=\"{}\">max_ulp limit {limit}</text>",
-                top + height,
-                x + 3.0,
-                top + 8.0
-            );
+        if (c.labelled)(i) {
+            let (lx, ly) = (x + bw / 2.0, top + height + 8.0);
+            let _ = write!(w, "<text class=\"tick\" x=\"{lx}\" y=\"{ly}\" transform=\"rotate(60 {lx} {ly})\">{}</text>", esc(label));
         }
+    }
+    if let Some((at, text)) = &c.limit {
+        let x = x0 + bw * at;
+        let _ = write!(
+            w,
+            "<line class=\"limit\" x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{top}\" y2=\"{}\"/><text class=\"tick\" x=\"{:.1}\" y=\"{}\">{text}</text>",
+            top + height,
+            x + 3.0,
+            top + 8.0
+        );
     }
     let _ = writeln!(w, "</svg></figure>");
 }
