@@ -12,7 +12,8 @@
 //! ```
 //!
 //! `m` and `ε` come from the tolerance profile (`noise_floor_m`,
-//! `noise_floor_eps`; defaults [`NOISE_FLOOR_M`] and [`NOISE_FLOOR_EPS`]).
+//! `noise_floor_eps`; defaults
+//! [`crate::compare::tolerance::NOISE_FLOOR_M`] and [`crate::compare::tolerance::NOISE_FLOOR_EPS`]).
 //!
 //! The reference is `replay --impl reference-f64` (f64 compute, F32 stages
 //! kept in F64), written to a temporary directory that is removed
@@ -24,7 +25,6 @@
 
 use super::{check, CheckOptions, CheckOutcome};
 use crate::compare::gate::StageResult;
-use crate::compare::tolerance::{NOISE_FLOOR_EPS, NOISE_FLOOR_M};
 use crate::error::{Error, Result};
 use crate::ops::Implementation;
 use crate::replay::{replay, ReplayOptions};
@@ -137,6 +137,3 @@ pub fn judge(of_left: &CheckOutcome, of_right: &CheckOutcome) -> NoiseFloor {
     }
     NoiseFloor { stages }
 }
-
-/// The defaults, for help texts.
-pub const DEFAULTS: (f64, f64) = (NOISE_FLOOR_M, NOISE_FLOOR_EPS);
