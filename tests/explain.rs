@@ -256,6 +256,18 @@ fn a_constant_left_that_moved_by_one_is_an_offset_not_a_scale() {
     assert!(e.unwrap().evidence.contains("left is constant"));
 }
 
+#[test]
+fn real_norm_weights_near_one_plus_one_are_an_offset_not_a_scale_of_two() {
+    // LayerNorm weights sit near 1: "+1" roughly doubles them, so a scale
+    // c ≈ 2 fits within its ratio too (the golden diff case was once named
+    // "constant scale c = 1.988"). The offset leaves no residual and wins.
+    let l: Vec<f32> = random(11, 16).iter().map(|x| 1.0 + 0.05 * x).collect();
+    let r: Vec<f32> = l.iter().map(|x| x + 1.0).collect();
+    let e = checked(f32s(&[16], &l), f32s(&[16], &r));
+    let Bug::ConstantOffset { c } = *bug(&e) else { panic!("{:?}", e.map(|e| e.sentence())) };
+    assert!((c - 1.0).abs() < 1e-6, "{c}");
+}
+
 /// RIGHT's row (or column) `i` is LEFT's `order[i]`.
 fn permute(l: &[f32], rows: usize, cols: usize, axis: Axis, order: &[usize]) -> Vec<f32> {
     (0..rows * cols)
@@ -631,6 +643,22 @@ proptest! {
             return Err(TestCaseError::fail(format!("c = {c}: {:?}", e.map(|e| e.sentence()))));
         };
         prop_assert!((found - c).abs() <= 1e-6 * c.abs(), "c = {}, recovered {}", c, found);
+    }
+
+    #[test]
+    fn any_offset_is_named_with_its_c_wherever_left_is_centred(
+        n in 4usize..200, seed: u64, centre in -3.0f64..3.0, spread in 0.01f64..1.0,
+        magnitude in -1.0f64..1.0, negative: bool,
+    ) {
+        let c = if negative { -1.0 } else { 1.0 } * 10f64.powf(magnitude);
+        let l: Vec<f32> = random(seed, n).iter().map(|&x| (centre + spread * x as f64) as f32).collect();
+        let r: Vec<f32> = l.iter().map(|&x| (x as f64 + c) as f32).collect();
+        let e = direct(&f32s(&[n], &l), &f32s(&[n], &r));
+        let Some(Bug::ConstantOffset { c: found }) = e.as_ref().map(|e| e.bug.clone()) else {
+            return Err(TestCaseError::fail(format!("c = {c}: {:?}", e.map(|e| e.sentence()))));
+        };
+        // Each r = l + c rounds once to f32: c is recovered to f32 precision of |l| + |c|.
+        prop_assert!((found - c).abs() <= 1e-6 * (centre.abs() + spread + c.abs()), "c = {}, recovered {}", c, found);
     }
 
     #[test]

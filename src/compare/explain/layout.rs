@@ -70,7 +70,7 @@ pub(super) fn explain(shape: &[usize], l: &[f64], r: &[f64], before: Residual) -
         permuted(shape, l, r, before, Axis::Rows),
         permuted(shape, l, r, before, Axis::Columns),
     ];
-    candidates.into_iter().flatten().reduce(|best, e| if e.residual.max_abs < best.residual.max_abs { e } else { best })
+    candidates.into_iter().fold(None, best)
 }
 
 fn square_transposed(shape: &[usize], l: &[f64], r: &[f64], before: Residual) -> Option<Explanation> {

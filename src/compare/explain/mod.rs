@@ -315,10 +315,17 @@ fn explain_decoded(left: Stage, right: Stage, raw: (Vec<u8>, Vec<u8>), l: &[f64]
     if before.max_abs == 0.0 || before.compared < MIN_ELEMENTS {
         return None;
     }
-    if let Some(e) = values::explain(l, r, before) {
-        return Some(e);
+    best(values::explain(l, r, before), layout::explain(left.shape, l, r, before))
+}
+
+/// Of two candidate explanations, the one whose fix-up leaves the smaller
+/// residual max_abs; on a tie (or a NaN), the first — the callers list the
+/// simpler explanations first.
+fn best(first: Option<Explanation>, second: Option<Explanation>) -> Option<Explanation> {
+    match (first, second) {
+        (Some(a), Some(b)) => Some(if b.residual.max_abs < a.residual.max_abs { b } else { a }),
+        (a, b) => a.or(b),
     }
-    layout::explain(left.shape, l, r, before)
 }
 
 /// Elements per unit of parallel work; sums are added span by span in index order.

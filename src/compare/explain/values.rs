@@ -28,37 +28,37 @@ pub(super) fn explain(l: &[f64], r: &[f64], before: Residual) -> Option<Explanat
             }
         }
     }
-    if let Some((c, scaled)) = scale {
-        return Some(Explanation {
-            bug: Bug::ConstantScale { c },
-            evidence: "right = c · left".into(),
-            fixup: "dividing by c",
-            before,
-            residual: scaled,
-            confidence: removed(&scaled, &before),
-            hint: "a missing (or doubled) normalisation?",
-        });
-    }
-    if fits(&flipped, &before) {
-        return Some(Explanation {
-            bug: Bug::SignFlipped,
-            evidence: "right = −left".into(),
-            fixup: "negating right",
-            before,
-            residual: flipped,
-            confidence: removed(&flipped, &before),
-            hint: "a subtraction the wrong way round, or a negated weight?",
-        });
-    }
+    // More than one test can fit — a norm weight near 1 that gained "+1" is
+    // also roughly doubled — so each fitting test is a candidate and the one
+    // leaving the smallest residual is named (`best`: on a tie, the first).
+    let flip = fits(&flipped, &before).then(|| Explanation {
+        bug: Bug::SignFlipped,
+        evidence: "right = −left".into(),
+        fixup: "negating right",
+        before,
+        residual: flipped,
+        confidence: removed(&flipped, &before),
+        hint: "a subtraction the wrong way round, or a negated weight?",
+    });
+    let scale = scale.map(|(c, scaled)| Explanation {
+        bug: Bug::ConstantScale { c },
+        evidence: "right = c · left".into(),
+        fixup: "dividing by c",
+        before,
+        residual: scaled,
+        confidence: removed(&scaled, &before),
+        hint: "a missing (or doubled) normalisation?",
+    });
 
     // The mean difference minimises Σ(r − l − c)².
     let count = (0..n).filter(|&k| both(k)).count();
     let c = ordered_sum(n, |k| if both(k) { r[k] - l[k] } else { 0.0 }) / count.max(1) as f64;
+    let mut offset = None;
     if c.is_finite() && c != 0.0 {
         let shifted = residual(n, |k| Some((l[k], r[k] - c)));
         if fits(&shifted, &before) {
             let plus_one = (c.abs() - 1.0).abs() < 1e-3;
-            return Some(Explanation {
+            offset = Some(Explanation {
                 bug: Bug::ConstantOffset { c },
                 evidence: if varies { "right = left + c".into() } else { "right = left + c (left is constant: a scale fits as well)".into() },
                 fixup: "subtracting c",
@@ -73,5 +73,5 @@ pub(super) fn explain(l: &[f64], r: &[f64], before: Residual) -> Option<Explanat
             });
         }
     }
-    None
+    best(best(flip, scale), offset)
 }
