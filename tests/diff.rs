@@ -383,6 +383,37 @@ fn every_output_format_parses_back() {
 }
 
 #[test]
+fn a_differing_pair_is_explained_in_every_format() {
+    // Two classic porting bugs, one noisy pair that fits none.
+    let left = model();
+    let mut right = left.clone();
+    let halved: Vec<f32> = ramp(24, 0.125 * 2.0).iter().map(|x| x * 0.5).collect();
+    right.insert("model.layers.1.mlp.up_proj.weight".into(), f32t(&[6, 4], &halved));
+    right.insert("model.norm.weight".into(), f32t(&[4], &[2.0, 2.0, 1.75, 2.25]));
+    let noisy: Vec<f32> = ramp(32, 0.25).iter().enumerate().map(|(i, x)| x + [1e-3, -2e-3, 5e-4, 0.0][i % 4]).collect();
+    right.insert("model.embed_tokens.weight".into(), f32t(&[8, 4], &noisy));
+    let o = Pair::new(&left, &right).diff(&DiffOptions::default());
+    let bug = |name: &str| {
+        let t = o.tensors.iter().find(|t| t.name == name).unwrap();
+        assert_eq!(t.status, Status::Differs, "{name}");
+        t.explanation.as_ref().map(|e| e["bug"].as_str().unwrap().to_string())
+    };
+    assert_eq!(bug("model.layers.1.mlp.up_proj.weight").as_deref(), Some("constant_scale"));
+    assert_eq!(bug("model.norm.weight").as_deref(), Some("constant_offset"));
+    assert_eq!(bug("model.embed_tokens.weight"), None, "noise gets no explanation");
+    let scale = o.tensors.iter().find(|t| t.name == "model.layers.1.mlp.up_proj.weight").unwrap();
+    assert_eq!(scale.explanation.as_ref().unwrap()["params"]["c"], 0.5);
+    use parity::render::{diff::render, Format};
+    for f in [Format::Text, Format::Json, Format::Junit, Format::Markdown, Format::Html] {
+        let out = render(&o, f);
+        assert!(out.contains("constant scale c = 0.5"), "{}: {out}", f.name());
+        assert!(out.contains("constant offset c = 1"), "{}: {out}", f.name());
+    }
+    // Identical, within and one-sided pairs are never examined.
+    assert!(o.tensors.iter().filter(|t| t.status != Status::Differs).all(|t| t.explanation.is_none()));
+}
+
+#[test]
 fn numpy_arrays_are_checkpoints_too() {
     let dir = tempfile::tempdir().unwrap();
     let values = [1.0f32, -2.0, 0.5, 8.0, 0.0, 3.25];

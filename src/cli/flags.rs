@@ -145,7 +145,8 @@ pub struct DiffArgs {
     /// Show the N largest divergences per differing tensor (JSON).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub top_diffs: usize,
-    /// Who reads the result: text, json (parity.diff.v1), junit (one testcase per tensor), markdown.
+    /// Who reads the result: text, json (parity.diff.v1), junit (one testcase per tensor), markdown,
+    /// html (one self-contained page with plots of every differing tensor).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Write the result here (atomically) instead of standard output.

@@ -61,6 +61,8 @@ pub struct DiffOptions {
     /// The N largest divergences per differing tensor.
     pub top_diffs: usize,
     pub progress: bool,
+    /// Gather the HTML page's plots of every `differs` pair.
+    pub plots: bool,
 }
 
 /// One pair (or one-sided tensor) as planned.
@@ -154,7 +156,8 @@ pub fn diff(left_path: &Path, right_path: &Path, opts: &DiffOptions) -> Result<D
         })
         .collect();
     bar.finish_and_clear();
-    let tensors = tensors.into_iter().collect::<Result<Vec<_>>>()?;
+    let mut tensors = tensors.into_iter().collect::<Result<Vec<_>>>()?;
+    explain_differences(&left, &right, &planned, &mut tensors, opts)?;
 
     let mut outcome = DiffOutcome {
         schema: SCHEMA.to_string(),
@@ -169,6 +172,27 @@ pub fn diff(left_path: &Path, right_path: &Path, opts: &DiffOptions) -> Result<D
     };
     outcome.settle();
     Ok(outcome)
+}
+
+/// Name the porting bug behind each `differs` pair, when one fits, and for
+/// the page gather its plots from the same read. This is the one extra pass
+/// over what differs; the pairs are examined one at a time (each in
+/// parallel inside), so at most one pair is held decoded in memory, and
+/// pairs above the explainer's element limit are not examined.
+fn explain_differences(left: &Checkpoint, right: &Checkpoint, planned: &[Planned], tensors: &mut [TensorDiff], opts: &DiffOptions) -> Result<()> {
+    for (t, d) in planned.iter().zip(tensors.iter_mut()) {
+        let (Some(l), Some(r)) = (t.left, t.right) else { continue };
+        if d.status != Status::Differs {
+            continue;
+        }
+        let (_, tol) = limits_for(&t.name, opts);
+        let ls = Stage { dtype: l.dtype, shape: &l.shape, bytes: Bytes::File(left.region(l)) };
+        let rs = Stage { dtype: r.dtype, shape: &r.shape, bytes: Bytes::File(right.region(r)) };
+        let (explanation, plots) = crate::compare::explain::examine(ls, rs, &tol, opts.plots)?;
+        d.explanation = explanation.map(|e| e.json());
+        d.plots = plots;
+    }
+    Ok(())
 }
 
 fn limit_name(l: &Limit) -> String {
@@ -222,6 +246,8 @@ fn compare_pair(left: &Checkpoint, right: &Checkpoint, t: &Planned, opts: &DiffO
         metrics: None,
         failures: Vec::new(),
         transposed: None,
+        explanation: None,
+        plots: None,
     };
     let (l, r) = match (t.left, t.right) {
         (Some(l), Some(r)) => (l, r),

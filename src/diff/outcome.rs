@@ -123,6 +123,22 @@ pub struct TensorDiff {
     pub failures: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub transposed: Option<Transposed>,
+    /// The porting bug that turns LEFT into RIGHT, for a `differs` pair
+    /// where one fits: `check`'s explanation JSON (`bug`, `summary`,
+    /// `evidence`, `params`, `residual`, `confidence`, …).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub explanation: Option<serde_json::Value>,
+    /// What the HTML page draws for a `differs` pair; gathered only for that
+    /// page and never part of the JSON (merged partitions carry none).
+    #[serde(skip)]
+    pub plots: Option<crate::compare::plots::StagePlots>,
+}
+
+impl TensorDiff {
+    /// The explanation's one-line summary, when there is one.
+    pub fn explanation_summary(&self) -> Option<&str> {
+        self.explanation.as_ref()?.get("summary")?.as_str()
+    }
 }
 
 /// How many tensors got each status.

@@ -16,13 +16,11 @@ pub fn render(o: &DiffOutcome, format: Format) -> String {
         Format::Json => o.to_json(),
         Format::Junit => junit(o),
         Format::Markdown => markdown(o),
-        // No page for a diff yet (the command line refuses it): its readers
-        // get the terminal's table rather than nothing.
-        Format::Html => text(o),
+        Format::Html => super::html::render_diff(o),
     }
 }
 
-fn f(v: &serde_json::Value, key: &str) -> Option<f64> {
+pub(super) fn f(v: &serde_json::Value, key: &str) -> Option<f64> {
     match v.get(key)? {
         serde_json::Value::Number(n) => n.as_f64(),
         serde_json::Value::String(s) if s == "inf" => Some(f64::INFINITY),
@@ -46,7 +44,7 @@ fn index(v: &serde_json::Value, key: &str) -> String {
     }
 }
 
-fn dtype_cell(t: &TensorDiff) -> String {
+pub(super) fn dtype_cell(t: &TensorDiff) -> String {
     match (&t.dtype_left, &t.dtype_right) {
         (Some(l), Some(r)) if l == r => l.clone(),
         (Some(l), Some(r)) => format!("{l}→{r}"),
@@ -56,7 +54,7 @@ fn dtype_cell(t: &TensorDiff) -> String {
     }
 }
 
-fn shape_cell(t: &TensorDiff) -> String {
+pub(super) fn shape_cell(t: &TensorDiff) -> String {
     match (&t.shape_left, &t.shape_right) {
         (Some(l), Some(r)) if l == r => numbers::shape(l),
         (Some(l), Some(r)) => format!("{}→{}", numbers::shape(l), numbers::shape(r)),
@@ -67,7 +65,7 @@ fn shape_cell(t: &TensorDiff) -> String {
 
 /// The metric cells of a compared pair: max_abs (at), mean_abs, max ULP,
 /// elements not bit-equal, SQNR.
-fn metric_cells(t: &TensorDiff) -> [String; 5] {
+pub(super) fn metric_cells(t: &TensorDiff) -> [String; 5] {
     let Some(m) = &t.metrics else { return Default::default() };
     let max_abs = f(m, "max_abs").map(|x| format!("{}{}", numbers::short(x), if x > 0.0 { index(m, "max_abs_index") } else { String::new() }));
     let ulp = u(m, "max_ulp").map(numbers::thousands).unwrap_or_else(|| "-".into());
@@ -77,7 +75,7 @@ fn metric_cells(t: &TensorDiff) -> [String; 5] {
 }
 
 /// Why a tensor is not identical, in one phrase.
-fn why(t: &TensorDiff) -> String {
+pub(super) fn why(t: &TensorDiff) -> String {
     let mut parts: Vec<String> = t.failures.clone();
     if let Some(tr) = &t.transposed {
         if tr.matches {
@@ -91,6 +89,9 @@ fn why(t: &TensorDiff) -> String {
     if t.status == Status::Within && t.dtype_left != t.dtype_right {
         parts.push("compared by value across dtypes".into());
     }
+    if let Some(e) = t.explanation_summary() {
+        parts.push(format!("explanation: {e}"));
+    }
     if let Some(rn) = &t.right_name {
         parts.push(format!("RIGHT's name: {rn}"));
     }
@@ -102,11 +103,11 @@ fn why(t: &TensorDiff) -> String {
     parts.join("; ")
 }
 
-fn summary_line(o: &DiffOutcome) -> String {
+pub(super) fn summary_line(o: &DiffOutcome) -> String {
     Status::ALL.iter().map(|s| format!("{} {}", numbers::thousands(o.summary.count(*s) as u64), s.name())).collect::<Vec<_>>().join(", ")
 }
 
-fn side_line(which: &str, s: &crate::diff::outcome::Side) -> String {
+pub(super) fn side_line(which: &str, s: &crate::diff::outcome::Side) -> String {
     format!(
         "{which} {} ({}, {} file{}, {} tensors, {})",
         s.path,
