@@ -1,14 +1,14 @@
 //! `phlora` — the rank-r factorization of PHLoRA from the thin SVD:
 //! `x ≈ b @ a` with `a = sqrt(s_r)·Vhᵣ`, `b = Uᵣ·sqrt(s_r)`.
 //!
-//! Both implementations take the same SVD as `svd` (nalgebra's, in f64 and
-//! in f32: see `kernels/svd.rs`); the factors carry its sign convention, so
+//! Both implementations take the same SVD as `svd` (nalgebra's f64 one; the
+//! fast one rounds it to f32: see `kernels/svd.rs`); the factors carry its sign convention, so
 //! only the invariants — singular values, the best rank-r reconstruction and
 //! its residual — are required stages.
 
 use super::kernels::gemm;
 use super::kernels::matrix::{matmul_f64, GEMM_TOLERANCE};
-use super::kernels::svd::{sample_x, svd_failed, svd_input, thin_svd, ThinSvd, S_TOLERANCE, S_WHY, VECTORS_TOLERANCE};
+use super::kernels::svd::{sample_x, svd_failed, svd_input, thin_svd, thin_svd_f32, ThinSvd, S_TOLERANCE, S_WHY, VECTORS_TOLERANCE};
 use super::{Call, Input, Operation, Param, ParamKind, Params, Sample, Stage, StageDtype, Stages};
 use crate::compare::tolerance::Tolerance;
 use crate::error::Result;
@@ -95,7 +95,7 @@ fn fast(call: &Call) -> Result<Stages> {
     let (m, n, _) = svd_input(call)?;
     let r = rank_param(call, m, n)?;
     let x = call.input("x")?.to_f32_vec();
-    let d = thin_svd(&x, m, n).ok_or_else(|| svd_failed(call, "f32"))?;
+    let d = thin_svd_f32(&x, m, n).ok_or_else(|| svd_failed(call, "f32"))?;
     let (a, b, s) = factors(&d, m, n, r, f32::sqrt);
     let recon = gemm::matmul(&b, &a, m, r, n);
     // torch.linalg.norm(x - b @ a) / torch.linalg.norm(x): the difference in

@@ -2,12 +2,12 @@
 //! orthogonality: the invariants two correct SVDs must agree on, and the
 //! vectors (reported, since they are defined only up to sign and rotation).
 //!
-//! Both implementations run the same algorithm (nalgebra's), in f64 and in
-//! f32; why that is enough, and the sign convention, are in `kernels/svd.rs`.
+//! Both implementations run the same decomposition (nalgebra's, in f64; the
+//! fast one rounds it to f32 and recomposes in f32); why, and the sign convention, are in `kernels/svd.rs`.
 
 use super::kernels::gemm;
 use super::kernels::matrix::matmul_f64;
-use super::kernels::svd::{sample_x, svd_failed, svd_input, thin_svd, S_TOLERANCE, S_WHY, VECTORS_TOLERANCE};
+use super::kernels::svd::{sample_x, svd_failed, svd_input, thin_svd, thin_svd_f32, S_TOLERANCE, S_WHY, VECTORS_TOLERANCE};
 use super::{Call, Input, Operation, Params, Sample, Stage, StageDtype, Stages};
 use crate::compare::tolerance::Tolerance;
 use crate::error::Result;
@@ -81,7 +81,7 @@ fn reference(call: &Call) -> Result<Stages> {
 fn fast(call: &Call) -> Result<Stages> {
     let (m, n, _) = svd_input(call)?;
     let x = call.input("x")?.to_f32_vec();
-    let d = thin_svd(&x, m, n).ok_or_else(|| svd_failed(call, "f32"))?;
+    let d = thin_svd_f32(&x, m, n).ok_or_else(|| svd_failed(call, "f32"))?;
     let r = d.r;
     let us: Vec<f32> = (0..m * r).map(|i| d.u[i] * d.s[i % r]).collect();
     let recon = gemm::gemm_abt(&us, &d.v, m, n, r);
