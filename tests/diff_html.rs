@@ -154,3 +154,36 @@ fn a_browser_runs_the_page_script() {
     assert_eq!(browser_support::rendered(&dom), Some(PLOTS), "the script did not count {PLOTS} plots");
     assert!(dom.contains("10 of 10 tensors"), "{dom}");
 }
+
+/// A pair too large for the explainer to hold decoded (over 2²⁵ elements)
+/// still gets its plots, streamed piece by piece; it gets no explanation.
+#[test]
+fn a_pair_over_the_explainers_limit_is_plotted_from_a_streaming_read() {
+    let (rows, cols) = (8193usize, 4096usize);
+    assert!(rows * cols > parity::compare::explain::MAX_ELEMENTS);
+    let one = parity::numeric::round::f32_to_bf16_bits(1.0);
+    let left = vec![one; rows * cols];
+    let mut right = left.clone();
+    // |diff| 1 at the last element: the last cell, row point and column point.
+    right[rows * cols - 1] = parity::numeric::round::f32_to_bf16_bits(2.0);
+    let dir = tempfile::tempdir().unwrap();
+    let (l, r) = (dir.path().join("l.safetensors"), dir.path().join("r.safetensors"));
+    let tensor = |bits: &[u16]| Tensor::from_u16_bits(parity::format::dtype::DType::BF16, vec![rows, cols], bits);
+    write_file(&l, &Model::from([("w".to_string(), tensor(&left))]));
+    write_file(&r, &Model::from([("w".to_string(), tensor(&right))]));
+    drop((left, right));
+    let opts = parity::diff::DiffOptions { plots: true, ..Default::default() };
+    let o = parity::diff::diff(&l, &r, &opts).unwrap();
+    let t = &o.tensors[0];
+    assert_eq!(t.status, parity::diff::outcome::Status::Differs);
+    assert!(t.explanation.is_none(), "over the limit nothing is explained");
+    let p = t.plots.as_ref().expect("plots, streamed");
+    assert_eq!((p.histogram.zero, p.histogram.total()), ((rows * cols - 1) as u64, (rows * cols) as u64));
+    let h = p.heatmap.as_ref().unwrap();
+    assert_eq!((h.grid_rows, h.grid_cols), (64, 64));
+    assert_eq!(h.cells.iter().filter(|&&c| c != 0.0).count(), 1);
+    assert_eq!(h.cells[64 * 64 - 1], 1.0);
+    assert_eq!(p.row_profile.as_ref().unwrap().points.last(), Some(&1.0));
+    assert_eq!(p.column_profile.as_ref().unwrap().points.last(), Some(&1.0));
+    assert_eq!(p.ulp.as_ref().unwrap().buckets[0], (rows * cols - 1) as u64);
+}

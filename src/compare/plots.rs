@@ -8,12 +8,16 @@
 //! [`PROFILE_POINTS`] points, so the page stays small.
 //!
 //! Deterministic: bins are fixed (not fitted to the data), cells and points
-//! hold maxima and the histogram counts, and parts are merged in index
-//! order — the summaries do not depend on the number of threads.
+//! hold maxima and the histograms counts; parts merge by adding counts and
+//! taking maxima, both exact, so the summaries depend neither on the number
+//! of threads nor on how the stage was cut into pieces ([`gather`] on a
+//! stage in memory, [`gather_stages`] streaming one of any size).
 //!
 //! A |diff| that is not finite (a NaN or an inf on either side) is counted
 //! in its own bin and marks its cell and point with +inf.
 
+use super::metrics::{Bytes, Stage};
+use crate::error::Result;
 use crate::format::dtype::DType;
 use rayon::prelude::*;
 
@@ -144,38 +148,6 @@ impl UlpHistogram {
     }
 }
 
-/// The ULP-distance histogram of two stages of one float dtype, from their
-/// raw bytes (`l`, `r` decoded, to tell NaN and infinities).
-fn ulp_histogram(dtype: DType, lraw: &[u8], rraw: &[u8], l: &[f64], r: &[f64]) -> UlpHistogram {
-    let n = l.len().min(r.len());
-    let parts: Vec<UlpHistogram> = (0..n.div_ceil(SPAN))
-        .into_par_iter()
-        .map(|c| {
-            let mut h = UlpHistogram::empty();
-            for k in c * SPAN..n.min((c + 1) * SPAN) {
-                let (a, b) = (l[k], r[k]);
-                if a.is_nan() || b.is_nan() || ((a.is_infinite() || b.is_infinite()) && a != b) {
-                    h.non_finite += 1;
-                    continue;
-                }
-                // i128: two i64 keys can be 2^64 apart (f64 ±max).
-                let d = (dtype.ordered_key(lraw, k) as i128 - dtype.ordered_key(rraw, k) as i128).unsigned_abs();
-                let bucket = if d == 0 { 0 } else { (128 - d.leading_zeros()) as usize };
-                h.buckets[bucket.min(ULP_BUCKETS - 1)] += 1;
-            }
-            h
-        })
-        .collect();
-    let mut out = UlpHistogram::empty();
-    for p in parts {
-        out.non_finite += p.non_finite;
-        for (a, b) in out.buckets.iter_mut().zip(p.buckets) {
-            *a += b;
-        }
-    }
-    out
-}
-
 /// The largest |diff| per cell of a grid laid over a 2-D view of the stage
 /// (rows: every axis but the last, flattened; columns: the last axis).
 /// Cell `(g, h)` covers the rows `i` with `i · grid_rows / rows = g` and the
@@ -235,88 +207,172 @@ fn abs_diff(a: f64, b: f64) -> f64 {
 /// sides are of that one float dtype, for the ULP histogram.
 pub fn gather(shape: &[usize], l: &[f64], r: &[f64], raw: Option<(DType, &[u8], &[u8])>) -> StagePlots {
     let n = l.len().min(r.len());
-    let parts: Vec<Histogram> = (0..n.div_ceil(SPAN))
+    let raw = raw.filter(|(d, _, _)| d.is_float());
+    let acc = (0..n.div_ceil(SPAN))
         .into_par_iter()
         .map(|c| {
-            let mut h = Histogram::empty();
-            for k in c * SPAN..n.min((c + 1) * SPAN) {
-                h.add((r[k] - l[k]).abs());
-            }
-            h
+            let span = c * SPAN..n.min((c + 1) * SPAN);
+            let size = raw.map_or(0, |(d, _, _)| d.size());
+            let bytes = raw.map(|(d, lr, rr)| (d, &lr[span.start * size..span.end * size], &rr[span.start * size..span.end * size]));
+            Accumulator::of(shape, n, span.start, &l[span.clone()], &r[span], bytes)
         })
-        .collect();
-    let mut histogram = Histogram::empty();
-    for p in &parts {
-        histogram.merge(p);
-    }
-    let (heatmap, row_profile, column_profile) = match shape {
-        [.., last] if shape.len() >= 2 && *last > 0 && n > 0 => {
-            let (h, rp, cp) = grid(n / last, *last, l, r);
-            (Some(h), Some(rp), Some(cp))
-        }
-        _ => (None, None, None),
-    };
-    let ulp = raw.filter(|(d, _, _)| d.is_float()).map(|(d, lraw, rraw)| ulp_histogram(d, lraw, rraw, l, r));
-    StagePlots { histogram, ulp, heatmap, row_profile, column_profile }
+        .reduce(|| Accumulator::empty(shape, n, raw.is_some()), Accumulator::merge);
+    acc.finish()
 }
 
-/// The heatmap and both profiles in one pass over the rows, one grid row per
-/// unit of parallel work; maxima do not depend on the order they are taken in.
-fn grid(rows: usize, cols: usize, l: &[f64], r: &[f64]) -> (Heatmap, ErrorProfile, ErrorProfile) {
-    let (gr, gc) = (rows.min(GRID), cols.min(GRID));
-    let (pr, pc) = (rows.min(PROFILE_POINTS), cols.min(PROFILE_POINTS));
-    struct Part {
-        cells: Vec<f64>,
-        columns: Vec<f64>,
-        /// Row points from `first_point` on.
-        first_point: usize,
-        row_points: Vec<f64>,
-    }
-    let parts: Vec<Part> = (0..gr)
+/// Elements per piece of [`gather_stages`]: each worker holds one piece of
+/// each side, raw and decoded (≤ 2 × 12 MiB for f32).
+pub const PIECE: usize = 1 << 20;
+
+/// The plots of a stage pair of any size (same shape), read piece by piece:
+/// memory stays at a few pieces per worker, so a stage too large to hold
+/// decoded (the explanations' limit) is still drawn. Gives exactly what
+/// [`gather`] gives on the decoded stages: counts add and maxima are taken,
+/// both exact and indifferent to the order of the pieces.
+pub fn gather_stages(left: Stage, right: Stage) -> Result<StagePlots> {
+    gather_in_pieces(left, right, PIECE)
+}
+
+/// [`gather_stages`] with pieces of `piece` elements (public so that tests
+/// can cut a small stage into many pieces, rows split across them).
+pub fn gather_in_pieces(left: Stage, right: Stage, piece: usize) -> Result<StagePlots> {
+    let piece = piece.max(1);
+    let n = left.numel().min(right.numel());
+    let same = left.dtype == right.dtype && left.dtype.is_float();
+    let acc = (0..n.div_ceil(piece))
         .into_par_iter()
-        .map(|g| {
-            let (lo, hi) = (Heatmap::first_index(g, gr, rows), Heatmap::first_index(g + 1, gr, rows));
-            let first_point = lo * pr / rows;
-            let last_point = (hi.max(lo + 1) - 1) * pr / rows;
-            let mut part = Part {
-                cells: vec![0.0; gc],
-                columns: vec![0.0; pc],
-                first_point,
-                row_points: vec![0.0; last_point + 1 - first_point],
-            };
-            for i in lo..hi {
+        .map(|c| {
+            let span = c * piece..n.min((c + 1) * piece);
+            let (lraw, rraw) = (piece_bytes(&left, span.clone())?, piece_bytes(&right, span.clone())?);
+            let decode = |dtype: DType, raw: &[u8]| (0..span.len()).map(|k| dtype.decode(raw, k)).collect::<Vec<f64>>();
+            let (l, r) = (decode(left.dtype, &lraw), decode(right.dtype, &rraw));
+            let bytes = same.then_some((left.dtype, lraw.as_slice(), rraw.as_slice()));
+            Ok(Accumulator::of(left.shape, n, span.start, &l, &r, bytes))
+        })
+        .try_reduce(|| Accumulator::empty(left.shape, n, same), |a, b| Ok(a.merge(b)))?;
+    Ok(acc.finish())
+}
+
+/// The bytes of elements `span` of a stage.
+fn piece_bytes(stage: &Stage, span: std::ops::Range<usize>) -> Result<Vec<u8>> {
+    let size = stage.dtype.size();
+    let (from, to) = (span.start * size, span.end * size);
+    Ok(match stage.bytes {
+        Bytes::Memory(d) => d[from..to].to_vec(),
+        Bytes::File(region) => {
+            let mut buf = vec![0u8; to - from];
+            region.read_at(from, &mut buf)?;
+            buf
+        }
+    })
+}
+
+/// The plots of some of a stage's elements, to be merged with the rest.
+struct Accumulator {
+    histogram: Histogram,
+    ulp: Option<UlpHistogram>,
+    grid: Option<Grid>,
+}
+
+/// The heatmap's cells and both profiles as running maxima.
+struct Grid {
+    rows: usize,
+    cols: usize,
+    gr: usize,
+    gc: usize,
+    pr: usize,
+    pc: usize,
+    cells: Vec<f64>,
+    columns: Vec<f64>,
+    row_points: Vec<f64>,
+}
+
+impl Accumulator {
+    /// Nothing seen yet, for a stage of `shape` with `n` elements; `ulp`
+    /// when both sides are of one float dtype.
+    fn empty(shape: &[usize], n: usize, ulp: bool) -> Accumulator {
+        let grid = match shape {
+            [.., last] if shape.len() >= 2 && *last > 0 && n > 0 => {
+                let (rows, cols) = (n / last, *last);
+                let (gr, gc, pr, pc) = (rows.min(GRID), cols.min(GRID), rows.min(PROFILE_POINTS), cols.min(PROFILE_POINTS));
+                Some(Grid { rows, cols, gr, gc, pr, pc, cells: vec![0.0; gr * gc], columns: vec![0.0; pc], row_points: vec![0.0; pr] })
+            }
+            _ => None,
+        };
+        Accumulator { histogram: Histogram::empty(), ulp: ulp.then(UlpHistogram::empty), grid }
+    }
+
+    /// Elements `first..first + l.len()` of the stage, decoded (`l`, `r`)
+    /// and, for the ULP histogram, raw.
+    fn of(shape: &[usize], n: usize, first: usize, l: &[f64], r: &[f64], raw: Option<(DType, &[u8], &[u8])>) -> Accumulator {
+        let mut acc = Accumulator::empty(shape, n, raw.is_some());
+        for (a, b) in l.iter().zip(r) {
+            acc.histogram.add((b - a).abs());
+        }
+        if let (Some(h), Some((dtype, lraw, rraw))) = (acc.ulp.as_mut(), raw) {
+            for (k, (&a, &b)) in l.iter().zip(r).enumerate() {
+                if a.is_nan() || b.is_nan() || ((a.is_infinite() || b.is_infinite()) && a != b) {
+                    h.non_finite += 1;
+                    continue;
+                }
+                // i128: two i64 keys can be 2^64 apart (f64 ±max).
+                let d = (dtype.ordered_key(lraw, k) as i128 - dtype.ordered_key(rraw, k) as i128).unsigned_abs();
+                let bucket = if d == 0 { 0 } else { (128 - d.leading_zeros()) as usize };
+                h.buckets[bucket.min(ULP_BUCKETS - 1)] += 1;
+            }
+        }
+        if let Some(g) = acc.grid.as_mut() {
+            // Row by row (the first and last may be partial): the row's
+            // cell row and profile point are worked out once per row.
+            let mut k = 0;
+            while k < l.len() {
+                let (i, j0) = ((first + k) / g.cols, (first + k) % g.cols);
+                let len = (g.cols - j0).min(l.len() - k);
+                let cell_row = i * g.gr / g.rows * g.gc;
                 let mut row_max = 0.0f64;
-                for j in 0..cols {
-                    let k = i * cols + j;
-                    let d = abs_diff(l[k], r[k]);
+                for j in j0..j0 + len {
+                    let d = abs_diff(l[k + j - j0], r[k + j - j0]);
                     row_max = row_max.max(d);
-                    let cell = &mut part.cells[j * gc / cols];
+                    let cell = &mut g.cells[cell_row + j * g.gc / g.cols];
                     *cell = cell.max(d);
-                    let col = &mut part.columns[j * pc / cols];
+                    let col = &mut g.columns[j * g.pc / g.cols];
                     *col = col.max(d);
                 }
-                let p = &mut part.row_points[i * pr / rows - first_point];
+                let p = &mut g.row_points[i * g.pr / g.rows];
                 *p = p.max(row_max);
+                k += len;
             }
-            part
-        })
-        .collect();
-    let mut cells = Vec::with_capacity(gr * gc);
-    let mut columns = vec![0.0f64; pc];
-    let mut row_points = vec![0.0f64; pr];
-    for part in parts {
-        cells.extend(part.cells);
-        for (a, b) in columns.iter_mut().zip(part.columns) {
-            *a = a.max(b);
         }
-        for (k, v) in part.row_points.into_iter().enumerate() {
-            let p = &mut row_points[part.first_point + k];
-            *p = p.max(v);
-        }
+        acc
     }
-    (
-        Heatmap { rows, cols, grid_rows: gr, grid_cols: gc, cells },
-        ErrorProfile { extent: rows, points: row_points },
-        ErrorProfile { extent: cols, points: columns },
-    )
+
+    /// Both parts together: counts add, maxima are taken (`f64::max` of
+    /// non-negative values and +inf: exact, and the same in any order).
+    fn merge(mut self, o: Accumulator) -> Accumulator {
+        self.histogram.merge(&o.histogram);
+        if let (Some(a), Some(b)) = (self.ulp.as_mut(), o.ulp) {
+            a.non_finite += b.non_finite;
+            for (x, y) in a.buckets.iter_mut().zip(b.buckets) {
+                *x += y;
+            }
+        }
+        if let (Some(a), Some(b)) = (self.grid.as_mut(), o.grid) {
+            for (x, y) in a.cells.iter_mut().zip(b.cells).chain(a.columns.iter_mut().zip(b.columns)).chain(a.row_points.iter_mut().zip(b.row_points)) {
+                *x = x.max(y);
+            }
+        }
+        self
+    }
+
+    fn finish(self) -> StagePlots {
+        let (heatmap, row_profile, column_profile) = match self.grid {
+            Some(g) => (
+                Some(Heatmap { rows: g.rows, cols: g.cols, grid_rows: g.gr, grid_cols: g.gc, cells: g.cells }),
+                Some(ErrorProfile { extent: g.rows, points: g.row_points }),
+                Some(ErrorProfile { extent: g.cols, points: g.columns }),
+            ),
+            None => (None, None, None),
+        };
+        StagePlots { histogram: self.histogram, ulp: self.ulp, heatmap, row_profile, column_profile }
+    }
 }

@@ -272,12 +272,19 @@ pub fn explain(left: Stage, right: Stage, tol: &Tolerance) -> Result<Option<Expl
 }
 
 /// [`explain`], and with `plots` the stage's [`StagePlots`] from the same
-/// read (same shape on both sides; `None` otherwise, or above
-/// [`MAX_ELEMENTS`]): the page that shows a failing stage costs no extra pass.
+/// read (same shape on both sides; `None` otherwise): the page that shows a
+/// failing stage costs no extra pass. Above [`MAX_ELEMENTS`] nothing is
+/// explained and the plots come from a streaming read.
 pub fn examine(left: Stage, right: Stage, tol: &Tolerance, plots: bool) -> Result<(Option<Explanation>, Option<StagePlots>)> {
     let n = left.numel();
-    if n == 0 || n != right.numel() || n > MAX_ELEMENTS {
+    if n == 0 || n != right.numel() {
         return Ok((None, None));
+    }
+    if n > MAX_ELEMENTS {
+        // Too large to hold decoded: no explanation, but the plots stream
+        // piece by piece (the same plots the in-memory path draws).
+        let drawn = (plots && left.shape == right.shape).then(|| super::plots::gather_stages(left, right)).transpose()?;
+        return Ok((None, drawn));
     }
     let (lraw, rraw) = rayon::join(|| left.read_all(), || right.read_all());
     let (lraw, rraw) = (lraw?, rraw?);
