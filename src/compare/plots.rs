@@ -207,6 +207,7 @@ fn abs_diff(a: f64, b: f64) -> f64 {
 /// sides are of that one float dtype, for the ULP histogram.
 pub fn gather(shape: &[usize], l: &[f64], r: &[f64], raw: Option<(DType, &[u8], &[u8])>) -> StagePlots {
     let n = l.len().min(r.len());
+    let columns = ColumnMap::new(shape, n);
     let raw = raw.filter(|(d, _, _)| d.is_float());
     let acc = (0..n.div_ceil(SPAN))
         .into_par_iter()
@@ -214,7 +215,7 @@ pub fn gather(shape: &[usize], l: &[f64], r: &[f64], raw: Option<(DType, &[u8], 
             let span = c * SPAN..n.min((c + 1) * SPAN);
             let size = raw.map_or(0, |(d, _, _)| d.size());
             let bytes = raw.map(|(d, lr, rr)| (d, &lr[span.start * size..span.end * size], &rr[span.start * size..span.end * size]));
-            Accumulator::of(shape, n, span.start, &l[span.clone()], &r[span], bytes)
+            Accumulator::of(shape, n, span.start, &l[span.clone()], &r[span], bytes, &columns)
         })
         .reduce(|| Accumulator::empty(shape, n, raw.is_some()), Accumulator::merge);
     acc.finish()
@@ -238,16 +239,21 @@ pub fn gather_stages(left: Stage, right: Stage) -> Result<StagePlots> {
 pub fn gather_in_pieces(left: Stage, right: Stage, piece: usize) -> Result<StagePlots> {
     let piece = piece.max(1);
     let n = left.numel().min(right.numel());
+    let columns = ColumnMap::new(left.shape, n);
     let same = left.dtype == right.dtype && left.dtype.is_float();
     let acc = (0..n.div_ceil(piece))
         .into_par_iter()
         .map(|c| {
             let span = c * piece..n.min((c + 1) * piece);
             let (lraw, rraw) = (piece_bytes(&left, span.clone())?, piece_bytes(&right, span.clone())?);
-            let decode = |dtype: DType, raw: &[u8]| (0..span.len()).map(|k| dtype.decode(raw, k)).collect::<Vec<f64>>();
+            let decode = |dtype: DType, raw: &[u8]| {
+                let mut v = vec![0.0; span.len()];
+                dtype.decode_into(raw, &mut v);
+                v
+            };
             let (l, r) = (decode(left.dtype, &lraw), decode(right.dtype, &rraw));
             let bytes = same.then_some((left.dtype, lraw.as_slice(), rraw.as_slice()));
-            Ok(Accumulator::of(left.shape, n, span.start, &l, &r, bytes))
+            Ok(Accumulator::of(left.shape, n, span.start, &l, &r, bytes, &columns))
         })
         .try_reduce(|| Accumulator::empty(left.shape, n, same), |a, b| Ok(a.merge(b)))?;
     Ok(acc.finish())
@@ -267,6 +273,42 @@ fn piece_bytes(stage: &Stage, span: std::ops::Range<usize>) -> Result<Vec<u8>> {
     })
 }
 
+/// Each column's heatmap cell and column-profile point, worked out once per
+/// stage (`j · GRID / cols` is two integer divisions per element otherwise).
+struct ColumnMap {
+    cell: Vec<u32>,
+    point: Vec<u32>,
+}
+
+impl ColumnMap {
+    fn new(shape: &[usize], n: usize) -> ColumnMap {
+        match shape {
+            [.., last] if shape.len() >= 2 && *last > 0 && n > 0 => {
+                let cols = *last;
+                let (gc, pc) = (cols.min(GRID), cols.min(PROFILE_POINTS));
+                ColumnMap {
+                    cell: (0..cols).map(|j| (j * gc / cols) as u32).collect(),
+                    point: (0..cols).map(|j| (j * pc / cols) as u32).collect(),
+                }
+            }
+            _ => ColumnMap { cell: Vec::new(), point: Vec::new() },
+        }
+    }
+}
+
+/// Monotone integer keys of a float's stored bits (sign-magnitude turned
+/// two's-complement-like), as [`DType::ordered_key`], with the common
+/// dtypes decoded inline.
+#[inline(always)]
+fn key(dtype: DType, raw: &[u8], k: usize) -> i64 {
+    let sm = |bits: u64, sign: u64| if bits & sign != 0 { -((bits & !sign) as i64) } else { bits as i64 };
+    match dtype {
+        DType::F32 => sm(u32::from_le_bytes([raw[4 * k], raw[4 * k + 1], raw[4 * k + 2], raw[4 * k + 3]]) as u64, 1 << 31),
+        DType::BF16 | DType::F16 => sm(u16::from_le_bytes([raw[2 * k], raw[2 * k + 1]]) as u64, 1 << 15),
+        _ => dtype.ordered_key(raw, k),
+    }
+}
+
 /// The plots of some of a stage's elements, to be merged with the rest.
 struct Accumulator {
     histogram: Histogram,
@@ -281,7 +323,6 @@ struct Grid {
     gr: usize,
     gc: usize,
     pr: usize,
-    pc: usize,
     cells: Vec<f64>,
     columns: Vec<f64>,
     row_points: Vec<f64>,
@@ -295,7 +336,7 @@ impl Accumulator {
             [.., last] if shape.len() >= 2 && *last > 0 && n > 0 => {
                 let (rows, cols) = (n / last, *last);
                 let (gr, gc, pr, pc) = (rows.min(GRID), cols.min(GRID), rows.min(PROFILE_POINTS), cols.min(PROFILE_POINTS));
-                Some(Grid { rows, cols, gr, gc, pr, pc, cells: vec![0.0; gr * gc], columns: vec![0.0; pc], row_points: vec![0.0; pr] })
+                Some(Grid { rows, cols, gr, gc, pr, cells: vec![0.0; gr * gc], columns: vec![0.0; pc], row_points: vec![0.0; pr] })
             }
             _ => None,
         };
@@ -304,7 +345,7 @@ impl Accumulator {
 
     /// Elements `first..first + l.len()` of the stage, decoded (`l`, `r`)
     /// and, for the ULP histogram, raw.
-    fn of(shape: &[usize], n: usize, first: usize, l: &[f64], r: &[f64], raw: Option<(DType, &[u8], &[u8])>) -> Accumulator {
+    fn of(shape: &[usize], n: usize, first: usize, l: &[f64], r: &[f64], raw: Option<(DType, &[u8], &[u8])>, columns: &ColumnMap) -> Accumulator {
         let mut acc = Accumulator::empty(shape, n, raw.is_some());
         for (a, b) in l.iter().zip(r) {
             acc.histogram.add((b - a).abs());
@@ -316,7 +357,7 @@ impl Accumulator {
                     continue;
                 }
                 // i128: two i64 keys can be 2^64 apart (f64 ±max).
-                let d = (dtype.ordered_key(lraw, k) as i128 - dtype.ordered_key(rraw, k) as i128).unsigned_abs();
+                let d = (key(dtype, lraw, k) as i128 - key(dtype, rraw, k) as i128).unsigned_abs();
                 let bucket = if d == 0 { 0 } else { (128 - d.leading_zeros()) as usize };
                 h.buckets[bucket.min(ULP_BUCKETS - 1)] += 1;
             }
@@ -333,9 +374,9 @@ impl Accumulator {
                 for j in j0..j0 + len {
                     let d = abs_diff(l[k + j - j0], r[k + j - j0]);
                     row_max = row_max.max(d);
-                    let cell = &mut g.cells[cell_row + j * g.gc / g.cols];
+                    let cell = &mut g.cells[cell_row + columns.cell[j] as usize];
                     *cell = cell.max(d);
-                    let col = &mut g.columns[j * g.pc / g.cols];
+                    let col = &mut g.columns[columns.point[j] as usize];
                     *col = col.max(d);
                 }
                 let p = &mut g.row_points[i * g.pr / g.rows];

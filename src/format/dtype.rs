@@ -135,6 +135,31 @@ impl DType {
         }
     }
 
+    /// Every element of `bytes` decoded into `out` (one per element; exact,
+    /// as [`DType::decode`]). The common float dtypes get a loop of their
+    /// own, which the compiler vectorises; the rest go element by element.
+    pub fn decode_into(self, bytes: &[u8], out: &mut [f64]) {
+        let s = self.size();
+        match self {
+            DType::F32 => {
+                for (x, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+                    *x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64;
+                }
+            }
+            // bf16 is the top half of an f32: widening is a shift, exact.
+            DType::BF16 => {
+                for (x, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                    *x = f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16) as f64;
+                }
+            }
+            _ => {
+                for (k, x) in out.iter_mut().enumerate().take(bytes.len() / s) {
+                    *x = self.decode(bytes, k);
+                }
+            }
+        }
+    }
+
     /// The element's bits as an integer that is monotone in the value it
     /// encodes, so that `|key(a) - key(b)|` counts the representable values
     /// between them (the ULP distance). -0 and +0 share a key. For integers

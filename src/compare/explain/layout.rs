@@ -78,8 +78,8 @@ fn square_transposed(shape: &[usize], l: &[f64], r: &[f64], before: Residual) ->
     if shape.len() < 2 || rows != cols || rows < 2 {
         return None;
     }
-    let after = residual(l.len(), |k| Some((l[k], r[transposed_index(k, rows, cols)])));
-    fits(&after, &before).then(|| Explanation {
+    let after = candidate(l.len(), |k| Some((l[k], r[transposed_index(k, rows, cols)])), &before)?;
+    Some(Explanation {
         bug: Bug::Transposed { square: true },
         evidence: "the shapes agree but right[i, j] = left[j, i]".into(),
         fixup: "transposing right",
@@ -103,15 +103,19 @@ fn shifted(shape: &[usize], l: &[f64], r: &[f64], before: Residual, axis: Axis) 
         return None;
     }
     for by in [1i64, -1] {
-        let after = residual(l.len(), |k| {
-            let pos = (k / stride) % len;
-            match by {
-                1 if pos >= 1 => Some((l[k - stride], r[k])),
-                -1 if pos + 1 < len => Some((l[k + stride], r[k])),
-                _ => None,
-            }
-        });
-        if fits(&after, &before) {
+        let after = candidate(
+            l.len(),
+            |k| {
+                let pos = (k / stride) % len;
+                match by {
+                    1 if pos >= 1 => Some((l[k - stride], r[k])),
+                    -1 if pos + 1 < len => Some((l[k + stride], r[k])),
+                    _ => None,
+                }
+            },
+            &before,
+        );
+        if let Some(after) = after {
             let one = axis.singular();
             let evidence = if by == 1 {
                 format!("right {one} i = left {one} i − 1 ({one} 0 not compared)")
@@ -155,6 +159,25 @@ fn permuted(shape: &[usize], l: &[f64], r: &[f64], before: Residual, axis: Axis)
         Axis::Rows => v * cols + t,
         Axis::Columns => t * cols + v,
     };
+    // A screen before the keys: a fit puts RIGHT's vector that holds the
+    // largest difference in the place of some *other* LEFT vector, all of
+    // whose elements are then within the bound of a fit. If no LEFT vector
+    // is, no permutation fits (exact; typically one element per candidate
+    // decides, where the keys read the whole stage).
+    let bound = before.max_abs * MAX_RATIO;
+    let worst = match axis {
+        Axis::Rows => before.at / cols,
+        Axis::Columns => before.at % cols,
+    };
+    let close = |u: usize| {
+        (0..len).all(|t| {
+            let (a, b) = (l[at(u, t)], r[at(worst, t)]);
+            !(a.is_finite() && b.is_finite()) || (b - a).abs() <= bound
+        })
+    };
+    if !(0..count).into_par_iter().any(|u| u != worst && close(u)) {
+        return None;
+    }
     let mut rng = SplitMix64::new(0x5eed_0f_7e57);
     let w: Vec<(f64, f64)> = (0..len).map(|_| (2.0 * rng.uniform() - 1.0, 2.0 * rng.uniform() - 1.0)).collect();
     let keys = |x: &[f64]| -> Vec<(f64, f64)> {
@@ -197,16 +220,17 @@ fn permuted(shape: &[usize], l: &[f64], r: &[f64], before: Residual, axis: Axis)
             return None; // not a bijection: no permutation explains it
         }
     }
-    let after = residual(n, |k| {
-        let (v, t) = match axis {
-            Axis::Rows => (k / cols, k % cols),
-            Axis::Columns => (k % cols, k / cols),
-        };
-        Some((l[at(order[v], t)], r[k]))
-    });
-    if !fits(&after, &before) {
-        return None;
-    }
+    let after = candidate(
+        n,
+        |k| {
+            let (v, t) = match axis {
+                Axis::Rows => (k / cols, k % cols),
+                Axis::Columns => (k % cols, k / cols),
+            };
+            Some((l[at(order[v], t)], r[k]))
+        },
+        &before,
+    )?;
     let block = block_size(&order);
     let shown: Vec<usize> = order.iter().step_by(block).map(|u| u / block).collect();
     let one = axis.singular();

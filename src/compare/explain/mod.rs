@@ -179,6 +179,8 @@ pub struct Residual {
     pub compared: u64,
     /// Positions whose non-finite class (NaN, +inf, −inf, finite) differs.
     pub non_finite_mismatched: u64,
+    /// The first position of the largest compared difference (0 when none).
+    pub at: usize,
 }
 
 /// A named bug that fits a failing stage.
@@ -290,10 +292,10 @@ pub fn examine(left: Stage, right: Stage, tol: &Tolerance, plots: bool) -> Resul
     let (lraw, rraw) = (lraw?, rraw?);
     let decode = |dtype: DType, raw: &[u8]| -> Vec<f64> {
         let mut v = vec![0.0; n];
+        let size = dtype.size();
         v.par_chunks_mut(SPAN).enumerate().for_each(|(c, out)| {
-            for (k, x) in out.iter_mut().enumerate() {
-                *x = dtype.decode(raw, c * SPAN + k);
-            }
+            let from = c * SPAN * size;
+            dtype.decode_into(&raw[from..from + out.len() * size], out);
         });
         v
     };
@@ -354,33 +356,72 @@ fn class(x: f64) -> u8 {
 /// The residual over `0..n` of the pairs `pair` gives (left, fixed-up right);
 /// `None` leaves a position out (a row a shift cannot compare).
 fn residual(n: usize, pair: impl Fn(usize) -> Option<(f64, f64)> + Sync) -> Residual {
-    let parts: Vec<(f64, f64, u64, u64)> = (0..n.div_ceil(SPAN))
+    residual_within(n, pair, f64::INFINITY).expect("nothing exceeds an infinite bound")
+}
+
+/// The residual of a fix-up that is only of use if it fits: `None` as soon
+/// as one compared element is left further apart than a fit allows
+/// (`before.max_abs · MAX_RATIO`), and the rest of the pass is skipped. On a
+/// noisy pair every fix-up fails on its first few elements, so the tests
+/// that cannot fit cost next to nothing. Exact: a fit needs every compared
+/// element within that bound, and whether one exceeds it depends on the
+/// values alone, not on which thread saw it first.
+fn candidate(n: usize, pair: impl Fn(usize) -> Option<(f64, f64)> + Sync, before: &Residual) -> Option<Residual> {
+    residual_within(n, pair, before.max_abs * MAX_RATIO).filter(|after| fits(after, before))
+}
+
+/// [`residual`], or `None` when a compared |difference| exceeds `bound`.
+fn residual_within(n: usize, pair: impl Fn(usize) -> Option<(f64, f64)> + Sync, bound: f64) -> Option<Residual> {
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    let over = AtomicBool::new(false);
+    let parts: Vec<(f64, usize, f64, u64, u64)> = (0..n.div_ceil(SPAN))
         .into_par_iter()
         .map(|c| {
-            let (mut max, mut sum, mut compared, mut bad) = (0.0f64, 0.0f64, 0u64, 0u64);
+            let (mut max, mut at, mut sum, mut compared, mut bad) = (0.0f64, 0usize, 0.0f64, 0u64, 0u64);
+            if over.load(Relaxed) {
+                return (max, at, sum, compared, bad);
+            }
             for k in c * SPAN..n.min((c + 1) * SPAN) {
                 let Some((a, b)) = pair(k) else { continue };
                 if a.is_finite() && b.is_finite() {
                     let d = (b - a).abs();
-                    max = max.max(d);
+                    if d > bound {
+                        over.store(true, Relaxed);
+                        break;
+                    }
+                    if d > max {
+                        (max, at) = (d, k);
+                    }
                     sum += d;
                     compared += 1;
                 } else if class(a) != class(b) {
                     bad += 1;
                 }
             }
-            (max, sum, compared, bad)
+            (max, at, sum, compared, bad)
         })
         .collect();
-    // Merged in span order: the sum does not depend on the thread count.
-    let (mut max, mut sum, mut compared, mut bad) = (0.0f64, 0.0f64, 0u64, 0u64);
-    for (m, s, c, b) in parts {
-        max = max.max(m);
+    if over.load(Relaxed) {
+        return None;
+    }
+    // Merged in span order: the sum and the first index of the largest
+    // difference do not depend on the thread count.
+    let (mut max, mut at, mut sum, mut compared, mut bad) = (0.0f64, 0usize, 0.0f64, 0u64, 0u64);
+    for (m, i, s, c, b) in parts {
+        if m > max {
+            (max, at) = (m, i);
+        }
         sum += s;
         compared += c;
         bad += b;
     }
-    Residual { max_abs: max, mean_abs: if compared == 0 { 0.0 } else { sum / compared as f64 }, compared, non_finite_mismatched: bad }
+    Some(Residual {
+        max_abs: max,
+        mean_abs: if compared == 0 { 0.0 } else { sum / compared as f64 },
+        compared,
+        non_finite_mismatched: bad,
+        at,
+    })
 }
 
 /// The rule of fit of the value tests (see the module notes).

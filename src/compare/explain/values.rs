@@ -11,27 +11,24 @@ pub(super) fn explain(l: &[f64], r: &[f64], before: Residual) -> Option<Explanat
     let first = (0..n).find(|&k| both(k)).map(|k| l[k]);
     let varies = first.is_some_and(|f| (0..n).any(|k| both(k) && l[k] != f));
 
-    let flipped = residual(n, |k| Some((l[k], -r[k])));
+    let flipped = candidate(n, |k| Some((l[k], -r[k])), &before);
     let mut scale = None;
     if varies {
         // Least squares: c minimises Σ(r − c·l)² over the finite pairs.
         let lr = ordered_sum(n, |k| if both(k) { l[k] * r[k] } else { 0.0 });
         let ll = ordered_sum(n, |k| if both(k) { l[k] * l[k] } else { 0.0 });
         let c = lr / ll;
-        if c.is_finite() && c != 0.0 {
+        // c = −1 exactly is the sign flip, named as such.
+        if c.is_finite() && c != 0.0 && c != -1.0 {
             // The fix-up divides RIGHT by c, so the residual is in LEFT's units.
-            let scaled = residual(n, |k| Some((l[k], r[k] / c)));
-            // c = −1.02 also "fits" a sign flip (a 2% residual); the scale
-            // is named when it leaves less, a sign flip when c is −1.
-            if fits(&scaled, &before) && (c != -1.0 && scaled.max_abs < flipped.max_abs || !fits(&flipped, &before)) {
-                scale = Some((c, scaled));
-            }
+            scale = candidate(n, |k| Some((l[k], r[k] / c)), &before).map(|scaled| (c, scaled));
         }
     }
     // More than one test can fit — a norm weight near 1 that gained "+1" is
-    // also roughly doubled — so each fitting test is a candidate and the one
-    // leaving the smallest residual is named (`best`: on a tie, the first).
-    let flip = fits(&flipped, &before).then(|| Explanation {
+    // also roughly doubled; c = −1.02 also "fits" a sign flip — so each
+    // fitting test is a candidate and the one leaving the smallest residual
+    // is named (`best`: on a tie, the first).
+    let flip = flipped.map(|flipped| Explanation {
         bug: Bug::SignFlipped,
         evidence: "right = −left".into(),
         fixup: "negating right",
@@ -55,8 +52,7 @@ pub(super) fn explain(l: &[f64], r: &[f64], before: Residual) -> Option<Explanat
     let c = ordered_sum(n, |k| if both(k) { r[k] - l[k] } else { 0.0 }) / count.max(1) as f64;
     let mut offset = None;
     if c.is_finite() && c != 0.0 {
-        let shifted = residual(n, |k| Some((l[k], r[k] - c)));
-        if fits(&shifted, &before) {
+        if let Some(shifted) = candidate(n, |k| Some((l[k], r[k] - c)), &before) {
             let plus_one = (c.abs() - 1.0).abs() < 1e-3;
             offset = Some(Explanation {
                 bug: Bug::ConstantOffset { c },
