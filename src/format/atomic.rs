@@ -43,6 +43,14 @@ pub struct Staged {
 /// Write `path`'s new content to a synced temporary beside it; nothing
 /// under `path` changes until [`Staged::commit`] (or [`Staged::rename`]).
 pub fn stage(path: &Path, fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<Staged> {
+    stage_with(path, true, fill)
+}
+
+/// [`stage`], with `sync` false leaving the temporary's data to the page
+/// cache: for a caller that syncs a batch of files itself before it relies
+/// on them (a SIGKILL loses nothing either way; a power cut may lose an
+/// unsynced file).
+pub fn stage_with(path: &Path, sync: bool, fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<Staged> {
     let dir = dir_of(path);
     clean_stale_temporaries(dir);
     let (tmp, file) = create_temporary(path, dir)?;
@@ -53,7 +61,9 @@ pub fn stage(path: &Path, fill: impl FnOnce(&mut dyn Write) -> std::io::Result<(
         fill(&mut w).map_err(|e| Error::io(path, e))?;
         w.flush().map_err(|e| Error::io(path, e))?;
     }
-    file.sync_all().map_err(|e| Error::io(path, e))?;
+    if sync {
+        file.sync_all().map_err(|e| Error::io(path, e))?;
+    }
     Ok(staged)
 }
 

@@ -252,6 +252,16 @@ pub fn write(path: &Path, tensors: &[(String, &Tensor)]) -> Result<()> {
 /// with spaces to a multiple of 8. Data is streamed from the tensors, never
 /// copied into one buffer.
 pub fn stage(path: &Path, tensors: &[(String, &Tensor)]) -> Result<Staged> {
+    stage_with(path, true, tensors)
+}
+
+/// [`write`], renamed into place but not synced (see [`atomic::stage_with`]):
+/// the caller syncs the file, and its directory, before it relies on it.
+pub fn write_unsynced(path: &Path, tensors: &[(String, &Tensor)]) -> Result<()> {
+    stage_with(path, false, tensors)?.rename()
+}
+
+fn stage_with(path: &Path, sync: bool, tensors: &[(String, &Tensor)]) -> Result<Staged> {
     let mut sorted: Vec<&(String, &Tensor)> = tensors.iter().collect();
     sorted.sort_by(|(ln, lt), (rn, rt)| rt.dtype.to_safetensors().cmp(&lt.dtype.to_safetensors()).then(ln.cmp(rn)));
     let mut infos = Vec::with_capacity(sorted.len());
@@ -272,7 +282,7 @@ pub fn stage(path: &Path, tensors: &[(String, &Tensor)]) -> Result<Staged> {
     if header.len() as u64 > crate::format::safetensors_header::MAX_HEADER {
         return Err(invalid(&"header larger than the safetensors limit"));
     }
-    atomic::stage(path, |w| {
+    atomic::stage_with(path, sync, |w| {
         w.write_all(&(header.len() as u64).to_le_bytes())?;
         w.write_all(&header)?;
         for (_, t) in &sorted {
