@@ -5,7 +5,10 @@
 #   bash benches/apply_bench.sh DIR [GIB]        (default 4 GiB; needs ~3.5 × GIB free in DIR)
 #
 # DIR/left is a GIB-GiB sharded F32 checkpoint of Qwen-MLP-shaped tensors
-# (benches/diff_checkpoints.py; its largest tensor is 12 MiB). Each command
+# (12 MiB each) plus a vocabulary embedding [131072, 1024] (512 MiB, the
+# largest tensor: "peak anonymous memory ≤ 3× the largest tensor touched"
+# is about it, not about parity's fixed ~25 MiB), from
+# benches/diff_checkpoints.py. Each command
 # runs three times, side by side: `cp -r` + `sync` (what the copy costs the
 # disk), `parity apply` of a plan with no steps (every tensor copied byte for
 # byte into new shards, every file fsynced, a manifest with sha256 of every
@@ -20,8 +23,7 @@ py="${PYTHON:-python3}"
 [ -x "$parity" ] || (cd "$here/.." && cargo build --release --quiet)
 mkdir -p "$dir"
 if [ ! -f "$dir/left/model.safetensors.index.json" ]; then
-  "$py" "$here/diff_checkpoints.py" "$dir" --gib "$gib" >/dev/null
-  rm -rf "$dir/right"
+  "$py" "$here/diff_checkpoints.py" "$dir" --gib "$gib" --embedding-rows 131072 --left-only >/dev/null
 fi
 cat > "$dir/copy.yaml" <<'PLAN'
 schema: parity.plan.v1

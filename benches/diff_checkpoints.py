@@ -58,9 +58,15 @@ def main() -> None:
     ap.add_argument("dir", type=Path)
     ap.add_argument("--gib", type=float, default=2.0)
     ap.add_argument("--shards", type=int, default=4)
+    ap.add_argument("--embedding-rows", type=int, default=0,
+                    help="add model.embed_tokens.weight [ROWS, 1024] F32 (a vocabulary embedding: "
+                         "the largest tensor, for the apply memory benchmark)")
+    ap.add_argument("--left-only", action="store_true", help="write left/ only")
     a = ap.parse_args()
     n = max(2, int(a.gib * 1024 / 12))
     items = list(enumerate(names(n)))
+    if a.embedding_rows:
+        items.append((n, ("model.embed_tokens.weight", (a.embedding_rows, 1024))))
 
     def noisy(i, name, t):
         if i == 1:
@@ -70,7 +76,8 @@ def main() -> None:
         return t
 
     write(a.dir / "left", items, a.shards, lambda i, n, t: t)
-    write(a.dir / "right", items, a.shards + 1, noisy)
+    if not a.left_only:
+        write(a.dir / "right", items, a.shards + 1, noisy)
     print(f"{n} tensors, {n * 12 / 1024:.2f} GiB per side in {a.dir}")
 
 
