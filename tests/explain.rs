@@ -268,6 +268,23 @@ fn real_norm_weights_near_one_plus_one_are_an_offset_not_a_scale_of_two() {
     assert!((c - 1.0).abs() < 1e-6, "{c}");
 }
 
+#[test]
+fn of_two_shifts_that_fit_the_one_that_leaves_less_is_named() {
+    // Rows that nearly repeat every other row (A, B, A', B', …): RIGHT is
+    // LEFT shifted by −1 exactly, and a shift by +1 fits too (it leaves only
+    // A − A'). The −1 leaves nothing and must be the one named.
+    let (rows, cols) = (8, 6);
+    let a = random(21, cols);
+    let b: Vec<f32> = random(22, cols).iter().map(|x| x + 3.0).collect();
+    // Row i of the pattern; LEFT is rows 0..8, RIGHT rows 1..9 (its last row
+    // is the pattern's next, which only the −1 shift leaves uncompared).
+    let row = |i: usize, j: usize| (if i % 2 == 0 { a[j] } else { b[j] }) + 1e-4 * i as f32;
+    let l: Vec<f32> = (0..rows * cols).map(|k| row(k / cols, k % cols)).collect();
+    let r: Vec<f32> = (0..rows * cols).map(|k| row(k / cols + 1, k % cols)).collect();
+    let e = direct(&f32s(&[rows, cols], &l), &f32s(&[rows, cols], &r));
+    assert_eq!(bug(&e), &Bug::Shifted { axis: Axis::Rows, by: -1 }, "{:?}", e.as_ref().map(|e| e.sentence()));
+}
+
 /// RIGHT's row (or column) `i` is LEFT's `order[i]`.
 fn permute(l: &[f32], rows: usize, cols: usize, axis: Axis, order: &[usize]) -> Vec<f32> {
     (0..rows * cols)

@@ -98,3 +98,28 @@ fn apply_on_a_full_disk_stops_cleanly_and_resumes_to_the_uninterrupted_bytes() {
         assert!(std::fs::read(out.join(f)).unwrap() == std::fs::read(clean.join(f)).unwrap(), "{f} differs from the uninterrupted run's");
     }
 }
+
+#[test]
+fn a_forced_rerun_that_fails_at_once_leaves_no_manifest_claiming_deleted_shards() {
+    // A complete output, then `--force` on a disk that takes no byte at all:
+    // the run stops before it can write anything. Whatever it removed, no
+    // manifest may still call the output complete, so a plain rerun with
+    // room must rebuild it (not fail on a shard the old manifest lists).
+    let plan = golden("plan_two_shards").join("plan.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    let (out, clean) = (dir.path().join("out"), dir.path().join("clean"));
+    let run = |kib: u64, to: &Path, extra: &[&str]| {
+        let mut args = vec!["apply", plan.to_str().unwrap(), "--out", to.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        limited(kib, &args)
+    };
+    assert_eq!(run(1 << 20, &out, &[]).status.code(), Some(0));
+    let o = run(0, &out, &["--force"]);
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(1 << 20, &out, &[]);
+    assert_eq!(o.status.code(), Some(0), "the rerun: {}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(run(1 << 20, &clean, &[]).status.code(), Some(0));
+    for f in listing(&clean).iter().filter(|f| !f.starts_with('.')) {
+        assert!(std::fs::read(out.join(f)).unwrap() == std::fs::read(clean.join(f)).unwrap(), "{f} differs from the uninterrupted run's");
+    }
+}

@@ -265,9 +265,14 @@ impl<'a> Run<'a> {
         let manifest = match std::fs::metadata(&path) {
             Err(_) => fresh,
             Ok(_) if opts.force => {
+                // The new, empty manifest replaces the old one first (durably):
+                // once anything the old one lists is gone, no manifest on disk
+                // may still claim it.
+                let old_bytes = std::fs::read(&path).unwrap_or_default();
+                crate::format::atomic::write_bytes(&path, fresh.to_json().as_bytes())?;
                 // The files an earlier run wrote go too: a different shard
                 // count must not leave stale shards beside the new index.
-                if let Ok(old) = serde_json::from_slice::<Manifest>(&std::fs::read(&path).unwrap_or_default()) {
+                if let Ok(old) = serde_json::from_slice::<Manifest>(&old_bytes) {
                     for f in old.files {
                         if !f.path.contains('/') && !f.path.starts_with('.') {
                             let _ = std::fs::remove_file(out.join(&f.path));
@@ -507,8 +512,15 @@ impl<'a> Run<'a> {
                         return Ok("failed".into());
                     }
                 }
-                write_work(&work, &t)?;
-                self.unsynced.push(work.clone());
+                if previous.is_some() {
+                    // A saved manifest may already record this action (a
+                    // rerun with --save-stages, or after --force): the file
+                    // it names is replaced durably, not left to the next flush.
+                    crate::format::bundle::write(&work, &[("t".to_string(), &t)])?;
+                } else {
+                    write_work(&work, &t)?;
+                    self.unsynced.push(work.clone());
+                }
                 if want_stages {
                     let mut kept = crate::format::stages::Stages::default();
                     for (n, st) in stages.0 {

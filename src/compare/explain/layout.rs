@@ -102,6 +102,9 @@ fn shifted(shape: &[usize], l: &[f64], r: &[f64], before: Residual, axis: Axis) 
     if len < 3 {
         return None;
     }
+    // Both directions can fit (rows that nearly repeat every other row):
+    // the one that leaves less is named, +1 on a tie.
+    let mut found = None;
     for by in [1i64, -1] {
         let after = candidate(
             l.len(),
@@ -122,7 +125,7 @@ fn shifted(shape: &[usize], l: &[f64], r: &[f64], before: Residual, axis: Axis) 
             } else {
                 format!("right {one} i = left {one} i + 1 (the last {one} not compared)")
             };
-            return Some(Explanation {
+            found = best(found, Some(Explanation {
                 bug: Bug::Shifted { axis, by },
                 evidence,
                 fixup: "shifting back",
@@ -130,10 +133,10 @@ fn shifted(shape: &[usize], l: &[f64], r: &[f64], before: Residual, axis: Axis) 
                 residual: after,
                 confidence: removed(&after, &before),
                 hint: "an off-by-one in an index, a slice or a roll?",
-            });
+            }));
         }
     }
-    None
+    found
 }
 
 /// Candidates examined around each vector's place in the sorted keys.

@@ -117,7 +117,11 @@ pub(crate) fn thin_svd_f32(x: &[f32], m: usize, n: usize) -> Option<ThinSvd<f32>
     let wide: Vec<f64> = x.iter().map(|&v| v as f64).collect();
     let d = thin_svd(&wide, m, n)?;
     let narrow = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<f32>>();
-    let out = ThinSvd { r: d.r, s: narrow(d.s), u: narrow(d.u), v: narrow(d.v) };
+    let mut out = ThinSvd { r: d.r, s: narrow(d.s), u: narrow(d.u), v: narrow(d.v) };
+    // Two entries of a column of V that differ by less than half an f32 ULP
+    // round to one magnitude: the sign rule (ties: the lowest index) is
+    // applied again to the f32 factors, as the oracle applies it to its own.
+    canonicalise_signs(&mut out.u, &mut out.v, m, n, out.r);
     // An f64 value beyond f32's range becomes inf: refused like an overflow.
     let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
     (finite(&out.s) && finite(&out.u) && finite(&out.v)).then_some(out)
