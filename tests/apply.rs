@@ -446,3 +446,74 @@ fn data_asserts_check_what_headers_could_not_tell() {
     let o = apply(&case.plan(), &ApplyOptions { out: Some(case.out()), ..ApplyOptions::default() }).unwrap();
     assert!(o.failure.is_none(), "{:?}", o.failure);
 }
+
+/// Independent actions run side by side (a window at a time) but a step
+/// reading an earlier step's output waits for it, and everything is recorded
+/// in plan order: scale three weights, then cast the scaled ones.
+#[test]
+fn a_step_that_reads_an_earlier_step_s_output_sees_it_whatever_runs_side_by_side() {
+    let plan = format!(
+        "{HEAD}steps:
+  - id: triple
+    operation: scale
+    target: {{match: 'model.layers.*.mlp.up_proj.weight'}}
+    inputs: {{x: 'base:{{name}}'}}
+    params: {{factor: 3}}
+  - id: to_bf16
+    operation: cast
+    target: {{match: 'model.layers.*.mlp.up_proj.weight'}}
+    inputs: {{x: 'base:{{name}}'}}
+    params: {{to: BF16}}
+"
+    );
+    let case = Case::new(&plan);
+    let outcome = case.run(ApplyOptions::default());
+    assert!(outcome.failure.is_none());
+    let ck = case.output();
+    for l in 0..3 {
+        let t = read(&ck, &format!("model.layers.{l}.mlp.up_proj.weight"));
+        // x·3 rounds once to f32 (scale's rule), then once to bf16 (RNE).
+        let want: Vec<u16> = ramp(64, 0.001 * (l + 1) as f32, 0.0).iter().map(|&x| parity::numeric::round::f32_to_bf16_bits(x * 3.0)).collect();
+        let got: Vec<u16> = t.data.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect();
+        assert_eq!(t.dtype, parity::format::dtype::DType::BF16);
+        assert_eq!(got, want, "layer {l}");
+    }
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(case.out().join("manifest.json")).unwrap()).unwrap();
+    let order: Vec<(String, String)> = manifest["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["step"].as_str().unwrap().to_string(), a["tensor"].as_str().unwrap().to_string()))
+        .collect();
+    let want: Vec<(String, String)> = ["triple", "to_bf16"]
+        .iter()
+        .flat_map(|s| (0..3).map(move |l| (s.to_string(), format!("model.layers.{l}.mlp.up_proj.weight"))))
+        .collect();
+    assert_eq!(order, want, "recorded in plan order");
+}
+
+/// The first action of a window to break its expectation stops the run
+/// there, as one-at-a-time execution would: the actions after it, though
+/// computed beside it, are not recorded.
+#[test]
+fn an_expectation_broken_inside_a_window_stops_at_that_action() {
+    let case = Case::new(&format!(
+        "{HEAD}steps:
+  - id: triple
+    operation: scale
+    target: {{match: 'model.layers.*.mlp.up_proj.weight'}}
+    inputs: {{x: 'base:{{name}}'}}
+    params: {{factor: 3}}
+    expect: {{sha256: '00'}}
+"
+    ));
+    let outcome = case.run(ApplyOptions::default());
+    let (step, what) = outcome.failure.expect("the expectation fails");
+    assert_eq!(step, "triple");
+    assert!(what.contains("model.layers.0.mlp.up_proj.weight"), "{what}");
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(case.out().join("manifest.json")).unwrap()).unwrap();
+    let actions = manifest["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    assert_eq!(actions[0]["status"], "failed");
+    assert_eq!(actions[0]["tensor"], "model.layers.0.mlp.up_proj.weight");
+}

@@ -238,6 +238,20 @@ struct Run<'a> {
     last_save: std::time::Instant,
 }
 
+/// What a prepared operation action comes to, before it is recorded.
+enum Prepared {
+    /// Resumed: the manifest records it and its work file verifies.
+    Skipped,
+    /// Its output broke the step's expectation (nothing was written).
+    Failed { sha: String, message: String },
+    /// Its work file is written; `work` when not yet synced; the stages
+    /// kept for --save-stages.
+    Applied { sha: String, stages: Option<crate::format::stages::Stages>, work: Option<PathBuf> },
+}
+
+/// The most operation actions prepared side by side at once.
+const WINDOW: usize = 64;
+
 /// How often the manifest is saved while actions run. Saving it after every
 /// action (an fsync of a file that grows with the plan, and of the
 /// directory) cost more than the actions themselves on a cast of 341
@@ -364,14 +378,41 @@ impl<'a> Run<'a> {
             return Ok(self.manifest.clone());
         }
         let bar = crate::progress::bar(self.opts.progress, self.r.actions.len() as u64, "apply");
-        for (i, a) in self.r.actions.iter().enumerate() {
-            bar.set_message(a.tensor.clone());
+        // Independent operation actions run side by side, a window at a
+        // time, and are recorded in plan order: the manifest and the output
+        // are those of one-at-a-time execution. The window's inputs stay
+        // within the largest action's (or 256 MiB), so running several at
+        // once does not raise the peak memory one large action sets.
+        let budget = (0..self.r.actions.len()).map(|i| self.input_bytes(i)).max().unwrap_or(0).max(256 << 20);
+        let mut i = 0;
+        'actions: while i < self.r.actions.len() {
+            let window = self.window(i, budget);
+            if window.len() > 1 {
+                let prepared: Vec<Result<Prepared>> = {
+                    use rayon::prelude::*;
+                    let this = &*self;
+                    window.clone().into_par_iter().map(|k| this.prepare(k)).collect()
+                };
+                for (k, p) in window.clone().zip(prepared) {
+                    bar.set_message(self.r.actions[k].tensor.clone());
+                    let status = self.commit(k, p?)?;
+                    self.status.push(status);
+                    bar.inc(1);
+                    if self.failure.is_some() {
+                        break 'actions;
+                    }
+                }
+                i = window.end;
+                continue;
+            }
+            bar.set_message(self.r.actions[i].tensor.clone());
             let status = self.action(i)?;
             self.status.push(status);
             bar.inc(1);
             if self.failure.is_some() {
                 break;
             }
+            i += 1;
         }
         bar.finish_and_clear();
         self.flush()?;
@@ -469,65 +510,96 @@ impl<'a> Run<'a> {
                 }
                 Ok("checked".into())
             }
-            Kind::Operation { op, inputs, params, write } => {
-                let work = self.work_file(i);
-                let previous = self.manifest.actions.iter().find(|d| d.step == a.step && d.tensor == a.tensor).cloned();
-                let want_stages = self.opts.save_stages.is_some() && self.opts.stage_layers.is_none_or(|l| l.keeps(&a.tensor));
-                if let (Some(prev), false) = (&previous, want_stages) {
-                    if prev.status == ActionStatus::Applied && work.is_file() {
-                        let t = read_work(&work)?;
-                        let sha = t.sha256();
-                        if Some(&sha) == prev.sha256.as_ref() {
-                            return Ok("skipped".into());
-                        }
-                        if !self.opts.force {
-                            return Err(Error::HashMismatch {
-                                path: work,
-                                tensor: a.tensor.clone(),
-                                stage: Some(write.clone()),
-                                expected: prev.sha256.clone().unwrap_or_default(),
-                                actual: sha,
-                                described_by: self.out.join(manifest::FILE),
-                                described_as: "manifest",
-                            });
-                        }
-                    }
-                }
-                let mut call_inputs = Inputs::new();
-                for (name, src) in inputs {
-                    call_inputs.insert(name.clone(), self.load(src)?);
-                }
-                let err_ctx = |e: Error| match e {
-                    Error::Parameter { .. } => e.in_file(&self.plan.path),
-                    other => Error::json(&self.plan.path, format!("step '{}': tensor '{}': {other}", a.step, a.tensor)),
-                };
-                let stages = op.run(self.opts.implementation, &a.tensor, &call_inputs, params).map_err(err_ctx)?;
-                drop(call_inputs);
-                let t = stages.get(write).expect("run checks the declared stages").clone();
+            Kind::Operation { .. } => {
+                let p = self.prepare(i)?;
+                self.commit(i, p)
+            }
+        }
+    }
+
+    /// The part of an operation action that only reads `self`, so that
+    /// independent actions can run side by side: the resume check, the
+    /// operation, the output's sha256 and its expectation, and the work file.
+    fn prepare(&self, i: usize) -> Result<Prepared> {
+        let a = &self.r.actions[i];
+        let Kind::Operation { op, inputs, params, write } = &a.kind else { unreachable!("prepare is for operations") };
+        let work = self.work_file(i);
+        let previous = self.manifest.actions.iter().find(|d| d.step == a.step && d.tensor == a.tensor);
+        let want_stages = self.opts.save_stages.is_some() && self.opts.stage_layers.is_none_or(|l| l.keeps(&a.tensor));
+        if let (Some(prev), false) = (previous, want_stages) {
+            if prev.status == ActionStatus::Applied && work.is_file() {
+                let t = read_work(&work)?;
                 let sha = t.sha256();
-                if let Some(e) = &a.expect {
-                    if let Err(m) = resolve::check_expect_known(e, t.dtype, &t.shape, &sha) {
-                        self.failure = Some((a.step.clone(), format!("tensor '{}': expect: {m}", a.tensor)));
-                        self.record(Done { step: a.step.clone(), tensor: a.tensor.clone(), output: a.output.clone(), status: ActionStatus::Failed, sha256: Some(sha), error: Some(m) })?;
-                        return Ok("failed".into());
-                    }
+                if Some(&sha) == prev.sha256.as_ref() {
+                    return Ok(Prepared::Skipped);
                 }
-                if previous.is_some() {
-                    // A saved manifest may already record this action (a
-                    // rerun with --save-stages, or after --force): the file
-                    // it names is replaced durably, not left to the next flush.
-                    crate::format::bundle::write(&work, &[("t".to_string(), &t)])?;
-                } else {
-                    write_work(&work, &t)?;
-                    self.unsynced.push(work.clone());
+                if !self.opts.force {
+                    return Err(Error::HashMismatch {
+                        path: work,
+                        tensor: a.tensor.clone(),
+                        stage: Some(write.clone()),
+                        expected: prev.sha256.clone().unwrap_or_default(),
+                        actual: sha,
+                        described_by: self.out.join(manifest::FILE),
+                        described_as: "manifest",
+                    });
                 }
-                if want_stages {
-                    let mut kept = crate::format::stages::Stages::default();
-                    for (n, st) in stages.0 {
-                        if self.opts.stages.is_empty() || self.opts.stages.iter().any(|s| *s == n) {
-                            kept.push(&n, st);
-                        }
-                    }
+            }
+        }
+        let mut call_inputs = Inputs::new();
+        for (name, src) in inputs {
+            call_inputs.insert(name.clone(), self.load(src)?);
+        }
+        let err_ctx = |e: Error| match e {
+            Error::Parameter { .. } => e.in_file(&self.plan.path),
+            other => Error::json(&self.plan.path, format!("step '{}': tensor '{}': {other}", a.step, a.tensor)),
+        };
+        let stages = op.run(self.opts.implementation, &a.tensor, &call_inputs, params).map_err(err_ctx)?;
+        drop(call_inputs);
+        let t = stages.get(write).expect("run checks the declared stages").clone();
+        let sha = t.sha256();
+        if let Some(e) = &a.expect {
+            if let Err(m) = resolve::check_expect_known(e, t.dtype, &t.shape, &sha) {
+                return Ok(Prepared::Failed { sha, message: m });
+            }
+        }
+        let durable = previous.is_some();
+        if durable {
+            // A saved manifest may already record this action (a rerun with
+            // --save-stages, or after --force): the file it names is
+            // replaced durably, not left to the next flush.
+            crate::format::bundle::write(&work, &[("t".to_string(), &t)])?;
+        } else {
+            write_work(&work, &t)?;
+        }
+        let kept = want_stages.then(|| {
+            let mut kept = crate::format::stages::Stages::default();
+            for (n, st) in stages.0 {
+                if self.opts.stages.is_empty() || self.opts.stages.iter().any(|s| *s == n) {
+                    kept.push(&n, st);
+                }
+            }
+            kept
+        });
+        Ok(Prepared::Applied { sha, stages: kept, work: (!durable).then_some(work) })
+    }
+
+    /// Record a prepared operation action, in plan order.
+    fn commit(&mut self, i: usize, p: Prepared) -> Result<String> {
+        let a = &self.r.actions[i];
+        let Kind::Operation { op, params, .. } = &a.kind else { unreachable!("commit is for operations") };
+        match p {
+            Prepared::Skipped => Ok("skipped".into()),
+            Prepared::Failed { sha, message } => {
+                self.failure = Some((a.step.clone(), format!("tensor '{}': expect: {message}", a.tensor)));
+                self.record(Done { step: a.step.clone(), tensor: a.tensor.clone(), output: a.output.clone(), status: ActionStatus::Failed, sha256: Some(sha), error: Some(message) })?;
+                Ok("failed".into())
+            }
+            Prepared::Applied { sha, stages, work } => {
+                if let Some(work) = work {
+                    self.unsynced.push(work);
+                }
+                if let Some(kept) = stages {
                     let name = format!("{}/{}", a.step, a.tensor);
                     self.stage_runs.push(TensorRun {
                         key: crate::format::bundle::safe_key(&name),
@@ -543,6 +615,51 @@ impl<'a> Run<'a> {
                 Ok("applied".into())
             }
         }
+    }
+
+    /// The action whose work file `src` reads, if it reads one.
+    fn source_action(&self, src: &Source) -> Option<usize> {
+        match src {
+            Source::Input { .. } => None,
+            Source::Computed(i) => match &self.r.actions[*i].kind {
+                Kind::Copy { from, .. } | Kind::Take { from } => self.source_action(from),
+                _ => Some(*i),
+            },
+        }
+    }
+
+    /// The bytes an action's inputs occupy (what it holds in memory at least).
+    fn input_bytes(&self, i: usize) -> u64 {
+        let Kind::Operation { inputs, .. } = &self.r.actions[i].kind else { return 0 };
+        inputs
+            .iter()
+            .map(|(_, src)| match self.data(src) {
+                Data::Input(_, loc) => loc.len as u64,
+                Data::Work(p) => std::fs::metadata(p).map_or(0, |m| m.len()),
+            })
+            .sum()
+    }
+
+    /// The operation actions from `start` that can run side by side: one
+    /// after another in the plan, none reading another's output, their
+    /// inputs together within `budget` bytes (so that what runs at once
+    /// stays within the memory one large action needs), at most WINDOW.
+    fn window(&self, start: usize, budget: u64) -> std::ops::Range<usize> {
+        let mut end = start;
+        let mut bytes = 0u64;
+        while end < self.r.actions.len() && end - start < WINDOW {
+            let Kind::Operation { inputs, .. } = &self.r.actions[end].kind else { break };
+            if inputs.iter().any(|(_, src)| self.source_action(src).is_some_and(|j| j >= start)) {
+                break;
+            }
+            let b = self.input_bytes(end);
+            if end > start && bytes + b > budget {
+                break;
+            }
+            bytes += b;
+            end += 1;
+        }
+        start..end
     }
 
     /// The output model: shards (or one file), the index, base's other files.
