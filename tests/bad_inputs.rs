@@ -400,6 +400,13 @@ fn rows() -> Vec<Row> {
             });
             fx.check(&[])
         }),
+        row("check: report holding a key twice", Refused(&["right.json", "key 'schema' appears twice"]), |fx| {
+            fx.edit_bytes("right.json", |b| {
+                let at = b.iter().position(|&c| c == b'{').unwrap() + 1;
+                b.splice(at..at, br#""schema": "parity.report.v1", "#.iter().copied());
+            });
+            fx.check(&[])
+        }),
         row("check: report key not a safe name", Refused(&["right.json", A, "not a safe name"]), |fx| {
             fx.edit_json("right.json", |v| v["tensors"][0]["key"] = "small.a".into());
             fx.check(&[])
@@ -609,6 +616,10 @@ fn rows() -> Vec<Row> {
             fx.write("tol.json", r#"{"schema": "parity.tolerances.v1", "operations": {"svf_aply": {"final_bf16": {"max_ulp": 1}}}}"#);
             fx.check(&["--tolerances", "tol.json"])
         }),
+        row("--tolerances: a limit given twice", Refused(&["tol.json", "operations.svf_apply.final_bf16.max_abs' appears twice"]), |fx| {
+            fx.write("tol.json", r#"{"schema": "parity.tolerances.v1", "operations": {"svf_apply": {"final_bf16": {"max_abs": 1e-3, "max_abs": 10}}}}"#);
+            fx.check(&["--tolerances", "tol.json"])
+        }),
         row("--tolerances: stage the operation does not have", Refused(&["tol.json", "svf_apply", "final_bf17"]), |fx| {
             fx.write("tol.json", r#"{"schema": "parity.tolerances.v1", "operations": {"svf_apply": {"final_bf17": {"max_ulp": 1}}}}"#);
             fx.check(&["--tolerances", "tol.json"])
@@ -809,6 +820,13 @@ fn rows() -> Vec<Row> {
             fx.edit_json(&format!("ckpt/b/{INDEX}"), |v| v["weight_map"]["model.norm.weight"] = SHARD1.into());
             fx.diff()
         }),
+        row("diff: index mapping a tensor twice", Refused(&[INDEX, "weight_map.model.norm.weight' appears twice"]), |fx| {
+            fx.edit_bytes(&format!("ckpt/b/{INDEX}"), |b| {
+                let text = String::from_utf8(b.clone()).unwrap().replacen("\"weight_map\": {", &format!("\"weight_map\": {{\"model.norm.weight\": \"{SHARD1}\", "), 1);
+                *b = text.into_bytes();
+            });
+            fx.diff()
+        }),
         row("diff: a shard tensor the index does not list", Refused(&[SHARD2, "model.norm.weight", "not in"]), |fx| {
             fx.edit_json(&format!("ckpt/b/{INDEX}"), |v| {
                 v["weight_map"].as_object_mut().unwrap().remove("model.norm.weight");
@@ -943,6 +961,10 @@ fn rows() -> Vec<Row> {
         }),
         row("apply: duplicate step ids", Refused(&["step 'd'", "duplicate step id"]), |fx| {
             fx.plan_steps("  - {id: d, operation: delete, target: {match: model.norm.weight}}\n  - {id: d, operation: delete, target: {match: model.embed.weight}}\n")
+        }),
+        row("apply: JSON plan holding a key twice", Refused(&["plan.json", "key 'schema' appears twice"]), |fx| {
+            fx.write("ckpt/plan.json", r#"{"schema": "parity.plan.v1", "schema": "parity.plan.v1", "inputs": {"base": "a/"}, "steps": []}"#);
+            vec!["apply".into(), fx.arg("ckpt/plan.json")]
         }),
         row("apply: input path escaping the plan's directory", Refused(&["plan.yaml", "escapes"]), |fx| {
             fx.write("ckpt/plan.yaml", PLAN.replace("other: b/", "other: ../golden/svf_small/components.safetensors"));

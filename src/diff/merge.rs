@@ -16,7 +16,7 @@ pub fn merge(paths: &[PathBuf]) -> Result<DiffOutcome> {
     let mut parts: Vec<(PathBuf, DiffOutcome)> = Vec::new();
     for p in paths {
         let text = crate::format::checkpoint::read_small(p, 1 << 30)?;
-        let v: serde_json::Value = serde_json::from_slice(&text).map_err(|e| Error::json(p, format!("not JSON: {e}")))?;
+        let v: serde_json::Value = crate::format::strict_json::parse(&text).map_err(|e| Error::json(p, format!("not JSON: {e}")))?;
         match v.get("schema").and_then(|s| s.as_str()) {
             Some(SCHEMA) => {}
             other => return Err(Error::json(p, format!("schema {other:?}: not a {SCHEMA} result of parity diff --format json"))),

@@ -113,7 +113,7 @@ impl Checkpoint {
         let index_path = dir.join(INDEX);
         let text = read_small(&index_path, MAX_HEADER)?;
         let value: serde_json::Value =
-            serde_json::from_slice(&text).map_err(|e| Error::json(&index_path, format!("not JSON: {e}")))?;
+            crate::format::strict_json::parse(&text).map_err(|e| Error::json(&index_path, format!("not JSON: {e}")))?;
         let map = value
             .get("weight_map")
             .and_then(|m| m.as_object())

@@ -11,6 +11,7 @@
 //!   manifest, and models streamed tensor by tensor;
 //! * [`safetensors_header`] — safetensors headers, validated entry by entry;
 //! * [`file`] — opening inputs: regular files only, small ones bounded;
+//! * [`strict_json`] — JSON that refuses an object holding a key twice;
 //! * [`atomic`] — writes that never leave a half-written file under a final name.
 
 pub mod atomic;
@@ -24,4 +25,5 @@ pub mod report;
 pub mod safetensors_header;
 pub mod safetensors_write;
 pub mod stages;
+pub mod strict_json;
 pub mod tensor;

@@ -178,7 +178,7 @@ impl LoadedPlan {
         let value: serde_json::Value = if yaml {
             serde_yaml_ng::from_slice(bytes).map_err(|e| Error::json(path, format!("not YAML: {e}")))?
         } else {
-            serde_json::from_slice(bytes).map_err(|e| Error::json(path, format!("not JSON: {e}")))?
+            crate::format::strict_json::parse(bytes).map_err(|e| Error::json(path, format!("not JSON: {e}")))?
         };
         match value.get("schema").and_then(|s| s.as_str()) {
             Some(SCHEMA) => {}

@@ -84,7 +84,7 @@ impl Report {
     /// Parse and check a report's JSON. `path` only names the file in errors.
     pub fn from_json(path: &Path, text: &[u8]) -> Result<Report> {
         let value: serde_json::Value =
-            serde_json::from_slice(text).map_err(|e| Error::json(path, format!("malformed JSON: {e}")))?;
+            crate::format::strict_json::parse(text).map_err(|e| Error::json(path, format!("malformed JSON: {e}")))?;
         match value.get("schema").and_then(|s| s.as_str()) {
             Some(SCHEMA) => {}
             Some(other) => return Err(Error::json(path, format!("unknown schema '{other}' (expected '{SCHEMA}')"))),
