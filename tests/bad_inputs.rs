@@ -584,6 +584,9 @@ fn rows() -> Vec<Row> {
         }),
         // ---- check: flags ----
         row("check --select matching nothing", Refused(&["--select 'nothing_here' matches no tensor"]), |fx| fx.check(&["--select", "nothing_here"])),
+        row("check --select: a second pattern matching nothing", Refused(&["--select 'nothing_here' matches no tensor"]), |fx| {
+            fx.check(&["--select", A, "--select", "nothing_here"])
+        }),
         row("check --stages naming no stage", Refused(&["--stages", "'final_f33'"]), |fx| fx.check(&["--stages", "final_f33"])),
         row("check --stages empty", Refused(&["--stages"]), |fx| fx.check(&["--stages", ","])),
         row("check --top-diffs not a number", Refused(&["--top-diffs"]), |fx| fx.check(&["--top-diffs", "many"])),
