@@ -296,19 +296,6 @@ impl ColumnMap {
     }
 }
 
-/// Monotone integer keys of a float's stored bits (sign-magnitude turned
-/// two's-complement-like), as [`DType::ordered_key`], with the common
-/// dtypes decoded inline.
-#[inline(always)]
-fn key(dtype: DType, raw: &[u8], k: usize) -> i64 {
-    let sm = |bits: u64, sign: u64| if bits & sign != 0 { -((bits & !sign) as i64) } else { bits as i64 };
-    match dtype {
-        DType::F32 => sm(u32::from_le_bytes([raw[4 * k], raw[4 * k + 1], raw[4 * k + 2], raw[4 * k + 3]]) as u64, 1 << 31),
-        DType::BF16 | DType::F16 => sm(u16::from_le_bytes([raw[2 * k], raw[2 * k + 1]]) as u64, 1 << 15),
-        _ => dtype.ordered_key(raw, k),
-    }
-}
-
 /// The plots of some of a stage's elements, to be merged with the rest.
 struct Accumulator {
     histogram: Histogram,
@@ -357,7 +344,7 @@ impl Accumulator {
                     continue;
                 }
                 // i128: two i64 keys can be 2^64 apart (f64 ±max).
-                let d = (key(dtype, lraw, k) as i128 - key(dtype, rraw, k) as i128).unsigned_abs();
+                let d = (dtype.ordered_key(lraw, k) as i128 - dtype.ordered_key(rraw, k) as i128).unsigned_abs();
                 let bucket = if d == 0 { 0 } else { (128 - d.leading_zeros()) as usize };
                 h.buckets[bucket.min(ULP_BUCKETS - 1)] += 1;
             }

@@ -164,7 +164,9 @@ impl DType {
     /// encodes, so that `|key(a) - key(b)|` counts the representable values
     /// between them (the ULP distance). -0 and +0 share a key. For integers
     /// it is the value itself. NaN keys are meaningless: callers handle NaN first.
-    #[inline]
+    // Always inlined: called per element in the ULP histogram and the
+    // comparer, where a call per element cost ~14% of the plots' time.
+    #[inline(always)]
     pub fn ordered_key(self, bytes: &[u8], i: usize) -> i64 {
         let s = self.size();
         let b = &bytes[i * s..i * s + s];

@@ -123,11 +123,7 @@ pub(super) fn render_diff(o: &DiffOutcome) -> String {
         ("SQNR dB", true),
         ("why", false),
     ];
-    let _ = write!(w, "<table id=\"verdicts\" data-unit=\"tensors\">\n<thead><tr>");
-    for (h, numeric) in heads {
-        let _ = write!(w, "<th{} title=\"sort\">{}</th>", if numeric { " data-num=\"1\"" } else { "" }, esc(h));
-    }
-    let _ = writeln!(w, "</tr></thead>\n<tbody>");
+    table_head(w, "tensors", &heads);
     let differing: Vec<&TensorDiff> = o.tensors.iter().filter(|t| t.status == Status::Differs).collect();
     let mut section = 0;
     for t in &o.tensors {
@@ -218,6 +214,16 @@ fn diff_detail(t: &TensorDiff) -> String {
     lines.join("\n")
 }
 
+/// The verdict table's opening: its columns (numeric ones sort by value)
+/// and what a row is, for the filter's count.
+fn table_head(w: &mut String, unit: &str, heads: &[(&str, bool)]) {
+    let _ = write!(w, "<table id=\"verdicts\" data-unit=\"{unit}\">\n<thead><tr>");
+    for (h, numeric) in heads {
+        let _ = write!(w, "<th{} title=\"sort\">{}</th>", if *numeric { " data-num=\"1\"" } else { "" }, esc(h));
+    }
+    let _ = writeln!(w, "</tr></thead>\n<tbody>");
+}
+
 fn verdict_table(w: &mut String, o: &CheckOutcome) {
     let _ = writeln!(
         w,
@@ -236,11 +242,7 @@ fn verdict_table(w: &mut String, o: &CheckOutcome) {
         (TOLERANCE_HEADER, false),
         ("explanation", false),
     ];
-    let _ = write!(w, "<table id=\"verdicts\" data-unit=\"stages\">\n<thead><tr>");
-    for (h, numeric) in heads {
-        let _ = write!(w, "<th{} title=\"sort\">{}</th>", if numeric { " data-num=\"1\"" } else { "" }, esc(h));
-    }
-    let _ = writeln!(w, "</tr></thead>\n<tbody>");
+    table_head(w, "stages", &heads);
     let mut failing = 0;
     for t in &o.tensors {
         for s in &t.stages {
