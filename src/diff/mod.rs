@@ -177,8 +177,9 @@ pub fn diff(left_path: &Path, right_path: &Path, opts: &DiffOptions) -> Result<D
 /// Name the porting bug behind each `differs` pair, when one fits, and for
 /// the page gather its plots from the same read. This is the one extra pass
 /// over what differs; the pairs are examined one at a time (each in
-/// parallel inside), so at most one pair is held decoded in memory, and
-/// pairs above the explainer's element limit are not examined.
+/// parallel inside), so at most one pair is held decoded in memory; a pair
+/// above the explainer's element limit gets no explanation, and its plots
+/// come from a streaming read.
 fn explain_differences(left: &Checkpoint, right: &Checkpoint, planned: &[Planned], tensors: &mut [TensorDiff], opts: &DiffOptions) -> Result<()> {
     for (t, d) in planned.iter().zip(tensors.iter_mut()) {
         let (Some(l), Some(r)) = (t.left, t.right) else { continue };
