@@ -5,7 +5,7 @@ use crate::format::bundle::Bundle;
 use crate::error::{Error, Result};
 use crate::ops::{self, Inputs};
 use crate::ops::Implementation;
-use crate::format::report::write::{write_run, TensorRun};
+use crate::format::report::write::{RunWriter, TensorRun};
 use crate::format::report::{LoadedReport, Producer, Report};
 use crate::select::Selection;
 use std::path::Path;
@@ -41,8 +41,15 @@ pub fn replay(report_path: &Path, out: &Path, opts: &ReplayOptions) -> Result<Re
     let components = Bundle::open(&components_path)?;
     let selected = Selection::new(&opts.select)?.apply(&loaded.report.tensors, |t| t.name.as_str())?;
 
+    // Stages are written as each tensor's are computed, then dropped: the
+    // run holds one tensor's stages, not the bundle's (RunWriter).
+    let keys: Vec<String> = selected
+        .iter()
+        .filter_map(|e| ops::find(&e.operation).map(|op| op.stages.iter().map(|s| crate::format::bundle::tensor_key(&e.key, s.name))))
+        .flatten()
+        .collect();
+    let mut writer = RunWriter::create(out, keys.iter().map(String::as_str))?;
     let bar = crate::progress::bar(opts.progress, selected.len() as u64, "replay");
-    let mut runs = Vec::with_capacity(selected.len());
     for entry in selected {
         bar.set_message(entry.name.clone());
         let op = ops::find(&entry.operation).ok_or_else(|| {
@@ -74,7 +81,7 @@ pub fn replay(report_path: &Path, out: &Path, opts: &ReplayOptions) -> Result<Re
             ),
             e => e.in_file(&loaded.path),
         })?;
-        runs.push(TensorRun {
+        writer.push(&TensorRun {
             name: entry.name.clone(),
             key: entry.key.clone(),
             operation: op.name.to_string(),
@@ -82,7 +89,7 @@ pub fn replay(report_path: &Path, out: &Path, opts: &ReplayOptions) -> Result<Re
             stages,
             final_stage: op.final_stage().to_string(),
             historical_final_sha256: None,
-        });
+        })?;
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -92,7 +99,7 @@ pub fn replay(report_path: &Path, out: &Path, opts: &ReplayOptions) -> Result<Re
     // them out rather than write a path that escapes.
     let out_dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let components_rel = relative_below(out_dir, &components_path);
-    write_run(out, producer(opts.implementation), components_rel, None, &runs)
+    writer.finish(producer(opts.implementation), components_rel, None)
 }
 
 fn relative_below(dir: &Path, target: &Path) -> Option<String> {

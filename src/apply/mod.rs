@@ -26,7 +26,7 @@ use crate::format::manifest::{self, Action as Done, ActionStatus, Manifest, Outp
 use crate::format::report::write::{write_run, TensorRun};
 use crate::format::safetensors_write::{self, Planned};
 use crate::format::tensor::Tensor;
-use crate::ops::{Implementation, Inputs};
+use crate::ops::{Implementation, Inputs, Wanted};
 use crate::plan::resolve::{self, Kind, Resolved, Source};
 use crate::plan::{LoadedPlan, OutputLayout};
 use sha2::{Digest, Sha256};
@@ -554,7 +554,14 @@ impl<'a> Run<'a> {
             Error::Parameter { .. } => e.in_file(&self.plan.path),
             other => Error::json(&self.plan.path, format!("step '{}': tensor '{}': {other}", a.step, a.tensor)),
         };
-        let stages = op.run(self.opts.implementation, &a.tensor, &call_inputs, params).map_err(err_ctx)?;
+        // Only the written stage, and those --save-stages keeps: the
+        // operation may skip the rest of its work (svf_apply skips a GEMM).
+        let mut wanted: Vec<&str> = vec![write.as_str()];
+        if want_stages {
+            let keeps = |n: &str| self.opts.stages.is_empty() || self.opts.stages.iter().any(|s| s == n);
+            wanted.extend(op.stages.iter().map(|s| s.name).filter(|n| keeps(n) && *n != write.as_str()));
+        }
+        let stages = op.run_for(Wanted::Only(&wanted), self.opts.implementation, &a.tensor, &call_inputs, params).map_err(err_ctx)?;
         drop(call_inputs);
         let t = stages.get(write).expect("run checks the declared stages").clone();
         let sha = t.sha256();

@@ -67,7 +67,21 @@ pub fn stage_with(path: &Path, sync: bool, fill: impl FnOnce(&mut dyn Write) -> 
     Ok(staged)
 }
 
+/// A new, empty temporary for `path`, open for writing, for a caller that
+/// writes it over time (and syncs it) itself; removed if dropped unrenamed.
+pub fn create(path: &Path) -> Result<(Staged, File)> {
+    let dir = dir_of(path);
+    clean_stale_temporaries(dir);
+    let (tmp, file) = create_temporary(path, dir)?;
+    Ok((Staged { tmp, dest: path.to_path_buf(), done: false }, file))
+}
+
 impl Staged {
+    /// The temporary's own path, while it is one.
+    pub fn temporary(&self) -> &Path {
+        &self.tmp
+    }
+
     /// The final path this temporary will be renamed to.
     pub fn dest(&self) -> &Path {
         &self.dest

@@ -17,7 +17,9 @@
 //! Writing is deterministic — tensors ordered by (alignment, name) as the
 //! `safetensors` crate orders them, no metadata, so equal content gives equal
 //! bytes whatever produced it — and atomic (see [`crate::format::atomic`]):
-//! the file is written, synced and renamed by parity itself.
+//! the file is written, synced and renamed by parity itself. A run's stage
+//! bundle is instead streamed tensor by tensor ([`BundleWriter`]), in the
+//! order computed, so that a run never holds more than one tensor's stages.
 
 use crate::format::atomic::{self, Staged};
 use crate::format::dtype::DType;
@@ -234,6 +236,104 @@ fn read_failure(n: usize, offset: u64, e: &std::io::Error) -> String {
         format!("cannot read {n} bytes at offset {offset}: the file ends before them (truncated since it was opened?)")
     } else {
         format!("cannot read {n} bytes at offset {offset}: {e}")
+    }
+}
+
+/// A bundle written one tensor at a time, so a writer holds one tensor's
+/// stages, not the whole bundle (`replay`, `apply --save-stages`).
+///
+/// A safetensors header, which names every tensor's offsets, comes before
+/// the data. So room for it is reserved first ([`header_room`], from the keys
+/// the bundle will hold), tensors are appended after that room in the order
+/// they come, and the header is written into the room last, padded with
+/// spaces (JSON whitespace, which every safetensors reader accepts, as it
+/// accepts the crate's own padding to 8 bytes). Should a header outgrow its
+/// room (a shape of very high rank), the data is copied once into a file
+/// with room enough: slower, never wrong.
+///
+/// Deterministic: the same tensors appended in the same order give the same
+/// bytes. Tensors lie in the order appended, with header entries in that
+/// order too; unlike [`write`]'s layout they are not grouped by alignment,
+/// which safetensors does not require (readers copy values out, or map
+/// them where aligned).
+pub struct BundleWriter {
+    staged: Staged,
+    file: std::io::BufWriter<File>,
+    room: u64,
+    at: u64,
+    entries: Vec<(String, DType, Vec<usize>, u64, u64)>,
+}
+
+/// Header room for a bundle holding `keys`: each entry's key (escaped, at
+/// worst six bytes a character) and up to ~300 bytes of dtype, shape (rank
+/// ≤ 8 at full width) and offsets, plus the braces; a multiple of 8 so the
+/// data starts 8-aligned.
+pub fn header_room<'k>(keys: impl IntoIterator<Item = &'k str>) -> u64 {
+    let entries: u64 = keys.into_iter().map(|k| 6 * k.len() as u64 + 300).sum();
+    (entries + 64).next_multiple_of(8)
+}
+
+impl BundleWriter {
+    /// Start a bundle for `path`, as a temporary beside it, with `room`
+    /// bytes reserved for the header.
+    pub fn create(path: &Path, room: u64) -> Result<BundleWriter> {
+        use std::io::{Seek, SeekFrom};
+        let (staged, file) = atomic::create(path)?;
+        let room = room.max(8).next_multiple_of(8);
+        let mut file = std::io::BufWriter::with_capacity(1 << 20, file);
+        file.seek(SeekFrom::Start(8 + room)).map_err(|e| Error::io(path, e))?;
+        Ok(BundleWriter { staged, file, room, at: 0, entries: Vec::new() })
+    }
+
+    /// Append one tensor under its full key.
+    pub fn append(&mut self, key: &str, t: &Tensor) -> Result<()> {
+        use std::io::Write;
+        let dest = self.staged.dest().to_path_buf();
+        if self.entries.iter().any(|(k, ..)| k == key) {
+            return Err(Error::bundle(&dest, format!("tensor '{key}' written twice")));
+        }
+        self.file.write_all(&t.data).map_err(|e| Error::io(&dest, e))?;
+        let end = self.at + t.data.len() as u64;
+        self.entries.push((key.to_string(), t.dtype, t.shape.clone(), self.at, end));
+        self.at = end;
+        Ok(())
+    }
+
+    /// Write the header into its room and sync: the bundle, staged, to be
+    /// renamed into place by the caller.
+    pub fn finish(self) -> Result<Staged> {
+        use std::io::{Seek, SeekFrom, Write};
+        let BundleWriter { staged, file, room, entries, .. } = self;
+        let dest = staged.dest().to_path_buf();
+        let mut file = file.into_inner().map_err(|e| Error::io(&dest, e.into_error()))?;
+        let mut map = serde_json::Map::new();
+        for (key, dtype, shape, start, end) in &entries {
+            map.insert(key.clone(), serde_json::json!({"dtype": dtype.name(), "shape": shape, "data_offsets": [start, end]}));
+        }
+        let mut header = serde_json::to_vec(&serde_json::Value::Object(map)).expect("a header serialises");
+        if header.len() as u64 > crate::format::safetensors_header::MAX_HEADER {
+            return Err(Error::bundle(&dest, "cannot write safetensors: header larger than the safetensors limit"));
+        }
+        if header.len() as u64 > room {
+            // Outgrown: a second temporary with room enough, the data copied
+            // across once (the kernel copies file to file).
+            header.resize(header.len().next_multiple_of(8), b' ');
+            let (bigger, mut out) = atomic::create(&dest)?;
+            out.write_all(&(header.len() as u64).to_le_bytes()).map_err(|e| Error::io(&dest, e))?;
+            out.write_all(&header).map_err(|e| Error::io(&dest, e))?;
+            drop(file);
+            let mut data = File::open(staged.temporary()).map_err(|e| Error::io(&dest, e))?;
+            data.seek(SeekFrom::Start(8 + room)).map_err(|e| Error::io(&dest, e))?;
+            std::io::copy(&mut data, &mut out).map_err(|e| Error::io(&dest, e))?;
+            out.sync_all().map_err(|e| Error::io(&dest, e))?;
+            return Ok(bigger);
+        }
+        header.resize(room as usize, b' ');
+        file.seek(SeekFrom::Start(0)).map_err(|e| Error::io(&dest, e))?;
+        file.write_all(&room.to_le_bytes()).map_err(|e| Error::io(&dest, e))?;
+        file.write_all(&header).map_err(|e| Error::io(&dest, e))?;
+        file.sync_all().map_err(|e| Error::io(&dest, e))?;
+        Ok(staged)
     }
 }
 

@@ -123,6 +123,15 @@ impl Tensor {
         Cow::Owned(self.to_f32_vec())
     }
 
+    /// The values of an F32 tensor, in place, to be changed where they lie;
+    /// None for another dtype or (never, in practice) misaligned storage.
+    pub fn f32s_mut(&mut self) -> Option<&mut [f32]> {
+        if self.dtype != DType::F32 {
+            return None;
+        }
+        bytemuck::try_cast_slice_mut::<u8, f32>(&mut self.data).ok()
+    }
+
     /// An F32 tensor whose values `fill` writes straight into its storage
     /// (through a temporary only if the storage were misaligned).
     pub fn f32_with(shape: Vec<usize>, fill: impl FnOnce(&mut [f32])) -> Tensor {

@@ -189,6 +189,32 @@ pub struct Call<'a> {
     pub tensor: &'a str,
     pub inputs: &'a Inputs,
     pub params: &'a Params,
+    /// The stages the caller keeps; see [`Call::wants`].
+    pub wanted: Wanted<'a>,
+}
+
+/// The stages a caller keeps from one run.
+///
+/// A plan that writes one stage of a ten-stage operation need not pay for
+/// the other nine: an implementation may skip the work of a stage nobody
+/// wants ([`Call::wants`]), and [`Operation::run`] drops any unwanted stage
+/// it computed anyway. What a kept stage holds never depends on what else
+/// was wanted (tests/ops_wanted.rs holds every operation to that).
+#[derive(Clone, Copy, Debug)]
+pub enum Wanted<'a> {
+    /// Every declared stage: replay, the gate, stage dumps.
+    All,
+    /// Only the stages named (each a declared stage of the operation).
+    Only(&'a [&'a str]),
+}
+
+impl Wanted<'_> {
+    pub fn contains(&self, stage: &str) -> bool {
+        match self {
+            Wanted::All => true,
+            Wanted::Only(names) => names.contains(&stage),
+        }
+    }
 }
 
 /// Sample inputs for one call.
@@ -210,8 +236,28 @@ impl Operation {
     /// 5. the stages must be exactly the declared ones, in declared order,
     ///    each of its declared dtype.
     pub fn run(&'static self, implementation: Implementation, tensor: &str, inputs: &Inputs, params: &Params) -> Result<Stages> {
+        self.run_for(Wanted::All, implementation, tensor, inputs, params)
+    }
+
+    /// [`Operation::run`], keeping only the `wanted` stages (in declared
+    /// order): an implementation may skip the others' work. A name that is
+    /// not a declared stage is refused before any work.
+    pub fn run_for(
+        &'static self,
+        wanted: Wanted,
+        implementation: Implementation,
+        tensor: &str,
+        inputs: &Inputs,
+        params: &Params,
+    ) -> Result<Stages> {
         params::validate(self.name, tensor, self.params, params)?;
-        let call = Call { op: self, tensor, inputs, params };
+        let call = Call { op: self, tensor, inputs, params, wanted };
+        if let Wanted::Only(names) = wanted {
+            if let Some(unknown) = names.iter().find(|n| self.stage(n).is_none()) {
+                let declared: Vec<&str> = self.stages.iter().map(|s| s.name).collect();
+                return Err(call.error(format!("'{unknown}' is not a stage of {} (its stages: {})", self.name, declared.join(", "))));
+            }
+        }
         for input in self.inputs.iter().filter(|i| !i.optional) {
             call.input(input.name)?;
         }
@@ -224,6 +270,9 @@ impl Operation {
             Implementation::Reference => self.narrow(&call, (self.reference)(&call)?),
             Implementation::ReferenceWide => (self.reference)(&call)?,
         };
+        // An implementation that computed every stage regardless: keep what
+        // was asked for (the check below then holds it to exactly that).
+        let stages = Stages(stages.0.into_iter().filter(|(name, _)| wanted.contains(name)).collect());
         self.check_stages(&call, &stages, implementation)?;
         Ok(stages)
     }
@@ -252,7 +301,7 @@ impl Operation {
     /// reported as an error naming the stage rather than written to a bundle.
     fn check_stages(&self, call: &Call, stages: &Stages, implementation: Implementation) -> Result<()> {
         let produced: Vec<&str> = stages.names().collect();
-        let declared: Vec<&str> = self.stages.iter().map(|s| s.name).collect();
+        let declared: Vec<&str> = self.stages.iter().map(|s| s.name).filter(|n| call.wanted.contains(n)).collect();
         if produced != declared {
             return Err(call.error(format!(
                 "the {} implementation produced stages [{}] but {} declares [{}]",
@@ -262,7 +311,7 @@ impl Operation {
                 declared.join(", ")
             )));
         }
-        for ((name, t), st) in stages.0.iter().zip(self.stages) {
+        for ((name, t), st) in stages.0.iter().zip(self.stages.iter().filter(|s| call.wanted.contains(s.name))) {
             let want = st.dtype.resolve(call);
             let wide_ok = implementation == Implementation::ReferenceWide && t.dtype == DType::F64 && want == Some(DType::F32);
             if let (Some(want), false) = (want, wide_ok) {
@@ -303,5 +352,11 @@ impl<'a> Call<'a> {
     }
     pub fn param(&self, name: &str) -> Option<&'a serde_json::Value> {
         self.params.get(name)
+    }
+    /// Whether the caller keeps `stage`: an implementation may skip the
+    /// work of one it does not (and must still compute what wanted ones
+    /// depend on, bit for bit as when every stage is wanted).
+    pub fn wants(&self, stage: &str) -> bool {
+        self.wanted.contains(stage)
     }
 }

@@ -232,6 +232,13 @@ fn row_major(a: &DMatrix<f64>) -> Vec<f64> {
 /// Memory: inputs are read in place and every stage is computed straight
 /// into its own storage — on large weights, fresh memory (which the kernel
 /// must zero) costs more than the arithmetic around the GEMMs.
+///
+/// Work nobody wants is skipped ([`Call::wants`]): a plan that writes
+/// `final_bf16` runs one GEMM, not two (`zero_source_f32` is a second GEMM
+/// of the same size that nothing downstream reads), and scales and
+/// re-lays out in place where the intermediate stage is not kept. Every
+/// kept stage is the same bits either way: the same operations on the same
+/// values, only their storage differs.
 fn fast(call: &Call) -> Result<Stages> {
     let p = plan(call)?;
     let (m, n, k) = (p.m, p.n, p.k);
@@ -244,41 +251,84 @@ fn fast(call: &Call) -> Result<Stages> {
     let normalization =
         (s.iter().map(|&x| x as f64).sum::<f64>() as f32) / (scaled_s.iter().map(|&x| x as f64).sum::<f64>() as f32);
 
-    let u_scaled = Tensor::f32_with(vec![m, k], |out| scale_columns(&u, &scaled_s, k, out));
-    let u_s = Tensor::f32_with(vec![m, k], |out| scale_columns(&u, &s, k, out));
+    let wants_final = call.wants("final_f32") || call.wants("final_bf16");
+    let wants_adapted = wants_final || call.wants("adapted_source_f32");
+    let wants_matmul = wants_adapted || call.wants("matmul_pre_norm");
+    let u_scaled = (wants_matmul || call.wants("u_scaled")).then(|| Tensor::f32_with(vec![m, k], |out| scale_columns(&u, &scaled_s, k, out)));
     let vt = Operand::transposed(&v, k);
-    let matmul = Tensor::f32_with(vec![m, n], |c| sgemm_into(m, k, n, Operand::rows(&u_scaled.f32s(), k), vt, c));
-    let zero_source = Tensor::f32_with(vec![m, n], |c| sgemm_into(m, k, n, Operand::rows(&u_s.f32s(), k), vt, c));
-    drop(u_s);
-    let adapted = Tensor::f32_with(vec![m, n], |out| {
-        for (o, x) in out.iter_mut().zip(matmul.f32s().iter()) {
-            *o = x * normalization;
-        }
-    });
-    let final_f32 = if p.transpose {
-        Tensor::f32_with(vec![n, m], |out| transpose_into(&adapted.f32s(), m, n, out))
-    } else {
-        adapted.clone()
+    let gemm = |a: &Tensor| Tensor::f32_with(vec![m, n], |c| sgemm_into(m, k, n, Operand::rows(&a.f32s(), k), vt, c));
+    let matmul = match (&u_scaled, wants_matmul) {
+        (Some(us), true) => Some(gemm(us)),
+        _ => None,
     };
-    let final_bf16 = Tensor::u16_with(DType::BF16, final_f32.shape.clone(), |bits| {
-        for (b, &x) in bits.iter_mut().zip(final_f32.f32s().iter()) {
-            *b = round::f32_to_bf16_bits(x);
+    let zero_source = call.wants("zero_source_f32").then(|| gemm(&Tensor::f32_with(vec![m, k], |out| scale_columns(&u, &s, k, out))));
+    // adapted = matmul · normalization, one f32 rounding per element: into
+    // fresh storage when matmul_pre_norm is kept, over it otherwise.
+    let scale = |x: f32| x * normalization;
+    let (matmul, adapted) = match matmul {
+        Some(mm) if wants_adapted && !call.wants("matmul_pre_norm") => (None, Some(map_in_place(mm, scale))),
+        Some(mm) if wants_adapted => {
+            let adapted = Tensor::f32_with(vec![m, n], |out| {
+                for (o, x) in out.iter_mut().zip(mm.f32s().iter()) {
+                    *o = scale(*x);
+                }
+            });
+            (Some(mm), Some(adapted))
         }
-    });
+        mm => (mm, None),
+    };
+    // final_f32: adapted re-laid out (no rounding), shared with adapted
+    // when no transpose is needed and only one of the two is kept.
+    let (adapted, final_f32) = match adapted {
+        Some(a) if wants_final && p.transpose => {
+            let f = Tensor::f32_with(vec![n, m], |out| transpose_into(&a.f32s(), m, n, out));
+            (call.wants("adapted_source_f32").then_some(a), Some(f))
+        }
+        Some(a) if wants_final && call.wants("adapted_source_f32") => (Some(a.clone()), Some(a)),
+        Some(a) if wants_final => (None, Some(a)),
+        a => (a, None),
+    };
+    // final_bf16: f32 → bf16 RNE of final_f32.
+    let final_bf16 = match (&final_f32, call.wants("final_bf16")) {
+        (Some(f), true) => Some(Tensor::u16_with(DType::BF16, f.shape.clone(), |bits| {
+            for (b, &x) in bits.iter_mut().zip(f.f32s().iter()) {
+                *b = round::f32_to_bf16_bits(x);
+            }
+        })),
+        _ => None,
+    };
 
     let mut out = Stages::default();
-    let source_f32 = if source.dtype == DType::F32 { source.clone() } else { Tensor::from_f32(vec![m, n], &source.to_f32_vec()) };
-    out.push("source_f32", source_f32);
-    out.push("offsets_f32", Tensor::from_f32(vec![k], &off));
-    out.push("scaled_s", Tensor::from_f32(vec![k], &scaled_s));
-    out.push("normalization", Tensor::from_f32(vec![1], &[normalization]));
-    out.push("u_scaled", u_scaled);
-    out.push("matmul_pre_norm", matmul);
-    out.push("zero_source_f32", zero_source);
-    out.push("adapted_source_f32", adapted);
-    out.push("final_f32", final_f32);
-    out.push("final_bf16", final_bf16);
+    let mut keep = |name: &str, t: Option<Tensor>| {
+        if let (true, Some(t)) = (call.wants(name), t) {
+            out.push(name, t);
+        }
+    };
+    let source_f32 = call.wants("source_f32").then(|| {
+        if source.dtype == DType::F32 { source.clone() } else { Tensor::from_f32(vec![m, n], &source.to_f32_vec()) }
+    });
+    keep("source_f32", source_f32);
+    keep("offsets_f32", Some(Tensor::from_f32(vec![k], &off)));
+    keep("scaled_s", Some(Tensor::from_f32(vec![k], &scaled_s)));
+    keep("normalization", Some(Tensor::from_f32(vec![1], &[normalization])));
+    keep("u_scaled", u_scaled);
+    keep("matmul_pre_norm", matmul);
+    keep("zero_source_f32", zero_source);
+    keep("adapted_source_f32", adapted);
+    keep("final_f32", final_f32);
+    keep("final_bf16", final_bf16);
     Ok(out)
+}
+
+/// `f` applied to every value of an F32 tensor, in its own storage.
+fn map_in_place(mut t: Tensor, f: impl Fn(f32) -> f32) -> Tensor {
+    match t.f32s_mut() {
+        Some(values) => {
+            values.iter_mut().for_each(|x| *x = f(*x));
+            t
+        }
+        None => Tensor::from_f32(t.shape.clone(), &t.to_f32_vec().into_iter().map(f).collect::<Vec<_>>()),
+    }
 }
 
 /// `out[i, j] = u[i, j] · by[j]` for row-major [·, k]: one f32 rounding each.

@@ -4,7 +4,6 @@ use super::{Baseline, Producer, Report, StageEntry, TensorEntry, SCHEMA};
 use crate::format::{atomic, bundle};
 use crate::error::{Error, Result};
 use crate::format::stages::{Params, Stages};
-use crate::format::tensor::Tensor;
 use indexmap::IndexMap;
 use std::path::{Path, PathBuf};
 
@@ -80,26 +79,54 @@ pub fn write_run(
     baseline: Option<Baseline>,
     runs: &[TensorRun],
 ) -> Result<Report> {
-    let bundle_path = bundle_path_for(report_path);
-    // Hash every stage in parallel (sha256 is the costly part of writing a
-    // report; each hash is independent, so the order of work cannot matter).
-    let all: Vec<&Tensor> = runs.iter().flat_map(|r| r.stages.0.iter().map(|(_, t)| t)).collect();
-    let hashes: Vec<String> = {
-        use rayon::prelude::*;
-        all.par_iter().map(|t| t.sha256()).collect()
-    };
-    let mut hashes = hashes.into_iter();
-    let mut entries: Vec<(String, &Tensor)> = Vec::new();
-    let mut tensors = Vec::new();
+    let keys: Vec<String> = runs.iter().flat_map(|r| r.stages.names().map(|s| bundle::tensor_key(&r.key, s))).collect();
+    let mut writer = RunWriter::create(report_path, keys.iter().map(String::as_str))?;
     for run in runs {
+        writer.push(run)?;
+    }
+    writer.finish(producer, components, baseline)
+}
+
+/// A run written tensor by tensor (see [`write_run`] for the pair's rules):
+/// each [`push`](RunWriter::push) hashes a tensor's stages and appends them
+/// to the bundle, so the caller may drop them at once — `replay` holds one
+/// tensor's stages at a time, not the bundle's.
+pub struct RunWriter {
+    report_path: PathBuf,
+    bundle: bundle::BundleWriter,
+    tensors: Vec<TensorEntry>,
+}
+
+impl RunWriter {
+    /// Start the bundle beside `report_path`, with header room for `keys`
+    /// (every full key it will hold: a guess too small costs one copy).
+    pub fn create<'k>(report_path: &Path, keys: impl IntoIterator<Item = &'k str>) -> Result<RunWriter> {
+        check_outputs(report_path, &[])?;
+        let bundle = bundle::BundleWriter::create(&bundle_path_for(report_path), bundle::header_room(keys))?;
+        Ok(RunWriter { report_path: report_path.to_path_buf(), bundle, tensors: Vec::new() })
+    }
+
+    /// Hash one tensor's stages and append them to the bundle. The stages
+    /// are hashed on every core while this thread writes them (sha256 is the
+    /// costly part; each hash is independent, so the order cannot matter).
+    pub fn push(&mut self, run: &TensorRun) -> Result<()> {
+        use rayon::prelude::*;
+        let (hashes, written) = rayon::join(
+            || run.stages.0.par_iter().map(|(_, t)| t.sha256()).collect::<Vec<String>>(),
+            || -> Result<()> {
+                for (stage, t) in &run.stages.0 {
+                    self.bundle.append(&bundle::tensor_key(&run.key, stage), t)?;
+                }
+                Ok(())
+            },
+        );
+        written?;
         let mut stages = IndexMap::new();
-        for (stage, t) in &run.stages.0 {
-            entries.push((bundle::tensor_key(&run.key, stage), t));
-            let sha256 = hashes.next().expect("one hash per stage");
+        for ((stage, t), sha256) in run.stages.0.iter().zip(hashes) {
             stages.insert(stage.clone(), StageEntry { dtype: t.dtype, shape: t.shape.clone(), sha256 });
         }
         let final_sha256 = stages.get(&run.final_stage).map(|e| e.sha256.clone());
-        tensors.push(TensorEntry {
+        self.tensors.push(TensorEntry {
             name: run.name.clone(),
             key: run.key.clone(),
             operation: run.operation.clone(),
@@ -108,21 +135,27 @@ pub fn write_run(
             final_sha256,
             historical_final_sha256: run.historical_final_sha256.clone(),
         });
+        Ok(())
     }
-    check_outputs(report_path, &[])?;
-    let staged_bundle = bundle::stage(&bundle_path, &entries)?;
-    let report = Report {
-        schema: SCHEMA.to_string(),
-        producer,
-        stage_bundle: bundle_path.file_name().unwrap().to_string_lossy().into_owned(),
-        components,
-        baseline,
-        tensors,
-    };
-    let staged_report = atomic::stage(report_path, |w| w.write_all(report.to_json_pretty().as_bytes()))?;
-    atomic::remove_durably(report_path)?;
-    staged_bundle.rename()?;
-    atomic::sync_dir(atomic::dir_of(report_path))?;
-    staged_report.commit()?;
-    Ok(report)
+
+    /// Finish the bundle, write the report, and put the pair in place.
+    pub fn finish(self, producer: Producer, components: Option<String>, baseline: Option<Baseline>) -> Result<Report> {
+        let RunWriter { report_path, bundle, tensors } = self;
+        let bundle_path = bundle_path_for(&report_path);
+        let staged_bundle = bundle.finish()?;
+        let report = Report {
+            schema: SCHEMA.to_string(),
+            producer,
+            stage_bundle: bundle_path.file_name().unwrap().to_string_lossy().into_owned(),
+            components,
+            baseline,
+            tensors,
+        };
+        let staged_report = atomic::stage(&report_path, |w| w.write_all(report.to_json_pretty().as_bytes()))?;
+        atomic::remove_durably(&report_path)?;
+        staged_bundle.rename()?;
+        atomic::sync_dir(atomic::dir_of(&report_path))?;
+        staged_report.commit()?;
+        Ok(report)
+    }
 }
