@@ -141,17 +141,8 @@ impl DType {
     pub fn decode_into(self, bytes: &[u8], out: &mut [f64]) {
         let s = self.size();
         match self {
-            DType::F32 => {
-                for (x, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
-                    *x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64;
-                }
-            }
-            // bf16 is the top half of an f32: widening is a shift, exact.
-            DType::BF16 => {
-                for (x, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-                    *x = f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16) as f64;
-                }
-            }
+            DType::F32 => f32s_to_f64(bytes.as_chunks::<4>().0, out),
+            DType::BF16 => bf16s_to_f64(bytes.as_chunks::<2>().0, out),
             _ => {
                 for (k, x) in out.iter_mut().enumerate().take(bytes.len() / s) {
                     *x = self.decode(bytes, k);
@@ -195,5 +186,24 @@ impl DType {
 impl fmt::Display for DType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+crate::simd_kernel! {
+    /// Little-endian f32s widened to f64 (exact), for each SIMD path.
+    fn f32s_to_f64(bytes: &[[u8; 4]], out: &mut [f64]) {
+        for (x, b) in out.iter_mut().zip(bytes) {
+            *x = f32::from_le_bytes(*b) as f64;
+        }
+    }
+}
+
+crate::simd_kernel! {
+    /// Little-endian bf16s widened to f64: bf16 is the top half of an f32,
+    /// so widening is a shift, then an exact f32 → f64; for each SIMD path.
+    fn bf16s_to_f64(bytes: &[[u8; 2]], out: &mut [f64]) {
+        for (x, b) in out.iter_mut().zip(bytes) {
+            *x = f32::from_bits((u16::from_le_bytes(*b) as u32) << 16) as f64;
+        }
     }
 }

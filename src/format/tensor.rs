@@ -108,6 +108,12 @@ impl Tensor {
     pub fn to_f32_vec(&self) -> Vec<f32> {
         match self.dtype {
             DType::F32 => self.data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
+            DType::BF16 => {
+                let bits: Vec<u16> = self.data.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+                let mut out = vec![0f32; bits.len()];
+                crate::numeric::round::bf16s_to_f32(&bits, &mut out);
+                out
+            }
             _ => (0..self.numel()).map(|i| self.dtype.decode(&self.data, i) as f32).collect(),
         }
     }

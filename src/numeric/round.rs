@@ -29,6 +29,25 @@ pub fn f32_to_bf16_bits(x: f32) -> u16 {
     half::bf16::from_f32(x).to_bits()
 }
 
+crate::simd_kernel! {
+    /// [`f32_to_bf16_bits`] of every value, compiled for each SIMD path.
+    pub fn f32s_to_bf16(x: &[f32], out: &mut [u16]) {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = f32_to_bf16_bits(v);
+        }
+    }
+}
+
+crate::simd_kernel! {
+    /// bf16 bits → f32, exact (the top half of an f32: a shift, NaN
+    /// payloads kept), compiled for each SIMD path.
+    pub fn bf16s_to_f32(bits: &[u16], out: &mut [f32]) {
+        for (o, &b) in out.iter_mut().zip(bits) {
+            *o = f32::from_bits((b as u32) << 16);
+        }
+    }
+}
+
 /// f32 → f16 bits, RNE, overflow to ±inf.
 #[inline]
 pub fn f32_to_f16_bits(x: f32) -> u16 {

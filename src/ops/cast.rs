@@ -247,12 +247,20 @@ fn convert(x: &Tensor, to: DType, rule: impl Fn(u64) -> u64 + Sync) -> Tensor {
 fn convert_sized<const SI: usize, const SO: usize>(input: &[u8], out: &mut [u8], rule: &(impl Fn(u64) -> u64 + Sync)) {
     const CHUNK: usize = 1 << 14;
     out.par_chunks_mut(CHUNK * SO).zip(input.par_chunks(CHUNK * SI)).for_each(|(o, i)| {
-        for (oc, ic) in o.chunks_exact_mut(SO).zip(i.chunks_exact(SI)) {
+        convert_chunk(i.as_chunks::<SI>().0, o.as_chunks_mut::<SO>().0, rule);
+    });
+}
+
+crate::simd_kernel! {
+    /// One chunk's elements through `rule`, compiled for each SIMD path
+    /// (the same integer and IEEE operations on each: the same bits).
+    fn convert_chunk[const SI: usize, const SO: usize, F: Fn(u64) -> u64](input: &[[u8; SI]], out: &mut [[u8; SO]], rule: &F) {
+        for (oc, ic) in out.iter_mut().zip(input) {
             let mut b = [0u8; 8];
             b[..SI].copy_from_slice(ic);
             oc.copy_from_slice(&rule(u64::from_le_bytes(b)).to_le_bytes()[..SO]);
         }
-    });
+    }
 }
 
 /// Random inputs: an f32 weight of shape `dims` with N(0, 0.02²) entries (a

@@ -1,7 +1,7 @@
 //! `clamp` — x limited to [min, max]; NaN stays NaN (torch.clamp). It only
 //! selects x or a bound, so the two implementations agree bit for bit.
 
-use super::kernels::elementwise::{float_input, number, output, sample_of, weight};
+use super::kernels::elementwise::{float_input, map_tensor, number, output, sample_of, weight};
 use super::{Call, Input, Operation, Param, ParamKind, Sample, Stage, StageDtype, Stages, BENCH_WEIGHTS};
 use crate::compare::tolerance::Tolerance;
 use crate::error::Result;
@@ -75,22 +75,14 @@ fn fast(call: &Call) -> Result<Stages> {
     let x = call.input("x")?;
     let lo = p.min.map(|v| v as f32);
     let hi = p.max.map(|v| v as f32);
-    // Not f32::max/min: those return the bound for a NaN x, torch keeps the NaN.
-    let y: Vec<f32> = x
-        .to_f32_vec()
-        .into_iter()
-        .map(|v| {
-            let v = match lo {
-                Some(lo) if v < lo => lo,
-                _ => v,
-            };
-            match hi {
-                Some(hi) if v > hi => hi,
-                _ => v,
-            }
-        })
-        .collect();
-    Ok(output(Tensor::from_f32(x.shape.clone(), &y)))
+    // Not f32::max/min: those return the bound for a NaN x, torch keeps the
+    // NaN (and leave the sign of a zero bound to the instruction chosen).
+    let (lo, hi) = (lo.unwrap_or(f32::NEG_INFINITY), hi.unwrap_or(f32::INFINITY));
+    let y = map_tensor(x, |v| {
+        let v = if v < lo { lo } else { v };
+        if v > hi { hi } else { v }
+    });
+    Ok(output(y))
 }
 
 /// Random inputs: dims = [m, n], a weight clamped to ±0.03.

@@ -2,7 +2,7 @@
 //! factor becomes an f32, then one f32 multiply. (How the elementwise
 //! operations round: `kernels/elementwise.rs`.)
 
-use super::kernels::elementwise::{float_input, output, required_number, sample_of, weight, ONE_ROUNDING};
+use super::kernels::elementwise::{float_input, map_tensor, output, required_number, sample_of, weight, ONE_ROUNDING};
 use super::{Call, Input, Operation, Param, ParamKind, Sample, Stage, StageDtype, Stages, BENCH_WEIGHTS};
 use crate::error::Result;
 use crate::format::dtype::DType;
@@ -41,8 +41,7 @@ fn reference(call: &Call) -> Result<Stages> {
 fn fast(call: &Call) -> Result<Stages> {
     let x = float_input(call, "x")?;
     let factor = required_number(call, "factor")? as f32;
-    let y: Vec<f32> = x.to_f32_vec().into_iter().map(|v| v * factor).collect();
-    Ok(output(Tensor::from_f32(x.shape.clone(), &y)))
+    Ok(output(map_tensor(x, |v| v * factor)))
 }
 
 /// Random inputs: dims = [m, n], a weight and a factor in [0.1, 1.1).

@@ -4,6 +4,7 @@
 //! singular values are rescaled by `1 + offsets`, renormalised so their sum is
 //! unchanged, recomposed, oriented to the target layout and rounded to bf16.
 
+use super::kernels::elementwise;
 use super::kernels::gemm::{sgemm_into, transpose_into, Operand};
 use super::{Call, Input, Inputs, Operation, Param, ParamKind, Params, Sample, Stage, StageDtype, Stages};
 use crate::compare::tolerance::Tolerance;
@@ -268,11 +269,7 @@ fn fast(call: &Call) -> Result<Stages> {
     let (matmul, adapted) = match matmul {
         Some(mm) if wants_adapted && !call.wants("matmul_pre_norm") => (None, Some(map_in_place(mm, scale))),
         Some(mm) if wants_adapted => {
-            let adapted = Tensor::f32_with(vec![m, n], |out| {
-                for (o, x) in out.iter_mut().zip(mm.f32s().iter()) {
-                    *o = scale(*x);
-                }
-            });
+            let adapted = elementwise::map_tensor(&mm, scale);
             (Some(mm), Some(adapted))
         }
         mm => (mm, None),
@@ -290,11 +287,7 @@ fn fast(call: &Call) -> Result<Stages> {
     };
     // final_bf16: f32 → bf16 RNE of final_f32.
     let final_bf16 = match (&final_f32, call.wants("final_bf16")) {
-        (Some(f), true) => Some(Tensor::u16_with(DType::BF16, f.shape.clone(), |bits| {
-            for (b, &x) in bits.iter_mut().zip(f.f32s().iter()) {
-                *b = round::f32_to_bf16_bits(x);
-            }
-        })),
+        (Some(f), true) => Some(Tensor::u16_with(DType::BF16, f.shape.clone(), |bits| round::f32s_to_bf16(&f.f32s(), bits))),
         _ => None,
     };
 
@@ -324,19 +317,17 @@ fn fast(call: &Call) -> Result<Stages> {
 fn map_in_place(mut t: Tensor, f: impl Fn(f32) -> f32) -> Tensor {
     match t.f32s_mut() {
         Some(values) => {
-            values.iter_mut().for_each(|x| *x = f(*x));
+            elementwise::map_in_place(values, f);
             t
         }
-        None => Tensor::from_f32(t.shape.clone(), &t.to_f32_vec().into_iter().map(f).collect::<Vec<_>>()),
+        None => elementwise::map_tensor(&t, f),
     }
 }
 
 /// `out[i, j] = u[i, j] · by[j]` for row-major [·, k]: one f32 rounding each.
 fn scale_columns(u: &[f32], by: &[f32], k: usize, out: &mut [f32]) {
     for (row_out, row_u) in out.chunks_exact_mut(k.max(1)).zip(u.chunks_exact(k.max(1))) {
-        for ((o, x), c) in row_out.iter_mut().zip(row_u).zip(by) {
-            *o = x * c;
-        }
+        elementwise::zip_into(row_u, by, row_out, |x, c| x * c);
     }
 }
 

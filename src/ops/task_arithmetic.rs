@@ -5,6 +5,7 @@
 use super::kernels::merge::{plan, sample_inputs, task_vectors_f32, task_vectors_f64, BENCH_MERGES, INPUTS, TASK_VECTORS};
 use super::{Call, Operation, Param, ParamKind, Sample, Stage, StageDtype, Stages};
 use crate::compare::tolerance::Tolerance;
+use super::kernels::elementwise::{zip_in_place, zip_into};
 use crate::error::Result;
 use crate::format::dtype::DType;
 use crate::format::tensor::Tensor;
@@ -78,11 +79,10 @@ fn fast(call: &Call) -> Result<Stages> {
     let mut merged = vec![0f32; p.n];
     for (t, &lambda) in lambdas.iter().enumerate() {
         let lambda = lambda as f32;
-        for (m, &tau) in merged.iter_mut().zip(&tv[t * p.n..(t + 1) * p.n]) {
-            *m += lambda * tau;
-        }
+        zip_in_place(&mut merged, &tv[t * p.n..(t + 1) * p.n], |m, tau| m + lambda * tau);
     }
-    let output: Vec<f32> = base.iter().zip(&merged).map(|(b, d)| b + d).collect();
+    let mut output = vec![0f32; p.n];
+    zip_into(&base, &merged, &mut output, |b, d| b + d);
 
     let mut out = Stages::default();
     out.push("task_vectors", Tensor::from_f32(p.tasks.shape.clone(), &tv));

@@ -13,6 +13,7 @@
 use super::kernels::merge::{plan, sample_inputs, task_vectors_f32, task_vectors_f64, BENCH_MERGES, INPUTS, TASK_VECTORS};
 use super::{Call, Operation, Param, ParamKind, Sample, Stage, StageDtype, Stages};
 use crate::compare::tolerance::Tolerance;
+use super::kernels::elementwise::{zip_in_place, zip_into};
 use crate::error::Result;
 use crate::format::dtype::DType;
 use crate::format::tensor::Tensor;
@@ -222,9 +223,7 @@ fn fast(call: &Call) -> Result<Stages> {
     // The vote: the f32 sum over tasks, in task order.
     let mut sum = vec![0f32; n];
     for t in 0..p.t {
-        for (s, &v) in sum.iter_mut().zip(&trimmed[t * n..(t + 1) * n]) {
-            *s += v;
-        }
+        zip_in_place(&mut sum, &trimmed[t * n..(t + 1) * n], |s, v| s + v);
     }
     let elected: Vec<f32> = sum.iter().map(|&s| sign_f32(s)).collect();
 
@@ -252,7 +251,8 @@ fn fast(call: &Call) -> Result<Stages> {
         })
         .collect();
     let lambda = params.lambda as f32;
-    let output: Vec<f32> = base.iter().zip(&merged).map(|(b, d)| b + lambda * d).collect();
+    let mut output = vec![0f32; n];
+    zip_into(&base, &merged, &mut output, |b, d| b + lambda * d);
 
     let mut out = Stages::default();
     out.push("task_vectors", Tensor::from_f32(p.tasks.shape.clone(), &tv));

@@ -26,113 +26,13 @@
 //! `Σleft·right = Σright² = Σleft²` term by term.
 
 use super::{lane_max, lane_sum, BlockSums, Candidate, Codec, Limits, Partial, BLOCK, LANES};
+pub use crate::numeric::simd::{simd_choice, simd_path, SimdChoice, SimdPath};
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::OnceLock;
 
 /// The magnitude bits of an f32 (bf16 blocks are widened to f32 bits first).
 const MAG: u32 = 0x7fff_ffff;
 /// Magnitudes at or above this are ±inf or NaN.
 const INF_BITS: u32 = 0x7f80_0000;
-
-/// A SIMD path of the fused block kernels. All give the same bits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SimdPath {
-    /// x86-64 with AVX-512F and AVX-512DQ: sixteen pairs a step.
-    Avx512,
-    /// x86-64 with AVX2 and FMA: eight pairs a step.
-    Avx2,
-    /// Plain Rust, for every target.
-    Portable,
-}
-
-impl SimdPath {
-    /// Best first.
-    pub const ALL: [SimdPath; 3] = [SimdPath::Avx512, SimdPath::Avx2, SimdPath::Portable];
-
-    /// The name `PARITY_SIMD` takes.
-    pub fn name(self) -> &'static str {
-        match self {
-            SimdPath::Avx512 => "avx512",
-            SimdPath::Avx2 => "avx2",
-            SimdPath::Portable => "portable",
-        }
-    }
-
-    /// The CPU features the path needs.
-    pub fn needs(self) -> &'static str {
-        match self {
-            SimdPath::Avx512 => "x86-64 with avx512f and avx512dq",
-            SimdPath::Avx2 => "x86-64 with avx2 and fma",
-            SimdPath::Portable => "nothing",
-        }
-    }
-
-    /// Whether this CPU can run the path.
-    pub fn supported(self) -> bool {
-        match self {
-            #[cfg(target_arch = "x86_64")]
-            SimdPath::Avx512 => std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512dq"),
-            #[cfg(target_arch = "x86_64")]
-            SimdPath::Avx2 => std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"),
-            #[cfg(not(target_arch = "x86_64"))]
-            SimdPath::Avx512 | SimdPath::Avx2 => false,
-            SimdPath::Portable => true,
-        }
-    }
-
-    /// The best path this CPU has.
-    pub fn detected() -> SimdPath {
-        SimdPath::ALL.into_iter().find(|p| p.supported()).unwrap_or(SimdPath::Portable)
-    }
-}
-
-/// The path in use, and whether `PARITY_SIMD` forced it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SimdChoice {
-    pub path: SimdPath,
-    pub forced: bool,
-}
-
-static CHOICE: OnceLock<Result<SimdChoice, String>> = OnceLock::new();
-
-/// The path `PARITY_SIMD` forces (read once per process), or the best one
-/// the CPU has when it is unset or empty; a one-line error when it names an
-/// unknown path or one this CPU lacks.
-pub fn simd_choice() -> Result<SimdChoice, String> {
-    choice().clone()
-}
-
-fn choice() -> &'static Result<SimdChoice, String> {
-    CHOICE.get_or_init(|| choose(std::env::var_os("PARITY_SIMD").as_deref(), SimdPath::supported))
-}
-
-/// What `PARITY_SIMD=var` chooses on a CPU that runs the paths `has` accepts.
-fn choose(var: Option<&std::ffi::OsStr>, has: impl Fn(SimdPath) -> bool) -> Result<SimdChoice, String> {
-    let value = var.map(|v| v.to_string_lossy().trim().to_ascii_lowercase()).unwrap_or_default();
-    let mut runs = SimdPath::ALL.into_iter().filter(|&p| p == SimdPath::Portable || has(p));
-    if value.is_empty() {
-        return Ok(SimdChoice { path: runs.next().unwrap_or(SimdPath::Portable), forced: false });
-    }
-    let supported = || runs.map(SimdPath::name).collect::<Vec<_>>().join(", ");
-    match SimdPath::ALL.into_iter().find(|p| p.name() == value) {
-        Some(path) if path == SimdPath::Portable || has(path) => Ok(SimdChoice { path, forced: true }),
-        Some(path) => Err(format!(
-            "PARITY_SIMD={value}: this CPU lacks that path (it needs {}); this CPU has: {}",
-            path.needs(),
-            supported()
-        )),
-        None => Err(format!("PARITY_SIMD={value} is not a SIMD path (avx512, avx2 or portable; this CPU has: {})", supported())),
-    }
-}
-
-/// The path in use. Panics with [`simd_choice`]'s line when `PARITY_SIMD`
-/// names a path this CPU cannot run (the command line refuses it earlier).
-pub fn simd_path() -> SimdPath {
-    match choice() {
-        Ok(c) => c.path,
-        Err(e) => panic!("{e}"),
-    }
-}
 
 /// What `parity doctor` prints: the CPU, its SIMD features, the paths it can
 /// run, and the one in use and why.
@@ -150,6 +50,7 @@ pub fn simd_report() -> String {
             ("avx512f", has!("avx512f")),
             ("avx512dq", has!("avx512dq")),
             ("avx512bw", has!("avx512bw")),
+            ("avx512vl", has!("avx512vl")),
             ("avx512bf16", has!("avx512bf16")),
             ("avx2", has!("avx2")),
             ("fma", has!("fma")),
@@ -171,7 +72,8 @@ pub fn simd_report() -> String {
         }
         Err(e) => format!("active       none: {e}\n"),
     };
-    out += "             (the path of the comparer's block metrics; results are the same bits on every path)\n";
+    out += "             (the path of every SIMD kernel: the comparer's block metrics, codecs, casts, element-wise ops, merges;\n";
+    out += "             results are the same bits on every path)\n";
     out
 }
 
@@ -236,16 +138,18 @@ pub(super) fn enabled() -> bool {
     current() != Kernels::General
 }
 
-/// Whether chunks run the code compiled for AVX2 (the general pass's lanes
-/// are twice as wide there): on the x86 paths, not on the portable one, so
-/// `PARITY_SIMD=portable` measures what a CPU without them would run.
+/// Which compilation of the general chunk code runs (see `chunk_avx2`):
+/// the path of the kernels in use, so `PARITY_SIMD=portable` measures what
+/// a CPU without AVX2 would run, and forcing the portable or general
+/// kernels in tests runs the portable chunk code.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-pub(super) fn wide_chunks() -> bool {
+pub(super) fn chunk_path() -> SimdPath {
     match current() {
-        Kernels::Avx512 | Kernels::Avx2 => true,
-        Kernels::Portable => false,
-        Kernels::Best | Kernels::General => simd_path() != SimdPath::Portable,
+        Kernels::Avx512 => SimdPath::Avx512,
+        Kernels::Avx2 => SimdPath::Avx2,
+        Kernels::Portable => SimdPath::Portable,
+        Kernels::Best | Kernels::General => crate::numeric::simd::kernel_path(),
     }
 }
 
@@ -968,27 +872,5 @@ mod avx2 {
             }
         }
         unreachable!("the block's maximum ratio occurs in the block")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{choose, SimdChoice, SimdPath};
-    use std::ffi::OsStr;
-
-    #[test]
-    fn parity_simd_forces_a_path_the_cpu_has_and_refuses_others() {
-        let avx2_only = |p: SimdPath| p == SimdPath::Avx2;
-        let pick = |v: Option<&str>| choose(v.map(OsStr::new), avx2_only);
-        assert_eq!(pick(None), Ok(SimdChoice { path: SimdPath::Avx2, forced: false }));
-        assert_eq!(pick(Some(" ")), Ok(SimdChoice { path: SimdPath::Avx2, forced: false }));
-        assert_eq!(pick(Some("AVX2")), Ok(SimdChoice { path: SimdPath::Avx2, forced: true }));
-        assert_eq!(pick(Some("portable")), Ok(SimdChoice { path: SimdPath::Portable, forced: true }));
-        let lacks = pick(Some("avx512")).unwrap_err();
-        assert_eq!(lacks, "PARITY_SIMD=avx512: this CPU lacks that path (it needs x86-64 with avx512f and avx512dq); this CPU has: avx2, portable");
-        assert!(pick(Some("neon")).unwrap_err().starts_with("PARITY_SIMD=neon is not a SIMD path"));
-        let none = |_: SimdPath| false;
-        assert_eq!(choose(None, none), Ok(SimdChoice { path: SimdPath::Portable, forced: false }));
-        assert!(choose(Some(OsStr::new("avx2")), none).is_err());
     }
 }

@@ -557,11 +557,21 @@ impl<'a> Pass<'a> {
     fn chunk<L: Codec, R: Codec>(&self, l: L, r: R, first: usize, lchunk: &[u8], rchunk: &[u8]) -> Partial {
         #[cfg(target_arch = "x86_64")]
         {
-            if fused::wide_chunks() && std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU supports AVX2, checked just above.
-                return unsafe { self.chunk_avx2(l, r, first, lchunk, rchunk) };
+            match fused::chunk_path() {
+                // SAFETY: a path is only chosen or forced where the CPU has it.
+                SimdPath::Avx512 => return unsafe { self.chunk_avx512(l, r, first, lchunk, rchunk) },
+                SimdPath::Avx2 => return unsafe { self.chunk_avx2(l, r, first, lchunk, rchunk) },
+                SimdPath::Portable => {}
             }
         }
+        self.chunk_body(l, r, first, lchunk, rchunk)
+    }
+
+    /// The same code compiled for AVX-512 (decoding, ULP distances and the
+    /// general pass's lanes eight f64 wide), as [`Self::chunk_avx2`].
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")]
+    unsafe fn chunk_avx512<L: Codec, R: Codec>(&self, l: L, r: R, first: usize, lchunk: &[u8], rchunk: &[u8]) -> Partial {
         self.chunk_body(l, r, first, lchunk, rchunk)
     }
 

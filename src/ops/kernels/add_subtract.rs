@@ -3,7 +3,7 @@
 //! and `a + sign·alpha·b` in both precisions — torch.sub is torch.add with
 //! −alpha, and so is this.
 
-use super::elementwise::{float_input, number, output, sample_of, weight};
+use super::elementwise::{float_input, map_tensor, number, output, sample_of, weight, zip_into};
 use crate::error::Result;
 use crate::format::tensor::Tensor;
 use crate::numeric::rng::SplitMix64;
@@ -76,21 +76,20 @@ pub(crate) fn reference(call: &Call, sign: f64) -> Result<Stages> {
 /// stage's limits.)
 pub(crate) fn fast(call: &Call, negate: bool) -> Result<Stages> {
     let p = plan(call)?;
-    let a = p.a.to_f32_vec();
     // torch.sub is torch.add with −alpha; negation is exact, so this is also
     // a − alpha·b bit for bit.
     let alpha = if negate { -(p.alpha as f32) } else { p.alpha as f32 };
-    let y: Vec<f32> = match p.other {
+    let y = match p.other {
         Other::Tensor(b) => {
-            let b = b.to_f32_vec();
-            a.iter().zip(&b).map(|(a, b)| a + alpha * b).collect()
+            let (a, b) = (p.a.f32s(), b.f32s());
+            Tensor::f32_with(p.a.shape.clone(), |out| zip_into(&a, &b, out, |a, b| a + alpha * b))
         }
         Other::Value(v) => {
             let c = alpha * v as f32;
-            a.iter().map(|a| a + c).collect()
+            map_tensor(p.a, |a| a + c)
         }
     };
-    Ok(output(Tensor::from_f32(p.a.shape.clone(), &y)))
+    Ok(output(y))
 }
 
 /// Random inputs: dims = [m, n], two weights and alpha 0.3.

@@ -74,3 +74,50 @@ pub(crate) fn sample_of(inputs: Vec<(&str, Tensor)>, params: Value) -> Sample {
     }
     Sample { inputs: map, params: params.as_object().cloned().unwrap_or_default() }
 }
+
+// The element-wise loops of the fast kernels, each compiled for every SIMD
+// path (`simd_kernel!`): one f32 rounding per arithmetic operation, in the
+// order written, on every path.
+
+crate::simd_kernel! {
+    /// `out[i] = f(x[i])`.
+    pub(crate) fn map_into[F: Fn(f32) -> f32](x: &[f32], out: &mut [f32], f: F) {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = f(v);
+        }
+    }
+}
+
+crate::simd_kernel! {
+    /// `x[i] = f(x[i])`, in place.
+    pub(crate) fn map_in_place[F: Fn(f32) -> f32](x: &mut [f32], f: F) {
+        for v in x.iter_mut() {
+            *v = f(*v);
+        }
+    }
+}
+
+crate::simd_kernel! {
+    /// `out[i] = f(a[i], b[i])`.
+    pub(crate) fn zip_into[F: Fn(f32, f32) -> f32](a: &[f32], b: &[f32], out: &mut [f32], f: F) {
+        for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+            *o = f(x, y);
+        }
+    }
+}
+
+crate::simd_kernel! {
+    /// `acc[i] = f(acc[i], b[i])`, in place.
+    pub(crate) fn zip_in_place[F: Fn(f32, f32) -> f32](acc: &mut [f32], b: &[f32], f: F) {
+        for (a, &y) in acc.iter_mut().zip(b) {
+            *a = f(*a, y);
+        }
+    }
+}
+
+/// An F32 tensor of `x`'s shape holding `f` of each value (`x` read in place
+/// when it is F32, decoded to f32 once otherwise).
+pub(crate) fn map_tensor(x: &Tensor, f: impl Fn(f32) -> f32) -> Tensor {
+    let xs = x.f32s();
+    Tensor::f32_with(x.shape.clone(), |out| map_into(&xs, out, f))
+}

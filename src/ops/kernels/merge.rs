@@ -76,9 +76,9 @@ pub(crate) fn task_vectors_f64(base: &[f64], tasks: &[f64]) -> Vec<f64> {
 
 /// τ[t, i] = tasks[t, i] − base[i], one f32 rounding each (the fast kernels).
 pub(crate) fn task_vectors_f32(base: &[f32], tasks: &[f32]) -> Vec<f32> {
-    let mut tv = Vec::with_capacity(tasks.len());
-    for task in tasks.chunks_exact(base.len().max(1)) {
-        tv.extend(task.iter().zip(base).map(|(x, b)| x - b));
+    let mut tv = vec![0f32; tasks.len()];
+    for (out, task) in tv.chunks_exact_mut(base.len().max(1)).zip(tasks.chunks_exact(base.len().max(1))) {
+        super::elementwise::zip_into(task, base, out, |x, b| x - b);
     }
     tv
 }
