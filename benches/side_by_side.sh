@@ -15,7 +15,9 @@ set -euo pipefail
 dir=${1:?usage: side_by_side.sh DIR [RUNS]}
 runs=${2:-5}
 here=$(cd "$(dirname "$0")/.." && pwd)
-parity="$here/target/release/parity"
+# PARITY_BIN: another build, e.g. one whose GEMM is held to AVX2 (see
+# benches/README.md, "On an AVX2 machine").
+parity="${PARITY_BIN:-$here/target/release/parity}"
 # The comparers run under `python3` from PATH, which needs the oracle's
 # dependencies (numpy, ml_dtypes, safetensors) and torch.
 python3 -c 'import numpy, ml_dtypes, safetensors, torch' 2>/dev/null \
