@@ -97,3 +97,57 @@ fn a_key_appended_twice_is_refused_and_nothing_is_left_under_the_name() {
     drop(w);
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "the temporary is removed");
 }
+
+#[test]
+fn a_run_s_stages_are_written_widest_first_so_they_stay_aligned() {
+    use parity::format::report::write::{RunWriter, TensorRun};
+    use parity::format::stages::Stages;
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    let stages = Stages(vec![
+        ("narrow".into(), Tensor::from_u16_bits(DType::BF16, vec![3], &[1, 2, 3])),
+        ("single".into(), Tensor::from_f32(vec![2], &[1.0, 2.0])),
+        ("double".into(), Tensor::from_f64(vec![1], &[3.0])),
+    ]);
+    let run = TensorRun {
+        name: "w".into(),
+        key: "w".into(),
+        operation: "identity".into(),
+        params: Default::default(),
+        stages,
+        final_stage: "narrow".into(),
+        historical_final_sha256: None,
+    };
+    let keys = ["tensor.w.narrow", "tensor.w.single", "tensor.w.double"];
+    let mut w = RunWriter::create(&report, keys).unwrap();
+    w.push(&run).unwrap();
+    let producer = parity::replay::producer(parity::ops::Implementation::Fast);
+    let written = w.finish(producer, None, None).unwrap();
+    // The report keeps the declared order; the bundle puts F64, then F32, then BF16.
+    assert_eq!(written.tensors[0].stages.keys().collect::<Vec<_>>(), ["narrow", "single", "double"]);
+    let bytes = std::fs::read(dir.path().join("r_stages.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let start = |k: &str| st.tensor(k).unwrap().data().as_ptr() as usize - bytes.as_ptr() as usize;
+    let data0 = start("tensor.w.double");
+    assert_eq!((data0 % 8, start("tensor.w.single") - data0, start("tensor.w.narrow") - data0), (0, 8, 16));
+}
+
+#[test]
+fn header_room_fits_escaped_keys_and_never_exceeds_the_safetensors_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("b.safetensors");
+    let keys = ["tensor.a\"quoted\\.x", "tensor.\u{1}ctl.y"];
+    let t = Tensor::from_f32(vec![2, 3, 4, 5, 6, 7, 8, 9], &vec![0.5; 362880]);
+    let room = header_room(keys);
+    let mut w = BundleWriter::create(&path, room).unwrap();
+    for k in keys {
+        w.append(k, &t).unwrap();
+    }
+    w.finish().unwrap().commit().unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(u64::from_le_bytes(bytes[..8].try_into().unwrap()), room, "the header fit its room (no copy)");
+    safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let many = vec!["tensor.k.stage_name_of_some_length"; 400_000];
+    let cap = header_room(many.iter().copied());
+    assert!(cap <= parity::format::safetensors_header::MAX_HEADER && cap % 8 == 0, "{cap}");
+}

@@ -19,7 +19,7 @@
 //! bytes whatever produced it — and atomic (see [`crate::format::atomic`]):
 //! the file is written, synced and renamed by parity itself. A run's stage
 //! bundle is instead streamed tensor by tensor ([`BundleWriter`]), in the
-//! order computed, so that a run never holds more than one tensor's stages.
+//! order computed, so that `replay` never holds more than one tensor's stages.
 
 use crate::format::atomic::{self, Staged};
 use crate::format::dtype::DType;
@@ -240,7 +240,8 @@ fn read_failure(n: usize, offset: u64, e: &std::io::Error) -> String {
 }
 
 /// A bundle written one tensor at a time, so a writer holds one tensor's
-/// stages, not the whole bundle (`replay`, `apply --save-stages`).
+/// stages, not the whole bundle (`replay`; `apply --save-stages` writes
+/// through it too, from the stages it kept).
 ///
 /// A safetensors header, which names every tensor's offsets, comes before
 /// the data. So room for it is reserved first ([`header_room`], from the keys
@@ -253,24 +254,31 @@ fn read_failure(n: usize, offset: u64, e: &std::io::Error) -> String {
 ///
 /// Deterministic: the same tensors appended in the same order give the same
 /// bytes. Tensors lie in the order appended, with header entries in that
-/// order too; unlike [`write`]'s layout they are not grouped by alignment,
-/// which safetensors does not require (readers copy values out, or map
-/// them where aligned).
+/// order too. Unlike [`write`]'s layout they are not grouped by alignment
+/// across the whole file: [`crate::format::report::write::RunWriter`]
+/// appends each tensor's stages widest dtype first, so a tensor's own
+/// stages stay aligned to their element size whenever the stages before
+/// them end on a multiple of 8 bytes — all but odd-sized narrow stages.
+/// safetensors requires no alignment (parity's readers copy values out;
+/// a loader that views storage in place may need a copy for such a stage).
 pub struct BundleWriter {
     staged: Staged,
     file: std::io::BufWriter<File>,
     room: u64,
     at: u64,
     entries: Vec<(String, DType, Vec<usize>, u64, u64)>,
+    keys: std::collections::HashSet<String>,
 }
 
-/// Header room for a bundle holding `keys`: each entry's key (escaped, at
-/// worst six bytes a character) and up to ~300 bytes of dtype, shape (rank
+/// Header room for a bundle holding `keys`: each entry's key as JSON
+/// writes it (escapes included) and up to 300 bytes of dtype, shape (rank
 /// ≤ 8 at full width) and offsets, plus the braces; a multiple of 8 so the
-/// data starts 8-aligned.
+/// data starts 8-aligned, and never more than safetensors allows (a header
+/// that outgrows it then costs a copy, or is refused if it is itself too big).
 pub fn header_room<'k>(keys: impl IntoIterator<Item = &'k str>) -> u64 {
-    let entries: u64 = keys.into_iter().map(|k| 6 * k.len() as u64 + 300).sum();
-    (entries + 64).next_multiple_of(8)
+    let json_len = |k: &str| serde_json::to_string(k).map_or(6 * k.len() + 2, |s| s.len()) as u64;
+    let entries: u64 = keys.into_iter().map(|k| json_len(k) + 300).sum();
+    (entries + 64).next_multiple_of(8).min(crate::format::safetensors_header::MAX_HEADER / 8 * 8)
 }
 
 impl BundleWriter {
@@ -282,14 +290,14 @@ impl BundleWriter {
         let room = room.max(8).next_multiple_of(8);
         let mut file = std::io::BufWriter::with_capacity(1 << 20, file);
         file.seek(SeekFrom::Start(8 + room)).map_err(|e| Error::io(path, e))?;
-        Ok(BundleWriter { staged, file, room, at: 0, entries: Vec::new() })
+        Ok(BundleWriter { staged, file, room, at: 0, entries: Vec::new(), keys: Default::default() })
     }
 
     /// Append one tensor under its full key.
     pub fn append(&mut self, key: &str, t: &Tensor) -> Result<()> {
         use std::io::Write;
         let dest = self.staged.dest().to_path_buf();
-        if self.entries.iter().any(|(k, ..)| k == key) {
+        if !self.keys.insert(key.to_string()) {
             return Err(Error::bundle(&dest, format!("tensor '{key}' written twice")));
         }
         self.file.write_all(&t.data).map_err(|e| Error::io(&dest, e))?;
@@ -311,7 +319,7 @@ impl BundleWriter {
             map.insert(key.clone(), serde_json::json!({"dtype": dtype.name(), "shape": shape, "data_offsets": [start, end]}));
         }
         let mut header = serde_json::to_vec(&serde_json::Value::Object(map)).expect("a header serialises");
-        if header.len() as u64 > crate::format::safetensors_header::MAX_HEADER {
+        if header.len().next_multiple_of(8) as u64 > crate::format::safetensors_header::MAX_HEADER {
             return Err(Error::bundle(&dest, "cannot write safetensors: header larger than the safetensors limit"));
         }
         if header.len() as u64 > room {
@@ -343,8 +351,8 @@ pub fn write(path: &Path, tensors: &[(String, &Tensor)]) -> Result<()> {
 }
 
 /// Write tensors to a synced temporary beside `path`, to be renamed into
-/// place by [`Staged::commit`] — or together with a partner file, as a
-/// report and its bundle are (see [`crate::format::report::write`]).
+/// place by [`Staged::commit`] (or with [`Staged::rename`] by a caller that
+/// orders several renames itself).
 ///
 /// The bytes are those of `safetensors::serialize` (tests hold us to it):
 /// tensors sorted by descending dtype alignment, then name; offsets tiling

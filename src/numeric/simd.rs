@@ -32,7 +32,8 @@ use std::sync::OnceLock;
 /// A SIMD path. Every kernel gives the same bits on each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SimdPath {
-    /// x86-64 with AVX-512F and AVX-512DQ: sixteen pairs a step.
+    /// x86-64 with AVX-512 (F, DQ, BW, VL) and AVX2+FMA: sixteen pairs a
+    /// step in the comparer, 512-bit vectors in compiled kernels.
     Avx512,
     /// x86-64 with AVX2 and FMA: eight pairs a step.
     Avx2,
@@ -56,7 +57,7 @@ impl SimdPath {
     /// The CPU features the path needs.
     pub fn needs(self) -> &'static str {
         match self {
-            SimdPath::Avx512 => "x86-64 with avx512f, avx512dq, avx512bw and avx512vl",
+            SimdPath::Avx512 => "x86-64 with avx512f, avx512dq, avx512bw, avx512vl, avx2 and fma",
             SimdPath::Avx2 => "x86-64 with avx2 and fma",
             SimdPath::Portable => "nothing",
         }
@@ -215,7 +216,7 @@ mod tests {
         assert_eq!(pick(Some("AVX2")), Ok(SimdChoice { path: SimdPath::Avx2, forced: true }));
         assert_eq!(pick(Some("portable")), Ok(SimdChoice { path: SimdPath::Portable, forced: true }));
         let lacks = pick(Some("avx512")).unwrap_err();
-        assert_eq!(lacks, "PARITY_SIMD=avx512: this CPU lacks that path (it needs x86-64 with avx512f, avx512dq, avx512bw and avx512vl); this CPU has: avx2, portable");
+        assert_eq!(lacks, "PARITY_SIMD=avx512: this CPU lacks that path (it needs x86-64 with avx512f, avx512dq, avx512bw, avx512vl, avx2 and fma); this CPU has: avx2, portable");
         assert!(pick(Some("neon")).unwrap_err().starts_with("PARITY_SIMD=neon is not a SIMD path"));
         let none = |_: SimdPath| false;
         assert_eq!(choose(None, none), Ok(SimdChoice { path: SimdPath::Portable, forced: false }));

@@ -197,7 +197,7 @@ pub struct Call<'a> {
 ///
 /// A plan that writes one stage of a ten-stage operation need not pay for
 /// the other nine: an implementation may skip the work of a stage nobody
-/// wants ([`Call::wants`]), and [`Operation::run`] drops any unwanted stage
+/// wants ([`Call::wants`]), and [`Operation::run_for`] drops any unwanted stage
 /// it computed anyway. What a kept stage holds never depends on what else
 /// was wanted (tests/ops_wanted.rs holds every operation to that).
 #[derive(Clone, Copy, Debug)]
@@ -233,8 +233,8 @@ impl Operation {
     /// 3. the chosen implementation runs;
     /// 4. the reference's wide (F64) stages are rounded once, RNE, to their
     ///    declared F32 — unless `ReferenceWide` asks to keep them;
-    /// 5. the stages must be exactly the declared ones, in declared order,
-    ///    each of its declared dtype.
+    /// 5. the stages must be exactly the declared ones (the wanted ones, for
+    ///    [`Operation::run_for`]), in declared order, each of its declared dtype.
     pub fn run(&'static self, implementation: Implementation, tensor: &str, inputs: &Inputs, params: &Params) -> Result<Stages> {
         self.run_for(Wanted::All, implementation, tensor, inputs, params)
     }
@@ -265,14 +265,14 @@ impl Operation {
             let known: Vec<&str> = self.inputs.iter().map(|i| i.name).collect();
             return Err(call.error(format!("input '{extra}' is not an input of {} (its inputs: {})", self.name, known.join(", "))));
         }
-        let stages = match implementation {
-            Implementation::Fast => (self.fast)(&call)?,
-            Implementation::Reference => self.narrow(&call, (self.reference)(&call)?),
-            Implementation::ReferenceWide => (self.reference)(&call)?,
-        };
         // An implementation that computed every stage regardless: keep what
         // was asked for (the check below then holds it to exactly that).
-        let stages = Stages(stages.0.into_iter().filter(|(name, _)| wanted.contains(name)).collect());
+        let keep = |s: Stages| Stages(s.0.into_iter().filter(|(name, _)| wanted.contains(name)).collect());
+        let stages = match implementation {
+            Implementation::Fast => keep((self.fast)(&call)?),
+            Implementation::Reference => self.narrow(&call, keep((self.reference)(&call)?)),
+            Implementation::ReferenceWide => keep((self.reference)(&call)?),
+        };
         self.check_stages(&call, &stages, implementation)?;
         Ok(stages)
     }

@@ -15,11 +15,9 @@
 //! with FMA enabled, uses no FMA intrinsic), so IEEE arithmetic gives every
 //! path the same bits (tested with [`force_kernels`]).
 //!
-//! The path is the best one the CPU has, unless the `PARITY_SIMD`
-//! environment variable (`avx512`, `avx2`, `portable`; read once) forces
-//! one. A forced path the CPU lacks is refused, never replaced: the command
-//! line exits 2 with one line naming it ([`simd_choice`]), and the library
-//! panics with that line at its first measurement.
+//! The path is the process's SIMD path ([`crate::numeric::simd`]: the best
+//! one the CPU has, unless `PARITY_SIMD` forces one), which every other
+//! SIMD kernel follows too; [`force_kernels`] overrides it here, for tests.
 //!
 //! A bit-identical pair of blocks — common: copied inputs, element-wise
 //! stages computed alike — only needs `Σleft²`: every difference is 0, and
@@ -120,7 +118,7 @@ pub fn force_kernels(k: Kernels) {
 #[inline(always)]
 fn current() -> Kernels {
     match KERNELS.load(Ordering::Relaxed) {
-        0 => match simd_path() {
+        0 => match crate::numeric::simd::kernel_path() {
             SimdPath::Avx512 => Kernels::Avx512,
             SimdPath::Avx2 => Kernels::Avx2,
             SimdPath::Portable => Kernels::Portable,

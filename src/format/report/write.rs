@@ -114,7 +114,12 @@ impl RunWriter {
         let (hashes, written) = rayon::join(
             || run.stages.0.par_iter().map(|(_, t)| t.sha256()).collect::<Vec<String>>(),
             || -> Result<()> {
-                for (stage, t) in &run.stages.0 {
+                // Widest dtype first (stable: declared order among equals),
+                // so this tensor's F64/F32 stages stay aligned to their
+                // element size after a previous tensor's whole-word stages.
+                let mut order: Vec<&(String, _)> = run.stages.0.iter().collect();
+                order.sort_by_key(|(_, t)| std::cmp::Reverse(t.dtype.size()));
+                for (stage, t) in order {
                     self.bundle.append(&bundle::tensor_key(&run.key, stage), t)?;
                 }
                 Ok(())
