@@ -75,3 +75,24 @@ fn nothing_wanted_gives_no_stages() {
         assert!(none.is_empty(), "{}: {:?}", op.name, none.names().collect::<Vec<_>>());
     }
 }
+
+/// svf_apply computes a transposed final directly (v · u_scaledᵀ) when no
+/// untransposed stage is kept: the same bits as transposing the product,
+/// on shapes that are not multiples of the GEMM's tiles and with k over
+/// several of its k blocks (matrixmultiply's are 256 or fewer deep).
+#[test]
+fn svf_s_final_computed_in_the_target_layout_is_the_transpose_bit_for_bit() {
+    let op = parity::ops::find("svf_apply").unwrap();
+    for (m, n, k, seed) in [(37, 53, 700, 1), (130, 70, 513, 2), (9, 300, 1030, 3), (257, 31, 64, 4)] {
+        let sample = (op.sample)(seed, &[m, n, k]);
+        assert_eq!(sample.params["final_shape"], serde_json::json!([n, m]), "the sample asks for the transposed layout");
+        let all = op.run(Implementation::Fast, "w", &sample.inputs, &sample.params).unwrap();
+        for wanted in [&["final_f32"][..], &["final_bf16"], &["final_f32", "final_bf16"], &["u_scaled", "final_bf16"], &["zero_source_f32", "final_f32"]] {
+            let some = op.run_for(Wanted::Only(wanted), Implementation::Fast, "w", &sample.inputs, &sample.params).unwrap();
+            for stage in wanted {
+                let (a, b) = (all.get(stage).unwrap(), some.get(stage).unwrap());
+                assert!(a.shape == b.shape && a.data == b.data, "[{m}, {n}, {k}] {stage} with only {wanted:?} wanted differs");
+            }
+        }
+    }
+}

@@ -258,6 +258,22 @@ fn fast(call: &Call) -> Result<Stages> {
     let u_scaled = (wants_matmul || call.wants("u_scaled")).then(|| Tensor::f32_with(vec![m, k], |out| scale_columns(&u, &scaled_s, k, out)));
     let vt = Operand::transposed(&v, k);
     let gemm = |a: &Tensor| Tensor::f32_with(vec![m, n], |c| sgemm_into(m, k, n, Operand::rows(&a.f32s(), k), vt, c));
+    let scale = |x: f32| x * normalization;
+    // Only the final layout kept, and it is the transposed one: compute it
+    // in that layout, v · u_scaledᵀ, and skip the transpose and its buffer.
+    // The same bits as transposing u_scaled · vᵀ: matrixmultiply builds
+    // every element as one FMA chain over k, in order, in the same k blocks,
+    // whichever operand is which (and x·y = y·x exactly); then the same one
+    // rounding of the scale. tests/ops_wanted.rs holds the two to the bit,
+    // across several k blocks.
+    if p.transpose && wants_final && !call.wants("adapted_source_f32") && !call.wants("matmul_pre_norm") {
+        if let Some(us) = &u_scaled {
+            let ft = Tensor::f32_with(vec![n, m], |c| sgemm_into(n, k, m, Operand::rows(&v, k), Operand::transposed(&us.f32s(), k), c));
+            let final_f32 = map_in_place(ft, scale);
+            let zero_source = call.wants("zero_source_f32").then(|| gemm(&Tensor::f32_with(vec![m, k], |out| scale_columns(&u, &s, k, out))));
+            return Ok(kept_stages(call, source, &off, &scaled_s, normalization, [u_scaled, None, zero_source, None, Some(final_f32)]));
+        }
+    }
     let matmul = match (&u_scaled, wants_matmul) {
         (Some(us), true) => Some(gemm(us)),
         _ => None,
@@ -265,7 +281,6 @@ fn fast(call: &Call) -> Result<Stages> {
     let zero_source = call.wants("zero_source_f32").then(|| gemm(&Tensor::f32_with(vec![m, k], |out| scale_columns(&u, &s, k, out))));
     // adapted = matmul · normalization, one f32 rounding per element: into
     // fresh storage when matmul_pre_norm is kept, over it otherwise.
-    let scale = |x: f32| x * normalization;
     let (matmul, adapted) = match matmul {
         Some(mm) if wants_adapted && !call.wants("matmul_pre_norm") => (None, Some(map_in_place(mm, scale))),
         Some(mm) if wants_adapted => {
@@ -285,12 +300,18 @@ fn fast(call: &Call) -> Result<Stages> {
         Some(a) if wants_final => (None, Some(a)),
         a => (a, None),
     };
-    // final_bf16: f32 → bf16 RNE of final_f32.
+    Ok(kept_stages(call, source, &off, &scaled_s, normalization, [u_scaled, matmul, zero_source, adapted, final_f32]))
+}
+
+/// The fast kernel's stages that the caller keeps, from what it computed:
+/// [u_scaled, matmul_pre_norm, zero_source_f32, adapted_source_f32,
+/// final_f32]; `final_bf16` is rounded here from `final_f32` (RNE).
+fn kept_stages(call: &Call, source: &Tensor, off: &[f32], scaled_s: &[f32], normalization: f32, computed: [Option<Tensor>; 5]) -> Stages {
+    let [u_scaled, matmul, zero_source, adapted, final_f32] = computed;
     let final_bf16 = match (&final_f32, call.wants("final_bf16")) {
         (Some(f), true) => Some(Tensor::u16_with(DType::BF16, f.shape.clone(), |bits| round::f32s_to_bf16(&f.f32s(), bits))),
         _ => None,
     };
-
     let mut out = Stages::default();
     let mut keep = |name: &str, t: Option<Tensor>| {
         if let (true, Some(t)) = (call.wants(name), t) {
@@ -298,11 +319,11 @@ fn fast(call: &Call) -> Result<Stages> {
         }
     };
     let source_f32 = call.wants("source_f32").then(|| {
-        if source.dtype == DType::F32 { source.clone() } else { Tensor::from_f32(vec![m, n], &source.to_f32_vec()) }
+        if source.dtype == DType::F32 { source.clone() } else { Tensor::from_f32(source.shape.clone(), &source.to_f32_vec()) }
     });
     keep("source_f32", source_f32);
-    keep("offsets_f32", Some(Tensor::from_f32(vec![k], &off)));
-    keep("scaled_s", Some(Tensor::from_f32(vec![k], &scaled_s)));
+    keep("offsets_f32", Some(Tensor::from_f32(vec![off.len()], off)));
+    keep("scaled_s", Some(Tensor::from_f32(vec![scaled_s.len()], scaled_s)));
     keep("normalization", Some(Tensor::from_f32(vec![1], &[normalization])));
     keep("u_scaled", u_scaled);
     keep("matmul_pre_norm", matmul);
@@ -310,7 +331,7 @@ fn fast(call: &Call) -> Result<Stages> {
     keep("adapted_source_f32", adapted);
     keep("final_f32", final_f32);
     keep("final_bf16", final_bf16);
-    Ok(out)
+    out
 }
 
 /// `f` applied to every value of an F32 tensor, in its own storage.
