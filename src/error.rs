@@ -45,11 +45,20 @@ pub enum Error {
     #[error("{}: tensor '{}' stage '{}': {}", shown_path(.path), shown(.tensor), shown(.stage), shown(.message))]
     MissingStage { path: PathBuf, tensor: String, stage: String, message: String },
     /// A path named inside a file climbs out of that file's directory.
-    #[error("{}: \"{}\": '{}' escapes the {}'s directory (pass --allow-outside-paths to permit it)", shown_path(.path), shown(.field), shown(.target), .container)]
+    #[error("{}: \"{}\": '{}' escapes the {}'s directory ({})", shown_path(.path), shown(.field), shown(.target), .container, escape_hint(.container))]
     PathEscapes { path: PathBuf, field: String, target: String, container: &'static str },
     /// A checksum manifest and the files it lists disagree.
     #[error("{}: {}", shown_path(.path), shown(.message))]
     ManifestMismatch { path: PathBuf, message: String },
+    /// An output path that cannot be written as asked (a directory, a block
+    /// device, a loop of symbolic links, a device where a seekable file is
+    /// needed).
+    #[error("{}: {}", shown_path(.path), shown(.message))]
+    OutputNotWritable { path: PathBuf, message: String },
+    /// An output path is, or links to, a file the run reads: writing it
+    /// would destroy an input.
+    #[error("{}: is {} ({}), an input of this run: writing {} there would overwrite it (choose another path)", shown_path(.output), .what, shown_path(.input), .written)]
+    OutputIsInput { output: PathBuf, input: PathBuf, what: String, written: String },
     /// The command line asks for something impossible (e.g. `--select` matches nothing).
     #[error("{}", shown(.0))]
     Usage(String),
@@ -105,6 +114,18 @@ fn shown(s: &str) -> std::borrow::Cow<'_, str> {
 
 fn shown_path(p: &Path) -> String {
     shown(&p.display().to_string()).into_owned()
+}
+
+/// What a user can do about a path that escapes: reports and plans may
+/// name files elsewhere when asked to (`--allow-outside-paths` on the
+/// commands that read them); an index or a golden case may not, whatever
+/// the flags (their files belong to them).
+fn escape_hint(container: &str) -> &'static str {
+    match container {
+        "report" | "plan" => "pass --allow-outside-paths to permit it",
+        "index" => "an index names shard files inside its own directory; no flag permits otherwise",
+        _ => "its files must stay inside it; no flag permits otherwise",
+    }
 }
 
 fn stage_part(stage: &Option<String>) -> String {

@@ -811,7 +811,7 @@ fn rows() -> Vec<Row> {
             std::fs::remove_file(fx.path(&format!("ckpt/b/{SHARD2}"))).unwrap();
             fx.diff()
         }),
-        row("diff: index shard path escapes", Refused(&[INDEX, "escapes"]), |fx| {
+        row("diff: index shard path escapes", Refused(&[INDEX, "escapes", "no flag permits"]), |fx| {
             fx.edit_json(&format!("ckpt/b/{INDEX}"), |v| v["weight_map"]["model.norm.weight"] = format!("../a/{SHARD2}").into());
             fx.diff()
         }),
@@ -1000,6 +1000,96 @@ fn rows() -> Vec<Row> {
             fx.apply(&[])
         }),
         row("apply: --impl unknown", Refused(&["--impl"]), |fx| fx.apply(&["--impl", "fastest"])),
+        // ---- outputs that would land on an input (issue 22, defects 1 and 3) ----
+        row("diff --output is a shard of the right checkpoint", Refused(&[SHARD1, "the right checkpoint", "an input of this run"]), |fx| {
+            let mut a = fx.diff();
+            a.extend(["--output".into(), fx.arg(&format!("ckpt/b/{SHARD1}"))]);
+            a
+        }),
+        row("diff --output is a symbolic link to the left index", Refused(&["link.json", "the left checkpoint", INDEX]), |fx| {
+            std::os::unix::fs::symlink(fx.path(&format!("ckpt/a/{INDEX}")), fx.path("link.json")).unwrap();
+            let mut a = fx.diff();
+            a.extend(["--output".into(), fx.arg("link.json")]);
+            a
+        }),
+        row("diff --output is a hard link to a left shard", Refused(&["hard.json", "the left checkpoint", SHARD2]), |fx| {
+            std::fs::hard_link(fx.path(&format!("ckpt/a/{SHARD2}")), fx.path("hard.json")).unwrap();
+            let mut a = fx.diff();
+            a.extend(["--output".into(), fx.arg("hard.json")]);
+            a
+        }),
+        row("diff --output is the tolerance profile", Refused(&["tol.json", "the tolerance profile"]), |fx| {
+            fx.write("tol.json", r#"{"schema": "parity.tolerances.v1", "tensors": {"*": {"max_abs": 0}}}"#);
+            let mut a = fx.diff();
+            a.extend(["--tolerances".into(), fx.arg("tol.json"), "--output".into(), fx.arg("tol.json")]);
+            a
+        }),
+        row("inspect --output is the checkpoint inspected", Refused(&[SHARD1, "an input of this run"]), |fx| {
+            let f = fx.arg(&format!("ckpt/a/{SHARD1}"));
+            vec!["inspect".into(), f.clone(), "--output".into(), f]
+        }),
+        row("inspect --output is the inspected report's bundle", Refused(&["right.safetensors", "stage bundle"]), |fx| {
+            vec!["inspect".into(), fx.arg("right.json"), "--output".into(), fx.arg("right.safetensors")]
+        }),
+        row("check --output is the right report", Refused(&["right.json", "the right report"]), |fx| fx.check(&["--output", &fx.arg("right.json")])),
+        row("check --output is the left report's bundle", Refused(&["left.safetensors", "stage bundle"]), |fx| fx.check(&["--output", &fx.arg("left.safetensors")])),
+        row("check --output is the reports' components", Refused(&["components.safetensors", "components"]), |fx| fx.check(&["--output", &fx.arg("components.safetensors")])),
+        row("check --suggest-tolerances is the tolerance profile", Refused(&["tol.json", "the tolerance profile"]), |fx| {
+            let tol = fx.arg("tol.json");
+            fx.check(&["--tolerances", &tol, "--suggest-tolerances", &tol])
+        }),
+        row("check --suggest-tolerances and --output are one file", Refused(&["same.json", "--output and --suggest-tolerances"]), |fx| {
+            let same = fx.arg("same.json");
+            fx.check(&["--output", &same, "--suggest-tolerances", &same])
+        }),
+        row("merge-results --output is one of the parts", Refused(&["part.json", "a partition's result"]), |fx| {
+            fx.write("part.json", "{}");
+            vec!["merge-results".into(), fx.arg("part.json"), "--output".into(), fx.arg("part.json")]
+        }),
+        row("apply: a single-file base inside the output directory", Refused(&[SHARD1, "plan input 'base'", "never writes over its input"]), |fx| {
+            fx.write("ckpt/plan.yaml", format!("schema: parity.plan.v1\ninputs: {{base: a/{SHARD1}}}\noutput: {{path: a/, layout: single}}\nsteps: []\n"));
+            fx.apply(&[])
+        }),
+        row("apply: the base is a symbolic link into the output directory", Refused(&["model.safetensors", "plan input 'base'"]), |fx| {
+            std::fs::create_dir_all(fx.path("ckpt/out")).unwrap();
+            std::fs::copy(fx.path(&format!("ckpt/a/{SHARD1}")), fx.path("ckpt/out/model.safetensors")).unwrap();
+            std::os::unix::fs::symlink(fx.path("ckpt/out/model.safetensors"), fx.path("ckpt/base.safetensors")).unwrap();
+            fx.write("ckpt/plan.yaml", "schema: parity.plan.v1\ninputs: {base: base.safetensors}\noutput: {path: out/, layout: single}\nsteps: []\n");
+            fx.apply(&[])
+        }),
+        row("apply: the output directory holds a hard link to the base", Refused(&["model.safetensors", "plan input 'base'"]), |fx| {
+            std::fs::create_dir_all(fx.path("ckpt/out")).unwrap();
+            std::fs::hard_link(fx.path(&format!("ckpt/a/{SHARD1}")), fx.path("ckpt/out/model.safetensors")).unwrap();
+            fx.write("ckpt/plan.yaml", format!("schema: parity.plan.v1\ninputs: {{base: a/{SHARD1}}}\noutput: {{path: out/, layout: single}}\nsteps: []\n"));
+            fx.apply(&[])
+        }),
+        row("apply --save-stages is a shard of the base", Refused(&[SHARD2, "plan input 'base'"]), |fx| fx.apply(&["--save-stages", &fx.arg(&format!("ckpt/a/{SHARD2}"))])),
+        // ---- apply: checks a dry run makes (issue 22, defects 5, 7, 8) ----
+        row("apply --dry-run: an operation reaching an I64 tensor", Refused(&["plan.yaml", "step 'x'", "model.norm.weight", "I64", "F64, F32, F16 or BF16"]), |fx| {
+            fx.edit_tensors(&format!("ckpt/a/{SHARD2}"), |m| {
+                m.insert("model.norm.weight".into(), Tensor::from_i64(vec![4], &[0, 1, 2, 3]));
+            });
+            fx.plan_steps("  - {id: x, operation: cast, target: {match: 'model.*'}, inputs: {x: 'base:{name}'}, params: {to: BF16}}\n");
+            fx.apply(&["--dry-run"])
+        }),
+        row("apply: scale of an I64 tensor", Refused(&["plan.yaml", "step 'x'", "I64", "a float dtype"]), |fx| {
+            fx.edit_tensors(&format!("ckpt/a/{SHARD2}"), |m| {
+                m.insert("model.norm.weight".into(), Tensor::from_i64(vec![4], &[0, 1, 2, 3]));
+            });
+            fx.plan_steps("  - {id: x, operation: scale, target: {match: model.norm.weight}, inputs: {x: 'base:{name}'}, params: {factor: 2.0}}\n");
+            fx.apply(&[])
+        }),
+        row("apply: YAML plan holding a key twice", Refused(&["plan.yaml", "factor", "appears twice"]), |fx| {
+            fx.plan_steps("  - {id: x, operation: scale, target: {match: model.norm.weight}, inputs: {x: 'base:{name}'}, params: {factor: 2.0, factor: 3.0}}\n")
+        }),
+        row("apply --stages naming no stage of the plan", Refused(&["--stages", "bogus", "output"]), |fx| fx.apply(&["--save-stages", &fx.arg("r.json"), "--stages", "bogus"])),
+        row("apply --stages without --save-stages", Refused(&["--save-stages"]), |fx| fx.apply(&["--stages", "output"])),
+        // ---- inspect: combinations it cannot honour (defects 6 and 12) ----
+        row("inspect --headers --check", Refused(&["--headers", "--check"]), |fx| {
+            vec!["inspect".into(), fx.arg("ckpt/a"), "--headers".into(), "--check".into(), "finite".into()]
+        }),
+        row("inspect --format junit", Refused(&["inspect", "junit"]), |fx| vec!["inspect".into(), fx.arg("ckpt/a"), "--format".into(), "junit".into()]),
+        row("inspect --format html", Refused(&["inspect", "html"]), |fx| vec!["inspect".into(), fx.arg("ckpt/a"), "--format".into(), "html".into()]),
     ]
 }
 

@@ -223,7 +223,7 @@ fn inspect_writes_no_page() {
     let p = mixed(4, 5);
     let out = Command::new(env!("CARGO_BIN_EXE_parity")).args(["inspect", p.left.to_str().unwrap(), "--format", "html"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--format html: not available yet"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("inspect --format html: inspect writes text, json or markdown"));
 }
 
 /// The page's script runs in a real browser: it counts the plots drawn with

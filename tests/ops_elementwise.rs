@@ -75,7 +75,7 @@ fn scale_refuses_a_missing_factor_or_a_non_float_input() {
     let x = x_only(f32t(&[1], &[1.0]));
     refused(&SCALE, &x, &params(json!({})), "parameter 'factor': required but missing");
     refused(&SCALE, &x, &params(json!({"factor": "2"})), "must be a number");
-    refused(&SCALE, &x_only(typed(DType::I64, &[1], &[1.0])), &params(json!({"factor": 2})), "must be a float tensor, got I64");
+    refused(&SCALE, &x_only(typed(DType::I64, &[1], &[1.0])), &params(json!({"factor": 2})), "input 'x' is I64; scale takes a float dtype");
 }
 
 // ---------------------------------------------------------------- add / subtract

@@ -93,6 +93,8 @@ pub struct ApplyOutcome {
     pub failure: Option<(String, String)>,
     pub manifest: Option<Manifest>,
     pub dry_run: bool,
+    /// What a user should know about the run (an input changed since the recorded one).
+    pub notes: Vec<String>,
 }
 
 /// The top-level entry point of `parity apply`.
@@ -105,6 +107,13 @@ pub fn apply(plan_path: &Path, opts: &ApplyOptions) -> Result<ApplyOutcome> {
     };
     let shard_size = plan.shard_size()?;
     let resolved = resolve::resolve(&plan)?;
+    check_stage_names(&resolved, &opts.stages)?;
+    let inputs = input_files(&plan, &resolved);
+    refuse_output_over_inputs(&out, &inputs)?;
+    if let Some(report) = &opts.save_stages {
+        let named: Vec<(&Path, &str)> = inputs.iter().map(|(p, w)| (p.as_path(), w.as_str())).collect();
+        crate::format::report::write::check_outputs(report, &named)?;
+    }
     let rows = rows_of(&resolved);
     let known_bytes: Option<u64> = resolved
         .model
@@ -120,13 +129,8 @@ pub fn apply(plan_path: &Path, opts: &ApplyOptions) -> Result<ApplyOutcome> {
             failure: resolved.failure.clone(),
             manifest: None,
             dry_run: opts.dry_run,
+            notes: Vec::new(),
         });
-    }
-    if let Some(report) = &opts.save_stages {
-        let dir = report.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        if !dir.is_dir() {
-            return Err(Error::bundle(report, "--save-stages: its directory does not exist"));
-        }
     }
     if std::fs::metadata(&out).is_ok_and(|m| !m.is_dir()) {
         return Err(Error::bundle(&out, "the output exists and is not a directory"));
@@ -184,7 +188,125 @@ pub fn apply(plan_path: &Path, opts: &ApplyOptions) -> Result<ApplyOutcome> {
         failure: run.failure.clone(),
         manifest: Some(manifest),
         dry_run: false,
+        notes: run.notes.clone(),
     })
+}
+
+/// `--stages` names only stages some step's operation declares: a name
+/// that none does (a typo) would save a report with no stages.
+fn check_stage_names(r: &Resolved, stages: &[String]) -> Result<()> {
+    let declared: Vec<&str> = {
+        let mut d: Vec<&str> = Vec::new();
+        for a in &r.actions {
+            if let Kind::Operation { op, .. } = &a.kind {
+                d.extend(op.stages.iter().map(|s| s.name).filter(|n| !d.contains(n)).collect::<Vec<_>>());
+            }
+        }
+        d
+    };
+    match stages.iter().find(|s| !declared.contains(&s.as_str())) {
+        None => Ok(()),
+        Some(bad) if declared.is_empty() => Err(Error::Usage(format!("--stages {bad}: no step of this plan runs an operation, so there are no stages to save"))),
+        Some(bad) => Err(Error::Usage(format!("--stages {bad}: not a stage of any step's operation (the plan's stages: {})", declared.join(", ")))),
+    }
+}
+
+/// Every file the run reads, with what it is: the plan, and each input's
+/// files (shards and index; for a directory, everything below it, since
+/// `copy_files` reads the rest).
+fn input_files(plan: &LoadedPlan, r: &Resolved) -> Vec<(PathBuf, String)> {
+    let mut files = vec![(plan.path.clone(), "the plan".to_string())];
+    for (name, ck) in &r.inputs {
+        let what = format!("plan input '{name}'");
+        files.extend(ck.files().into_iter().map(|f| (f, what.clone())));
+        files.push((ck.path.clone(), what));
+    }
+    files
+}
+
+/// `apply` never writes over its input: refuse an output directory that
+/// holds one of the run's input files — by its own name, or as a symbolic
+/// or hard link to it (compared by device and inode). A single-file base
+/// inside the output directory would be replaced by the output model, and
+/// `--force` would edit the edited file again.
+fn refuse_output_over_inputs(out: &Path, inputs: &[(PathBuf, String)]) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(out) else { return Ok(()) };
+    let ids: Vec<((u64, u64), &(PathBuf, String))> =
+        inputs.iter().filter_map(|i| std::fs::metadata(&i.0).ok().filter(|m| m.is_file()).map(|m| ((m.dev(), m.ino()), i))).collect();
+    for e in entries.flatten() {
+        let Ok(m) = std::fs::metadata(e.path()) else { continue };
+        if let Some((_, (input, what))) = ids.iter().find(|(id, _)| *id == (m.dev(), m.ino())) {
+            return Err(Error::OutputIsInput {
+                output: e.path(),
+                input: input.clone(),
+                what: what.clone(),
+                written: "the output model (apply never writes over its input)".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Each input's files as they are now (see [`manifest::InputFile`]).
+fn fingerprint(plan: &LoadedPlan, name: &str, ck: &Checkpoint) -> Vec<manifest::InputFile> {
+    use std::os::unix::fs::MetadataExt;
+    let mut files: Vec<PathBuf> = ck.files();
+    files.sort();
+    files
+        .iter()
+        .map(|f| {
+            let m = std::fs::metadata(f).ok();
+            let shown = match f.strip_prefix(&ck.path) {
+                Ok(rel) if !rel.as_os_str().is_empty() => Path::new(&plan.plan.inputs[name]).join(rel),
+                _ => PathBuf::from(&plan.plan.inputs[name]),
+            };
+            manifest::InputFile {
+                path: shown.to_string_lossy().into_owned(),
+                bytes: m.as_ref().map_or(0, |m| m.len()),
+                mtime_ns: m.as_ref().map_or(0, |m| m.mtime().saturating_mul(1_000_000_000).saturating_add(m.mtime_nsec())),
+            }
+        })
+        .collect()
+}
+
+/// What changed between the inputs a manifest recorded and the inputs now,
+/// one phrase per changed file (empty: unchanged).
+fn changed_inputs(old: &[manifest::Input], now: &[manifest::Input]) -> Vec<String> {
+    let mut changed = Vec::new();
+    for (o, n) in old.iter().zip(now) {
+        if o.files.is_empty() {
+            changed.push(format!("input '{}': not recorded by the earlier run", n.name));
+            continue;
+        }
+        for f in &n.files {
+            match o.files.iter().find(|g| g.path == f.path) {
+                None => changed.push(format!("{}: new", f.path)),
+                Some(g) if g.bytes != f.bytes => changed.push(format!("{}: {} bytes, was {}", f.path, f.bytes, g.bytes)),
+                Some(g) if g.mtime_ns != f.mtime_ns => changed.push(format!("{}: modified since", f.path)),
+                Some(_) => {}
+            }
+        }
+        changed.extend(o.files.iter().filter(|g| !n.files.iter().any(|f| f.path == g.path)).map(|g| format!("{}: gone", g.path)));
+    }
+    changed
+}
+
+/// xxh3-128 of what an operation reads: each input's name, dtype, shape and
+/// bytes, in name order.
+fn inputs_hash(inputs: &Inputs) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for (name, t) in inputs {
+        h.update(name.as_bytes());
+        h.update(&[0]);
+        h.update(t.dtype.name().as_bytes());
+        for d in &t.shape {
+            h.update(&(*d as u64).to_le_bytes());
+        }
+        h.update(&(t.data.len() as u64).to_le_bytes());
+        h.update(&t.data);
+    }
+    format!("{:032x}", h.digest128())
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -236,6 +358,11 @@ struct Run<'a> {
     /// Work files written since the manifest was last saved, not yet synced.
     unsynced: Vec<PathBuf>,
     last_save: std::time::Instant,
+    /// What a user should know about this run (an input changed since the recorded one).
+    notes: Vec<String>,
+    /// The inputs changed since the manifest was written: a recorded
+    /// action is resumed only if its inputs hash as recorded.
+    recheck_inputs: bool,
 }
 
 /// What a prepared operation action comes to, before it is recorded.
@@ -243,10 +370,10 @@ enum Prepared {
     /// Resumed: the manifest records it and its work file verifies.
     Skipped,
     /// Its output broke the step's expectation (nothing was written).
-    Failed { sha: String, message: String },
+    Failed { sha: String, message: String, inputs_xxh3: String },
     /// Its work file is written; `work` when not yet synced; the stages
     /// kept for --save-stages.
-    Applied { sha: String, stages: Option<crate::format::stages::Stages>, work: Option<PathBuf> },
+    Applied { sha: String, stages: Option<crate::format::stages::Stages>, work: Option<PathBuf>, inputs_xxh3: String },
 }
 
 /// The most operation actions prepared side by side at once.
@@ -261,6 +388,8 @@ const SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl<'a> Run<'a> {
     fn new(plan: &'a LoadedPlan, r: &'a Resolved, out: &Path, opts: &'a ApplyOptions) -> Result<Run<'a>> {
+        let mut notes = Vec::new();
+        let mut recheck_inputs = false;
         let fresh = Manifest {
             schema: manifest::SCHEMA.into(),
             plan_sha256: plan.sha256.clone(),
@@ -269,7 +398,12 @@ impl<'a> Run<'a> {
             inputs: r
                 .inputs
                 .iter()
-                .map(|(n, c)| manifest::Input { name: n.clone(), path: plan.plan.inputs[n].clone(), layout: c.layout.name().into() })
+                .map(|(n, c)| manifest::Input {
+                    name: n.clone(),
+                    path: plan.plan.inputs[n].clone(),
+                    layout: c.layout.name().into(),
+                    files: fingerprint(plan, n, c),
+                })
                 .collect(),
             actions: Vec::new(),
             files: Vec::new(),
@@ -299,9 +433,21 @@ impl<'a> Run<'a> {
             }
             Ok(_) => {
                 let bytes = crate::format::checkpoint::read_small(&path, 256 << 20)?;
-                let old = Manifest::from_json(&path, &bytes)?;
-                if old.plan_sha256 != fresh.plan_sha256 || old.implementation != fresh.implementation || old.inputs != fresh.inputs {
+                let mut old = Manifest::from_json(&path, &bytes)?;
+                let named = |m: &Manifest| m.inputs.iter().map(|i| (i.name.clone(), i.path.clone(), i.layout.clone())).collect::<Vec<_>>();
+                if old.plan_sha256 != fresh.plan_sha256 || old.implementation != fresh.implementation || named(&old) != named(&fresh) {
                     return Err(Error::json(&path, "records a run of another plan, implementation or inputs: --force rewrites the output"));
+                }
+                let changed = changed_inputs(&old.inputs, &fresh.inputs);
+                if !changed.is_empty() {
+                    // The recorded work was computed from other bytes: each
+                    // operation is kept only if what it reads hashes as it
+                    // did, and the output is written again.
+                    notes.push(format!("inputs changed since the recorded run ({}): actions whose inputs changed are redone, the output rewritten", changed.join("; ")));
+                    recheck_inputs = true;
+                    old.inputs = fresh.inputs;
+                    old.complete = false;
+                    old.files.clear();
                 }
                 old
             }
@@ -317,6 +463,8 @@ impl<'a> Run<'a> {
             stage_runs: Vec::new(),
             unsynced: Vec::new(),
             last_save: std::time::Instant::now(),
+            notes,
+            recheck_inputs,
         })
     }
 
@@ -374,7 +522,10 @@ impl<'a> Run<'a> {
             self.verify_complete()?;
             // A run killed after its manifest was complete may have left these.
             let _ = std::fs::remove_dir_all(self.out.join(WORK));
-            self.status = vec!["skipped".into(); self.r.actions.len()];
+            // Nothing recomputed: every output file was just verified
+            // against the manifest's sha256, and the asserts held when that
+            // output was written (they are not re-run on the same bytes).
+            self.status = self.r.actions.iter().map(|a| if matches!(a.kind, Kind::Assert { .. }) { "held (recorded)".into() } else { "verified".into() }).collect();
             return Ok(self.manifest.clone());
         }
         let bar = crate::progress::bar(self.opts.progress, self.r.actions.len() as u64, "apply");
@@ -478,11 +629,11 @@ impl<'a> Run<'a> {
                     self.failure = Some((a.step.clone(), format!("tensor '{}': expect: {m}", a.tensor)));
                     return Ok("failed".into());
                 }
-                self.record(Done { step: a.step.clone(), tensor: a.tensor.clone(), output: a.output.clone(), status: ActionStatus::Applied, sha256: Some(sha), error: None })?;
+                self.record(Done { step: a.step.clone(), tensor: a.tensor.clone(), output: a.output.clone(), status: ActionStatus::Applied, sha256: Some(sha), error: None, inputs_xxh3: None })?;
                 Ok("applied".into())
             }
             Kind::Delete | Kind::Copy { .. } | Kind::Take { .. } => {
-                self.record(Done { step: a.step.clone(), tensor: a.tensor.clone(), output: a.output.clone(), status: ActionStatus::Applied, sha256: None, error: None })?;
+                self.record(Done { step: a.step.clone(), tensor: a.tensor.clone(), output: a.output.clone(), status: ActionStatus::Applied, sha256: None, error: None, inputs_xxh3: None })?;
                 Ok("applied".into())
             }
             Kind::Assert { sources, spec, equal_to } => {
@@ -526,8 +677,20 @@ impl<'a> Run<'a> {
         let work = self.work_file(i);
         let previous = self.manifest.actions.iter().find(|d| d.step == a.step && d.tensor == a.tensor);
         let want_stages = self.opts.save_stages.is_some() && self.opts.stage_layers.is_none_or(|l| l.keeps(&a.tensor));
+        let load_inputs = || -> Result<Inputs> {
+            let mut call_inputs = Inputs::new();
+            for (name, src) in inputs {
+                call_inputs.insert(name.clone(), self.load(src)?);
+            }
+            Ok(call_inputs)
+        };
+        // A plain resume skips recorded work without reading its inputs;
+        // after an input changed, recorded work counts only if it was
+        // computed from the same bytes, so they are read and hashed first.
+        let mut loaded = if self.recheck_inputs { Some(load_inputs()?) } else { None };
         if let (Some(prev), false) = (previous, want_stages) {
-            if prev.status == ActionStatus::Applied && work.is_file() {
+            let same_inputs = loaded.as_ref().is_none_or(|i| prev.inputs_xxh3.as_deref() == Some(inputs_hash(i).as_str()));
+            if prev.status == ActionStatus::Applied && same_inputs && work.is_file() {
                 let t = read_work(&work)?;
                 let sha = t.sha256();
                 if Some(&sha) == prev.sha256.as_ref() {
@@ -546,10 +709,11 @@ impl<'a> Run<'a> {
                 }
             }
         }
-        let mut call_inputs = Inputs::new();
-        for (name, src) in inputs {
-            call_inputs.insert(name.clone(), self.load(src)?);
-        }
+        let call_inputs = match loaded.take() {
+            Some(i) => i,
+            None => load_inputs()?,
+        };
+        let inputs_xxh3 = inputs_hash(&call_inputs);
         let err_ctx = |e: Error| match e {
             Error::Parameter { .. } => e.in_file(&self.plan.path),
             other => Error::json(&self.plan.path, format!("step '{}': tensor '{}': {other}", a.step, a.tensor)),
@@ -567,7 +731,7 @@ impl<'a> Run<'a> {
         let sha = t.sha256();
         if let Some(e) = &a.expect {
             if let Err(m) = resolve::check_expect_known(e, t.dtype, &t.shape, &sha) {
-                return Ok(Prepared::Failed { sha, message: m });
+                return Ok(Prepared::Failed { sha, message: m, inputs_xxh3 });
             }
         }
         let durable = previous.is_some();
@@ -588,7 +752,7 @@ impl<'a> Run<'a> {
             }
             kept
         });
-        Ok(Prepared::Applied { sha, stages: kept, work: (!durable).then_some(work) })
+        Ok(Prepared::Applied { sha, stages: kept, work: (!durable).then_some(work), inputs_xxh3 })
     }
 
     /// Record a prepared operation action, in plan order.
@@ -597,12 +761,12 @@ impl<'a> Run<'a> {
         let Kind::Operation { op, params, .. } = &a.kind else { unreachable!("commit is for operations") };
         match p {
             Prepared::Skipped => Ok("skipped".into()),
-            Prepared::Failed { sha, message } => {
+            Prepared::Failed { sha, message, inputs_xxh3 } => {
                 self.failure = Some((a.step.clone(), format!("tensor '{}': expect: {message}", a.tensor)));
-                self.record(Done { step: a.step.clone(), tensor: a.tensor.clone(), output: a.output.clone(), status: ActionStatus::Failed, sha256: Some(sha), error: Some(message) })?;
+                self.record(Done { step: a.step.clone(), tensor: a.tensor.clone(), output: a.output.clone(), status: ActionStatus::Failed, sha256: Some(sha), error: Some(message), inputs_xxh3: Some(inputs_xxh3) })?;
                 Ok("failed".into())
             }
-            Prepared::Applied { sha, stages, work } => {
+            Prepared::Applied { sha, stages, work, inputs_xxh3 } => {
                 if let Some(work) = work {
                     self.unsynced.push(work);
                 }
@@ -618,7 +782,7 @@ impl<'a> Run<'a> {
                         historical_final_sha256: None,
                     });
                 }
-                self.record(Done { step: a.step.clone(), tensor: a.tensor.clone(), output: a.output.clone(), status: ActionStatus::Applied, sha256: Some(sha), error: None })?;
+                self.record(Done { step: a.step.clone(), tensor: a.tensor.clone(), output: a.output.clone(), status: ActionStatus::Applied, sha256: Some(sha), error: None, inputs_xxh3: Some(inputs_xxh3) })?;
                 Ok("applied".into())
             }
         }
@@ -775,24 +939,48 @@ impl<'a> Run<'a> {
         self.save_manifest()
     }
 
+    /// `copy_files: true`: base's other files (config, tokenizer, …) and
+    /// its subdirectories (a sentence-transformers repo's `1_Pooling/`),
+    /// byte for byte. Hidden entries, the manifest and base's own weights
+    /// and index (top level) are not copied: the output has its own.
     fn copy_base_files(&self) -> Result<Vec<OutputFile>> {
         let base = &self.r.inputs["base"].path;
         if !base.is_dir() {
             return Ok(Vec::new());
         }
         let mut out = Vec::new();
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(base).map_err(|e| Error::io(base, e))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        self.copy_dir(base, Path::new(""), 0, &mut out)?;
+        Ok(out)
+    }
+
+    fn copy_dir(&self, dir: &Path, rel: &Path, depth: usize, out: &mut Vec<OutputFile>) -> Result<()> {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
         entries.sort();
         for p in entries {
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            if !p.is_file() || name.ends_with(".safetensors") || name == INDEX || name.starts_with('.') || name == manifest::FILE {
+            if name.starts_with('.') {
+                continue;
+            }
+            let rel_name = rel.join(&name);
+            if p.is_dir() {
+                // Deep enough for any model repository; a link loop stops here.
+                if depth < 8 {
+                    let target = self.out.join(&rel_name);
+                    std::fs::create_dir_all(&target).map_err(|e| Error::io(&target, e))?;
+                    self.copy_dir(&p, &rel_name, depth + 1, out)?;
+                }
+                continue;
+            }
+            let top = depth == 0;
+            if !p.is_file() || (top && (name.ends_with(".safetensors") || name == INDEX || name == manifest::FILE)) {
                 continue;
             }
             let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
-            crate::format::atomic::write_bytes(&self.out.join(&name), &bytes)?;
-            out.push(OutputFile { path: name, bytes: bytes.len() as u64, sha256: crate::format::tensor::sha256_hex(&bytes) });
+            crate::format::atomic::write_bytes(&self.out.join(&rel_name), &bytes)?;
+            let shown = rel_name.to_string_lossy().into_owned();
+            out.push(OutputFile { path: shown, bytes: bytes.len() as u64, sha256: crate::format::tensor::sha256_hex(&bytes) });
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -11,12 +11,30 @@ use parity::render::Format;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-const EXIT_CODES: &str = "\
-Exit codes:
-  0  every enabled gate holds
-  1  a gate failed: parity is broken
-  2  the comparison could not be made: usage or setup error (a file missing or
-     malformed, a required stage missing, the two sides describing different things)";
+/// What each exit code means, per command: 0 and 2 are the same everywhere,
+/// 1 is what that command calls a failure.
+macro_rules! exit_codes {
+    ($zero:literal, $one:literal) => {
+        concat!(
+            "Exit codes:\n  0  ",
+            $zero,
+            "\n  1  ",
+            $one,
+            "\n  2  the run could not be made: usage or setup error (a file missing or\n     malformed, a required stage missing, the two sides describing different things)"
+        )
+    };
+}
+
+const EXIT_CODES: &str = exit_codes!("every enabled gate holds", "a gate failed: parity is broken");
+const DIFF_EXIT_CODES: &str = exit_codes!(
+    "every pair is identical or within its limit",
+    "a pair differs, a shape or dtype does not match, or a tensor is on one side only"
+);
+const INSPECT_EXIT_CODES: &str = exit_codes!("every --check holds (always, without --check)", "a --check failed (the failing tensors are listed)");
+const APPLY_EXIT_CODES: &str = exit_codes!(
+    "the plan ran (or --dry-run resolved) and every assert and expectation held",
+    "an assert or expectation failed (its step is named; nothing after it ran)"
+);
 
 #[derive(Parser, Debug)]
 #[command(
@@ -42,16 +60,16 @@ pub enum Command {
     #[command(after_help = EXIT_CODES)]
     Gate(GateArgs),
     /// Compare two checkpoints tensor by tensor (safetensors file, HF sharded directory, shards, .npy/.npz).
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = DIFF_EXIT_CODES)]
     Diff(DiffArgs),
     /// Combine the JSON results of every `diff --partition K/N` job into the unpartitioned result.
-    #[command(name = "merge-results", after_help = EXIT_CODES)]
+    #[command(name = "merge-results", after_help = DIFF_EXIT_CODES)]
     MergeResults(MergeArgs),
     /// Run a surgery plan (parity.plan.v1, JSON or YAML) over a checkpoint; write the model and a manifest.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = APPLY_EXIT_CODES)]
     Apply(ApplyArgs),
     /// What is in one checkpoint or stage bundle, and is it sane (statistics, checks).
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = INSPECT_EXIT_CODES)]
     Inspect(InspectArgs),
     /// List every operation with its inputs, parameters, stages and default tolerances.
     Ops(OpsArgs),
@@ -102,11 +120,12 @@ pub struct ApplyArgs {
     /// Also write a stage bundle and a parity.report.v1: one report tensor per applied (step, tensor).
     #[arg(long, value_name = "REPORT.json")]
     pub save_stages: Option<PathBuf>,
-    /// With --save-stages: `all`, or the stages to keep.
-    #[arg(long, default_value = "all", value_parser = StageSelection::from_str)]
-    pub stages: StageSelection,
+    /// With --save-stages: `all` (the default), or the stages to keep; each
+    /// must be a stage of some step's operation.
+    #[arg(long, value_parser = StageSelection::from_str, requires = "save_stages")]
+    pub stages: Option<StageSelection>,
     /// With --save-stages: only tensors of layers A..B (END exclusive).
-    #[arg(long, value_name = "A..B", value_parser = LayerRange::from_str)]
+    #[arg(long, value_name = "A..B", value_parser = LayerRange::from_str, requires = "save_stages")]
     pub layers: Option<LayerRange>,
     /// Allow plan inputs that are absolute or leave the plan's directory.
     #[arg(long)]

@@ -38,7 +38,15 @@ pub fn try_main() -> Result<Outcome> {
         // rendering adds a usage block and a hint on further lines).
         Err(e) => {
             let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+            let mut lines = text.lines();
+            let mut first = lines.next().unwrap_or("invalid arguments").trim_start_matches("error: ").to_string();
+            // "the following required arguments were not provided:" names
+            // them on the lines below: keep them on the one line.
+            if first.ends_with(':') {
+                let named: Vec<&str> = lines.take_while(|l| l.starts_with(' ')).map(str::trim).collect();
+                first = format!("{first} {}", named.join(", "));
+            }
+            let first = first.as_str();
             let tips: Vec<&str> = text.lines().map(str::trim).filter(|l| l.starts_with("tip:")).collect();
             let line = std::iter::once(first).chain(tips).collect::<Vec<_>>().join("; ");
             return Err(Error::Usage(format!("{line} (see --help)")));
@@ -70,6 +78,20 @@ fn doctor() -> Result<Outcome> {
 
 /// `parity inspect`: one checkpoint, its statistics and checks.
 fn inspect(args: flags::InspectArgs) -> Result<Outcome> {
+    use parity::render::Format;
+    if matches!(args.format, Format::Junit | Format::Html) {
+        return Err(Error::Usage(format!("parity inspect --format {}: inspect writes text, json or markdown", args.format.name())));
+    }
+    if args.headers && args.check.is_some() {
+        return Err(Error::Usage(
+            "parity inspect --headers --check: --headers reads no tensor data and every check needs it (drop one of the two)".into(),
+        ));
+    }
+    if let Some(out) = &args.output {
+        let mut inputs = vec![(args.path.clone(), "the checkpoint being inspected")];
+        inputs.extend(report_files(&args.path));
+        refuse_inputs(out, &inputs, "the result")?;
+    }
     let opts = parity::inspect::InspectOptions {
         select: args.select,
         layers: args.layers,
@@ -77,7 +99,6 @@ fn inspect(args: flags::InspectArgs) -> Result<Outcome> {
         checks: args.check.unwrap_or_default(),
         progress: true,
     };
-    html_is_for_check(args.format, "inspect")?;
     let outcome = parity::inspect::inspect(&args.path, &opts)?;
     emit(&parity::render::inspect::render(&outcome, args.format), args.output.as_deref())?;
     Ok(Outcome::of(outcome.failures.is_empty()))
@@ -103,8 +124,8 @@ fn apply(args: flags::ApplyArgs) -> Result<Outcome> {
         force: args.force,
         save_stages: args.save_stages,
         stages: match args.stages {
-            parity::check::StageSelection::All => Vec::new(),
-            parity::check::StageSelection::Named(n) => n,
+            None | Some(parity::check::StageSelection::All) => Vec::new(),
+            Some(parity::check::StageSelection::Named(n)) => n,
         },
         stage_layers: args.layers,
         allow_outside_paths: args.allow_outside_paths,
@@ -137,6 +158,11 @@ fn diff(args: flags::DiffArgs) -> Result<Outcome> {
         }
         None => None,
     };
+    if let Some(out) = &args.output {
+        let mut inputs = vec![(args.left.clone(), "the left checkpoint"), (args.right.clone(), "the right checkpoint")];
+        inputs.extend(args.tolerances.clone().map(|t| (t, "the tolerance profile")));
+        refuse_inputs(out, &inputs, "the result")?;
+    }
     let opts = DiffOptions {
         select: args.select,
         layers: args.layers,
@@ -155,18 +181,47 @@ fn diff(args: flags::DiffArgs) -> Result<Outcome> {
 
 /// `parity merge-results`: the partitions of one diff, combined.
 fn merge_results(args: flags::MergeArgs) -> Result<Outcome> {
+    if let Some(out) = &args.output {
+        let inputs: Vec<_> = args.results.iter().map(|r| (r.clone(), "a partition's result")).collect();
+        refuse_inputs(out, &inputs, "the merged result")?;
+    }
     let outcome = parity::diff::merge::merge(&args.results)?;
     emit(&parity::render::diff::render(&outcome, args.format), args.output.as_deref())?;
     Ok(Outcome::of(outcome.passed()))
 }
 
-/// `--format html` is `parity check`'s page only, so far; the other
-/// commands say so before doing any work rather than write a page of text.
-fn html_is_for_check(format: parity::render::Format, command: &str) -> Result<()> {
-    if format == parity::render::Format::Html {
-        return Err(Error::Usage(format!("parity {command} --format html: not available yet (only parity check writes a page)")));
+/// The files a report names (its stage bundle, its components), each with
+/// what it is, when `path` is a readable report: files a run reads besides
+/// the report itself. Nothing when it is not one (the run then says why).
+fn report_files(path: &std::path::Path) -> Vec<(std::path::PathBuf, &'static str)> {
+    let Ok(loaded) = parity::format::report::LoadedReport::load(path) else { return Vec::new() };
+    let mut files = Vec::new();
+    if let Ok(b) = loaded.stage_bundle_path(true) {
+        files.push((b, "a report's stage bundle"));
     }
-    Ok(())
+    if let Ok(c) = loaded.components_path(true) {
+        files.push((c, "a report's components"));
+    }
+    files
+}
+
+/// Whether two output paths land on the same file (links followed, the
+/// directory compared by identity).
+fn same_destination(a: &std::path::Path, b: &std::path::Path) -> bool {
+    let key = |p: &std::path::Path| -> Option<(std::path::PathBuf, std::ffi::OsString)> {
+        let d = parity::format::atomic::resolve(p).ok()?;
+        let path = d.path();
+        let dir = std::fs::canonicalize(parity::format::atomic::dir_of(path)).ok()?;
+        Some((dir, path.file_name()?.to_os_string()))
+    };
+    matches!((key(a), key(b)), (Some(x), Some(y)) if x == y)
+}
+
+/// Refuse an output that would land on one of the run's inputs, before any
+/// work is done (see `atomic::refuse_input`).
+fn refuse_inputs(output: &std::path::Path, inputs: &[(std::path::PathBuf, &'static str)], written: &str) -> Result<()> {
+    let inputs: Vec<(&std::path::Path, &str)> = inputs.iter().map(|(p, w)| (p.as_path(), *w)).collect();
+    parity::format::atomic::refuse_input(output, &inputs, written)
 }
 
 /// Write a rendered result to `--output` (atomically) or standard output.
@@ -206,6 +261,21 @@ fn check(args: flags::CheckArgs) -> Result<Outcome> {
     };
     if !args.plot_stages.is_empty() && args.format != parity::render::Format::Html {
         return Err(Error::Usage("--plot-stages: plots are drawn only with --format html".into()));
+    }
+    {
+        let mut inputs = vec![(args.left.clone(), "the left report"), (args.right.clone(), "the right report")];
+        inputs.extend(report_files(&args.left));
+        inputs.extend(report_files(&args.right));
+        inputs.extend(args.tolerances.clone().map(|t| (t, "the tolerance profile")));
+        if let Some(out) = &args.output {
+            refuse_inputs(out, &inputs, "the result")?;
+        }
+        if let Some(s) = &args.suggest_tolerances {
+            refuse_inputs(s, &inputs, "the suggested tolerances")?;
+            if args.output.as_deref().is_some_and(|out| same_destination(s, out)) {
+                return Err(Error::Usage(format!("{}: is both --output and --suggest-tolerances: one would overwrite the other", s.display())));
+            }
+        }
     }
     let suggest = parity::check::suggest::SuggestOptions { margin: args.tolerance_margin, allow_looser: args.allow_looser };
     if args.suggest_tolerances.is_some() {

@@ -12,6 +12,14 @@
 //! directory removes every temporary of this pattern whose process is gone
 //! (and nothing else). They are created with mode 0666 less the umask, as
 //! `cp` creates its output, or with the mode of the file they replace.
+//!
+//! What a destination may be ([`resolve`]): nothing yet, or a regular file,
+//! is replaced as above. A symbolic link is followed — the file it names is
+//! replaced and the link stays a link. A character device, FIFO or socket
+//! (`/dev/null`, `/dev/stdout`'s target, a named pipe) is written through,
+//! streamed, with no temporary and no rename: renaming over `/dev/null` as
+//! root turns it into a regular file for the whole machine. Anything else (a
+//! directory, a block device) is refused.
 
 use crate::error::{Error, Result};
 use std::fs::File;
@@ -21,6 +29,57 @@ use std::path::{Path, PathBuf};
 
 /// What marks a temporary as parity's: `.<file>` + MARK + `<pid>-<random>`.
 const MARK: &str = ".parity-tmp-";
+
+/// Where a write to a path lands, once symbolic links are followed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Dest {
+    /// Absent or a regular file: replaced atomically (temporary, rename).
+    Replace(PathBuf),
+    /// A character device, FIFO or socket: written through, in place.
+    Through(PathBuf),
+}
+
+impl Dest {
+    pub fn path(&self) -> &Path {
+        match self {
+            Dest::Replace(p) | Dest::Through(p) => p,
+        }
+    }
+}
+
+/// Follow `path`'s symbolic links to what a write would land on, and say
+/// how it is written (see the module's notes). A dangling link resolves to
+/// the absent file it names, which the write creates.
+pub fn resolve(path: &Path) -> Result<Dest> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut at = path.to_path_buf();
+    // The kernel's own limit on links followed in one lookup (MAXSYMLINKS).
+    for _ in 0..40 {
+        let meta = match std::fs::symlink_metadata(&at) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Dest::Replace(at)),
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        let t = meta.file_type();
+        if t.is_symlink() {
+            let target = std::fs::read_link(&at).map_err(|e| Error::io(&at, e))?;
+            at = if target.is_absolute() { target } else { dir_of(&at).join(target) };
+            continue;
+        }
+        if t.is_file() {
+            return Ok(Dest::Replace(at));
+        }
+        if t.is_char_device() || t.is_fifo() || t.is_socket() {
+            return Ok(Dest::Through(at));
+        }
+        let what = if t.is_dir() { "a directory" } else if t.is_block_device() { "a block device" } else { "not a regular file" };
+        return Err(Error::OutputNotWritable {
+            path: path.to_path_buf(),
+            message: format!("is {what}: parity writes a regular file, or through a character device, FIFO or socket"),
+        });
+    }
+    Err(Error::OutputNotWritable { path: path.to_path_buf(), message: "too many levels of symbolic links".into() })
+}
 
 /// Write a file atomically; `fill` streams the content into the writer.
 pub fn write_with(path: &Path, fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
@@ -35,7 +94,9 @@ pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Dropped without being renamed, it is removed.
 #[must_use = "a staged file is removed unless it is committed"]
 pub struct Staged {
-    tmp: PathBuf,
+    /// The temporary; `None` when the content was written through to a
+    /// device or FIFO, where there is nothing to rename.
+    tmp: Option<PathBuf>,
     dest: PathBuf,
     done: bool,
 }
@@ -51,11 +112,24 @@ pub fn stage(path: &Path, fill: impl FnOnce(&mut dyn Write) -> std::io::Result<(
 /// on them (a SIGKILL loses nothing either way; a power cut may lose an
 /// unsynced file).
 pub fn stage_with(path: &Path, sync: bool, fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<Staged> {
-    let dir = dir_of(path);
+    let dest = match resolve(path)? {
+        Dest::Replace(dest) => dest,
+        Dest::Through(dest) => {
+            // Streamed as it is made: a device or pipe cannot be replaced, so
+            // there is nothing to stage (and nothing to sync: fsync of a pipe
+            // or a terminal is refused or meaningless).
+            let file = std::fs::OpenOptions::new().write(true).open(&dest).map_err(|e| Error::io(path, e))?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, &file);
+            fill(&mut w).map_err(|e| Error::io(path, e))?;
+            w.flush().map_err(|e| Error::io(path, e))?;
+            return Ok(Staged { tmp: None, dest, done: true });
+        }
+    };
+    let dir = dir_of(&dest);
     clean_stale_temporaries(dir);
-    let (tmp, file) = create_temporary(path, dir)?;
+    let (tmp, file) = create_temporary(&dest, dir)?;
     // From here on, an early return drops `staged`, which removes the temporary.
-    let staged = Staged { tmp, dest: path.to_path_buf(), done: false };
+    let staged = Staged { tmp: Some(tmp), dest: dest.clone(), done: false };
     {
         let mut w = std::io::BufWriter::with_capacity(1 << 20, &file);
         fill(&mut w).map_err(|e| Error::io(path, e))?;
@@ -69,26 +143,42 @@ pub fn stage_with(path: &Path, sync: bool, fill: impl FnOnce(&mut dyn Write) -> 
 
 /// A new, empty temporary for `path`, open for writing, for a caller that
 /// writes it over time (and syncs it) itself; removed if dropped unrenamed.
+/// Such a caller seeks (a bundle's header is written last), so `path` must
+/// be a regular file or absent (symbolic links followed).
 pub fn create(path: &Path) -> Result<(Staged, File)> {
-    let dir = dir_of(path);
+    let dest = match resolve(path)? {
+        Dest::Replace(dest) => dest,
+        Dest::Through(_) => {
+            return Err(Error::OutputNotWritable {
+                path: path.to_path_buf(),
+                message: "is a device, FIFO or socket: this file is written out of order and needs a regular file".into(),
+            })
+        }
+    };
+    let dir = dir_of(&dest);
     clean_stale_temporaries(dir);
-    let (tmp, file) = create_temporary(path, dir)?;
-    Ok((Staged { tmp, dest: path.to_path_buf(), done: false }, file))
+    let (tmp, file) = create_temporary(&dest, dir)?;
+    Ok((Staged { tmp: Some(tmp), dest, done: false }, file))
 }
 
 impl Staged {
-    /// The temporary's own path, while it is one.
-    pub fn temporary(&self) -> &Path {
-        &self.tmp
+    /// The temporary's own path, while it is one (`None` once written
+    /// through to a device or FIFO).
+    pub fn temporary(&self) -> Option<&Path> {
+        self.tmp.as_deref()
     }
 
-    /// The final path this temporary will be renamed to.
+    /// The final path this temporary will be renamed to (symbolic links
+    /// already followed).
     pub fn dest(&self) -> &Path {
         &self.dest
     }
 
     /// Rename the temporary over its destination and sync the directory.
     pub fn commit(self) -> Result<()> {
+        if self.tmp.is_none() {
+            return Ok(());
+        }
         let dir = dir_of(&self.dest).to_path_buf();
         self.rename()?;
         sync_dir(&dir)
@@ -97,7 +187,9 @@ impl Staged {
     /// Rename the temporary over its destination, without syncing the
     /// directory: for callers ordering several renames (they sync between).
     pub fn rename(mut self) -> Result<()> {
-        std::fs::rename(&self.tmp, &self.dest).map_err(|e| Error::io(&self.dest, e))?;
+        if let Some(tmp) = &self.tmp {
+            std::fs::rename(tmp, &self.dest).map_err(|e| Error::io(&self.dest, e))?;
+        }
         self.done = true;
         Ok(())
     }
@@ -105,8 +197,8 @@ impl Staged {
 
 impl Drop for Staged {
     fn drop(&mut self) {
-        if !self.done {
-            let _ = std::fs::remove_file(&self.tmp);
+        if let (false, Some(tmp)) = (self.done, &self.tmp) {
+            let _ = std::fs::remove_file(tmp);
         }
     }
 }
@@ -130,7 +222,8 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
     }
 }
 
-/// Remove `path` (if it exists) and sync its directory.
+/// Remove `path` (if it exists) and sync its directory. `path` itself goes,
+/// even if it is a symbolic link: resolve it first to remove what it names.
 pub fn remove_durably(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
         Ok(()) => sync_dir(dir_of(path)),
@@ -231,4 +324,46 @@ fn clean_stale_temporaries(dir: &Path) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
+}
+
+/// Refuse to write `written` (what the output is, for the message) to
+/// `output` when it is, or links to, a file the run reads: one of `inputs`
+/// (each with what it is), or any file below an input that is a directory
+/// (a sharded checkpoint's shards). Files are compared by identity (device
+/// and inode), so a symbolic or hard link to an input is caught as well as
+/// the input's own path. An output that does not exist yet, or that is a
+/// device or FIFO, cannot be an input.
+pub fn refuse_input(output: &Path, inputs: &[(&Path, &str)], written: &str) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Dest::Replace(target) = resolve(output)? else { return Ok(()) };
+    let Ok(out) = std::fs::metadata(&target) else { return Ok(()) };
+    let is_out = |m: &std::fs::Metadata| m.dev() == out.dev() && m.ino() == out.ino();
+    for (input, what) in inputs {
+        let Ok(meta) = std::fs::metadata(input) else { continue };
+        let hit = if meta.is_dir() { file_below(input, &is_out, 4) } else { is_out(&meta).then(|| input.to_path_buf()) };
+        if let Some(hit) = hit {
+            return Err(Error::OutputIsInput { output: output.to_path_buf(), input: hit, what: what.to_string(), written: written.to_string() });
+        }
+    }
+    Ok(())
+}
+
+/// The first file below `dir` (at most `depth` levels down, links followed)
+/// for which `hit` holds.
+fn file_below(dir: &Path, hit: &dyn Fn(&std::fs::Metadata) -> bool, depth: usize) -> Option<PathBuf> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    for e in entries.flatten() {
+        let p = e.path();
+        let Ok(meta) = std::fs::metadata(&p) else { continue };
+        if meta.is_dir() {
+            if depth > 0 {
+                if let Some(found) = file_below(&p, hit, depth - 1) {
+                    return Some(found);
+                }
+            }
+        } else if hit(&meta) {
+            return Some(p);
+        }
+    }
+    None
 }

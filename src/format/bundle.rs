@@ -330,7 +330,7 @@ impl BundleWriter {
             out.write_all(&(header.len() as u64).to_le_bytes()).map_err(|e| Error::io(&dest, e))?;
             out.write_all(&header).map_err(|e| Error::io(&dest, e))?;
             drop(file);
-            let mut data = File::open(staged.temporary()).map_err(|e| Error::io(&dest, e))?;
+            let mut data = File::open(staged.temporary().expect("atomic::create always makes a temporary")).map_err(|e| Error::io(&dest, e))?;
             data.seek(SeekFrom::Start(8 + room)).map_err(|e| Error::io(&dest, e))?;
             std::io::copy(&mut data, &mut out).map_err(|e| Error::io(&dest, e))?;
             out.sync_all().map_err(|e| Error::io(&dest, e))?;

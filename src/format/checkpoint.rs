@@ -241,6 +241,16 @@ impl Checkpoint {
         self.tensors.iter().map(|(n, l)| (n.as_str(), l))
     }
 
+    /// Every file this checkpoint was read from: its shards, and its index
+    /// when it has one (what a writer must never land on).
+    pub fn files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = self.shards.iter().map(|s| s.path.clone()).collect();
+        if self.layout == Layout::Indexed {
+            files.push(self.path.join(INDEX));
+        }
+        files
+    }
+
     pub fn shards(&self) -> &[Shard] {
         &self.shards
     }

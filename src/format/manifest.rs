@@ -29,6 +29,11 @@ pub struct Action {
     pub status: ActionStatus,
     /// sha256 of the written tensor's bytes.
     pub sha256: Option<String>,
+    /// xxh3-128 of the bytes, dtypes and shapes of the tensors an operation
+    /// read (in input-name order): a rerun after an input changed redoes
+    /// exactly the actions whose inputs hash differently.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs_xxh3: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error: Option<String>,
 }
@@ -47,6 +52,23 @@ pub struct Input {
     pub name: String,
     pub path: String,
     pub layout: String,
+    /// Every file the input was read from, as it was when the run began: a
+    /// rerun compares them to tell a changed input (a checkpoint saved
+    /// again) from the one the recorded work was computed from. Absent in
+    /// manifests written before parity recorded it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<InputFile>,
+}
+
+/// What a file was, by the facts a rewrite changes (as make and git's
+/// index tell a file changed): its size and its modification time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputFile {
+    /// As the input names it, then the file within it (`a/model-00001-of-00002.safetensors`).
+    pub path: String,
+    pub bytes: u64,
+    /// Nanoseconds since the Unix epoch.
+    pub mtime_ns: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -22,6 +22,15 @@ pub fn parse(bytes: &[u8]) -> serde_json::Result<Value> {
     Ok(v)
 }
 
+/// A YAML document (a surgery plan) as the same JSON value, read as
+/// strictly: a mapping that holds one key twice is refused, named by its
+/// path. Read straight into a `serde_json::Value`, serde_yaml_ng kept the
+/// last of two keys in a flow mapping (`{factor: 2.0, factor: 3.0}` scaled
+/// by 3) while a JSON plan was refused.
+pub fn parse_yaml(bytes: &[u8]) -> Result<Value, serde_yaml_ng::Error> {
+    Strict { path: String::new() }.deserialize(serde_yaml_ng::Deserializer::from_slice(bytes))
+}
+
 /// A value at `path` (empty at the top).
 struct Strict {
     path: String,

@@ -36,7 +36,7 @@
 //! a non-finite mismatch, which is the truth: ml_dtypes overflows there).
 //! NaN payloads differ, which the comparer ignores (NaN is matched by position).
 
-use super::{Call, Input, Operation, Param, ParamKind, Sample, Stage, StageDtype, Stages};
+use super::{Accepts, Call, Input, Operation, Param, ParamKind, Sample, Stage, StageDtype, Stages};
 use crate::compare::tolerance::Tolerance;
 use crate::format::dtype::DType;
 use crate::error::Result;
@@ -48,7 +48,7 @@ use rayon::prelude::*;
 pub static CAST: Operation = Operation {
     name: "cast",
     summary: "round a tensor into another float format (bf16, f16, fp8 e4m3fn/e5m2, f32), RNE",
-    inputs: &[Input { name: "x", doc: "F64, F32, F16 or BF16, any shape", optional: false }],
+    inputs: &[Input { name: "x", doc: "F64, F32, F16 or BF16, any shape", optional: false, accepts: Accepts::NonFp8Float }],
     params: &[Param { name: "to", kind: ParamKind::OneOf(&["BF16", "F16", "F8_E4M3", "F8_E5M2", "F32"]), doc: "\"BF16\", \"F16\", \"F8_E4M3\" (e4m3fn), \"F8_E5M2\" or \"F32\"", required: true }],
     stages: &[Stage {
         name: "output",

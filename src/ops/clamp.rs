@@ -2,7 +2,7 @@
 //! selects x or a bound, so the two implementations agree bit for bit.
 
 use super::kernels::elementwise::{float_input, map_tensor, number, output, sample_of, weight};
-use super::{Call, Input, Operation, Param, ParamKind, Sample, Stage, StageDtype, Stages, BENCH_WEIGHTS};
+use super::{Accepts, Call, Input, Operation, Param, ParamKind, Sample, Stage, StageDtype, Stages, BENCH_WEIGHTS};
 use crate::compare::tolerance::Tolerance;
 use crate::error::Result;
 use crate::format::dtype::DType;
@@ -13,7 +13,7 @@ use serde_json::json;
 pub static CLAMP: Operation = Operation {
     name: "clamp",
     summary: "x limited to [min, max]; NaN stays NaN (torch.clamp)",
-    inputs: &[Input { name: "x", doc: "a float dtype, any shape", optional: false }],
+    inputs: &[Input { name: "x", doc: "a float dtype, any shape", optional: false, accepts: Accepts::Float }],
     params: &[
         Param { name: "min", kind: ParamKind::Number, doc: "number or null: the lower bound", required: false },
         Param { name: "max", kind: ParamKind::Number, doc: "number or null: the upper bound (at least one bound; min ≤ max)", required: false },

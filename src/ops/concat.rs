@@ -2,7 +2,7 @@
 //! Both inputs must share dtype and rank, and every size but the axis's.
 
 use super::kernels::layout::{axis_param, like, strides, unravel, weight, MOVES_ONLY};
-use super::{Call, Input, Inputs, Operation, Param, ParamKind, Sample, Stage, StageDtype, Stages, BENCH_WEIGHTS};
+use super::{Accepts, Call, Input, Inputs, Operation, Param, ParamKind, Sample, Stage, StageDtype, Stages, BENCH_WEIGHTS};
 use crate::compare::tolerance::Tolerance;
 use crate::error::Result;
 use crate::format::tensor::numel;
@@ -12,8 +12,8 @@ pub static CONCAT: Operation = Operation {
     name: "concat",
     summary: "a and b joined along one axis (torch.cat([a, b], dim=axis))",
     inputs: &[
-        Input { name: "a", doc: "any dtype, rank ≥ 1", optional: false },
-        Input { name: "b", doc: "a's dtype; a's shape except along axis", optional: false },
+        Input { name: "a", doc: "any dtype, rank ≥ 1", optional: false, accepts: Accepts::Any },
+        Input { name: "b", doc: "a's dtype; a's shape except along axis", optional: false, accepts: Accepts::Any },
     ],
     params: &[Param { name: "axis", kind: ParamKind::Integer, doc: "the axis to join along (default 0; negative counts from the end)", required: false }],
     stages: &[Stage { name: "output", dtype: StageDtype::FromInput("a"), tolerance: Tolerance::exact(), why: MOVES_ONLY }],

@@ -4,7 +4,7 @@
 //! torch does) into float ones.
 
 use super::kernels::elementwise::{output, sample_of, weight};
-use super::{Call, Input, Operation, Param, ParamKind, Sample, Stage, StageDtype, Stages, BENCH_WEIGHTS};
+use super::{Accepts, Call, Input, Operation, Param, ParamKind, Sample, Stage, StageDtype, Stages, BENCH_WEIGHTS};
 use crate::compare::tolerance::Tolerance;
 use crate::error::Result;
 use crate::format::dtype::DType;
@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 pub static FILL: Operation = Operation {
     name: "fill",
     summary: "a tensor shaped like x with every element `value`, rounded RNE into x's dtype (torch.full_like)",
-    inputs: &[Input { name: "x", doc: "any dtype, any shape: gives the shape and dtype only", optional: false }],
+    inputs: &[Input { name: "x", doc: "any dtype, any shape: gives the shape and dtype only", optional: false, accepts: Accepts::Any }],
     params: &[Param {
         name: "value",
         kind: ParamKind::Scalar,

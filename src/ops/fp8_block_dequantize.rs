@@ -8,7 +8,7 @@
 
 use super::fp8_block_quantize::FP8_BLOCK_QUANTIZE;
 use super::kernels::fp8_block::{decode_table, exact_in_f32, grid, Grid, BLOCK_DOC};
-use super::{Call, Implementation, Input, Inputs, Operation, Param, ParamKind, Params, Sample, Stage, StageDtype, Stages, BENCH_WEIGHTS};
+use super::{Accepts, Call, Implementation, Input, Inputs, Operation, Param, ParamKind, Params, Sample, Stage, StageDtype, Stages, BENCH_WEIGHTS};
 use crate::compare::tolerance::Tolerance;
 use crate::error::Result;
 use crate::format::dtype::DType;
@@ -20,8 +20,8 @@ pub static FP8_BLOCK_DEQUANTIZE: Operation = Operation {
     name: "fp8_block_dequantize",
     summary: "per-block fp8 dequantization: decode(quantized) · scale of the element's block, in f32",
     inputs: &[
-        Input { name: "quantized", doc: "F8_E4M3 (e4m3fn) or F8_E5M2 [m, n]", optional: false },
-        Input { name: "scale", doc: "F32 [ceil(m/bm), ceil(n/bn)] (BF16/F16 read exactly): weight_scale_inv", optional: false },
+        Input { name: "quantized", doc: "F8_E4M3 (e4m3fn) or F8_E5M2 [m, n]", optional: false, accepts: Accepts::Fp8 },
+        Input { name: "scale", doc: "F32 [ceil(m/bm), ceil(n/bn)] (BF16/F16 read exactly): weight_scale_inv", optional: false, accepts: Accepts::NonFp8Float },
     ],
     params: &[Param { name: "block", kind: ParamKind::Sizes, doc: BLOCK_DOC, required: false }],
     stages: &[Stage {

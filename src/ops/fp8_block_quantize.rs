@@ -26,7 +26,7 @@
 //! to NaN/inf.
 
 use super::kernels::fp8_block::{decode_table, exact_in_f32, grid, BLOCK_DOC};
-use super::{Call, Input, Inputs, Operation, Param, ParamKind, Params, Sample, Stage, StageDtype, Stages, BENCH_WEIGHTS};
+use super::{Accepts, Call, Input, Inputs, Operation, Param, ParamKind, Params, Sample, Stage, StageDtype, Stages, BENCH_WEIGHTS};
 use crate::compare::tolerance::Tolerance;
 use crate::error::Result;
 use crate::format::dtype::DType;
@@ -40,7 +40,7 @@ const F32: StageDtype = StageDtype::Fixed(DType::F32);
 pub static FP8_BLOCK_QUANTIZE: Operation = Operation {
     name: "fp8_block_quantize",
     summary: "per-block fp8 quantization: amax and f32 scale per block, RNE(x / scale) in fp8, and the dequantized check",
-    inputs: &[Input { name: "x", doc: "F32 [m, n] (BF16/F16 read exactly)", optional: false }],
+    inputs: &[Input { name: "x", doc: "F32 [m, n] (BF16/F16 read exactly)", optional: false, accepts: Accepts::NonFp8Float }],
     params: &[
         Param { name: "format", kind: ParamKind::OneOf(&["F8_E4M3", "F8_E5M2"]), doc: "\"F8_E4M3\" (e4m3fn, default) or \"F8_E5M2\"", required: false },
         Param { name: "block", kind: ParamKind::Sizes, doc: BLOCK_DOC, required: false },

@@ -2,7 +2,7 @@
 //! The smallest operation, and the shape every other one follows.
 
 use super::kernels::layout::{gather, one, weight, MOVES_ONLY, SAME_AS_X};
-use super::{Call, Input, Operation, Sample, Stage, Stages, BENCH_WEIGHTS};
+use super::{Accepts, Call, Input, Operation, Sample, Stage, Stages, BENCH_WEIGHTS};
 use crate::compare::tolerance::Tolerance;
 use crate::error::Result;
 use serde_json::json;
@@ -10,7 +10,7 @@ use serde_json::json;
 pub static IDENTITY: Operation = Operation {
     name: "identity",
     summary: "copy: the output is the input, bit for bit (any dtype)",
-    inputs: &[Input { name: "x", doc: "any dtype, any shape", optional: false }],
+    inputs: &[Input { name: "x", doc: "any dtype, any shape", optional: false, accepts: Accepts::Any }],
     params: &[],
     stages: &[Stage { name: "output", dtype: SAME_AS_X, tolerance: Tolerance::exact(), why: MOVES_ONLY }],
     reference,

@@ -4,7 +4,7 @@
 
 use super::kernels::gemm;
 use super::kernels::matrix::{float_matrix, matmul_f64, GEMM_TOLERANCE};
-use super::{Call, Input, Inputs, Operation, Param, ParamKind, Params, Sample, Stage, StageDtype, Stages};
+use super::{Accepts, Call, Input, Inputs, Operation, Param, ParamKind, Params, Sample, Stage, StageDtype, Stages};
 use crate::error::Result;
 use crate::format::dtype::DType;
 use crate::format::tensor::Tensor;
@@ -16,9 +16,9 @@ pub static LOWRANK_RECONSTRUCT: Operation = Operation {
     name: "lowrank_reconstruct",
     summary: "delta = scale·(b @ a), output = base + delta (a LoRA/PHLoRA merge)",
     inputs: &[
-        Input { name: "a", doc: "F32 [r, n] (F64/F16/BF16 read exactly)", optional: false },
-        Input { name: "b", doc: "F32 [m, r] (F64/F16/BF16 read exactly)", optional: false },
-        Input { name: "base", doc: "F32 [m, n]; without it output = delta", optional: true },
+        Input { name: "a", doc: "F32 [r, n] (F64/F16/BF16 read exactly)", optional: false, accepts: Accepts::NonFp8Float },
+        Input { name: "b", doc: "F32 [m, r] (F64/F16/BF16 read exactly)", optional: false, accepts: Accepts::NonFp8Float },
+        Input { name: "base", doc: "F32 [m, n]; without it output = delta", optional: true, accepts: Accepts::NonFp8Float },
     ],
     params: &[Param {
         name: "scale",

@@ -2,7 +2,7 @@
 
 use super::kernels::gemm;
 use super::kernels::matrix::{float_matrix, matmul_f64, GEMM_TOLERANCE};
-use super::{Call, Input, Inputs, Operation, Params, Sample, Stage, StageDtype, Stages};
+use super::{Accepts, Call, Input, Inputs, Operation, Params, Sample, Stage, StageDtype, Stages};
 use crate::error::Result;
 use crate::format::dtype::DType;
 use crate::format::tensor::Tensor;
@@ -12,8 +12,8 @@ pub static MATMUL: Operation = Operation {
     name: "matmul",
     summary: "a @ b, f32 (the fast kernel is a real sgemm)",
     inputs: &[
-        Input { name: "a", doc: "F32 [m, k] (F64/F16/BF16 read exactly)", optional: false },
-        Input { name: "b", doc: "F32 [k, n] (F64/F16/BF16 read exactly)", optional: false },
+        Input { name: "a", doc: "F32 [m, k] (F64/F16/BF16 read exactly)", optional: false, accepts: Accepts::NonFp8Float },
+        Input { name: "b", doc: "F32 [k, n] (F64/F16/BF16 read exactly)", optional: false, accepts: Accepts::NonFp8Float },
     ],
     params: &[],
     stages: &[Stage {

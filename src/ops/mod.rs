@@ -140,6 +140,44 @@ pub struct Input {
     /// Accepted dtypes and shape, for people ("F32 [m, n]").
     pub doc: &'static str,
     pub optional: bool,
+    /// The dtypes the operation takes here, enforced by [`Operation::run`]
+    /// and checked from headers by a plan's dry run. A family, not the
+    /// kernel's last word: a kernel may refine it (fp8 dequantization's
+    /// scale must be exact in f32).
+    pub accepts: Accepts,
+}
+
+/// Which dtypes an input takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accepts {
+    Any,
+    /// Any float: F64, F32, F16, BF16, F8_E4M3, F8_E5M2.
+    Float,
+    /// F64, F32, F16 or BF16 (not fp8: a matrix or a value cast from).
+    NonFp8Float,
+    /// F8_E4M3 or F8_E5M2.
+    Fp8,
+}
+
+impl Accepts {
+    pub fn allows(self, d: DType) -> bool {
+        match self {
+            Accepts::Any => true,
+            Accepts::Float => d.is_float(),
+            Accepts::NonFp8Float => matches!(d, DType::F64 | DType::F32 | DType::F16 | DType::BF16),
+            Accepts::Fp8 => matches!(d, DType::F8E4M3 | DType::F8E5M2),
+        }
+    }
+
+    /// For errors: "a float dtype", "F64, F32, F16 or BF16", ….
+    pub fn describe(self) -> &'static str {
+        match self {
+            Accepts::Any => "any dtype",
+            Accepts::Float => "a float dtype (F64, F32, F16, BF16, F8_E4M3, F8_E5M2)",
+            Accepts::NonFp8Float => "F64, F32, F16 or BF16",
+            Accepts::Fp8 => "F8_E4M3 or F8_E5M2",
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -260,6 +298,13 @@ impl Operation {
         }
         for input in self.inputs.iter().filter(|i| !i.optional) {
             call.input(input.name)?;
+        }
+        for input in self.inputs {
+            if let Some(t) = inputs.get(input.name) {
+                if !input.accepts.allows(t.dtype) {
+                    return Err(call.error(format!("input '{}' is {}; {} takes {} there", input.name, t.dtype, self.name, input.accepts.describe())));
+                }
+            }
         }
         if let Some(extra) = inputs.keys().find(|k| !self.inputs.iter().any(|i| i.name == k.as_str())) {
             let known: Vec<&str> = self.inputs.iter().map(|i| i.name).collect();

@@ -9,7 +9,7 @@
 use super::kernels::gemm;
 use super::kernels::matrix::{matmul_f64, GEMM_TOLERANCE};
 use super::kernels::svd::{sample_x, svd_failed, svd_input, thin_svd, thin_svd_f32, ThinSvd, S_TOLERANCE, S_WHY, VECTORS_TOLERANCE};
-use super::{Call, Input, Operation, Param, ParamKind, Params, Sample, Stage, StageDtype, Stages};
+use super::{Accepts, Call, Input, Operation, Param, ParamKind, Params, Sample, Stage, StageDtype, Stages};
 use crate::compare::tolerance::Tolerance;
 use crate::error::Result;
 use crate::format::dtype::DType;
@@ -20,7 +20,7 @@ const F32: StageDtype = StageDtype::Fixed(DType::F32);
 pub static PHLORA: Operation = Operation {
     name: "phlora",
     summary: "rank-r factorization from the SVD (PHLoRA): a = sqrt(s_r)·Vhᵣ, b = Uᵣ·sqrt(s_r), x ≈ b @ a",
-    inputs: &[Input { name: "x", doc: "F32 [m, n] (F64/F16/BF16 read exactly), finite", optional: false }],
+    inputs: &[Input { name: "x", doc: "F32 [m, n] (F64/F16/BF16 read exactly), finite", optional: false, accepts: Accepts::NonFp8Float }],
     params: &[Param { name: "rank", kind: ParamKind::Integer, doc: "r, an integer with 1 ≤ r ≤ min(m, n)", required: true }],
     stages: &[
         Stage { name: "s", dtype: F32, tolerance: S_TOLERANCE, why: S_WHY },

@@ -3,7 +3,7 @@
 //! shape arithmetic, which the plan checks as torch does.
 
 use super::kernels::layout::{gather, int_list, like, one, strides, unravel, weight, MOVES_ONLY, SAME_AS_X};
-use super::{Call, Input, Operation, Param, ParamKind, Sample, Stage, Stages, BENCH_WEIGHTS};
+use super::{Accepts, Call, Input, Operation, Param, ParamKind, Sample, Stage, Stages, BENCH_WEIGHTS};
 use crate::compare::tolerance::Tolerance;
 use crate::error::Result;
 use serde_json::json;
@@ -11,7 +11,7 @@ use serde_json::json;
 pub static RESHAPE: Operation = Operation {
     name: "reshape",
     summary: "the same elements in row-major order under a new shape",
-    inputs: &[Input { name: "x", doc: "any dtype, any shape", optional: false }],
+    inputs: &[Input { name: "x", doc: "any dtype, any shape", optional: false, accepts: Accepts::Any }],
     params: &[Param {
         name: "shape",
         kind: ParamKind::Integers,

@@ -3,7 +3,7 @@
 //! operations round: `kernels/elementwise.rs`.)
 
 use super::kernels::elementwise::{float_input, map_tensor, output, required_number, sample_of, weight, ONE_ROUNDING};
-use super::{Call, Input, Operation, Param, ParamKind, Sample, Stage, StageDtype, Stages, BENCH_WEIGHTS};
+use super::{Accepts, Call, Input, Operation, Param, ParamKind, Sample, Stage, StageDtype, Stages, BENCH_WEIGHTS};
 use crate::error::Result;
 use crate::format::dtype::DType;
 use crate::format::tensor::Tensor;
@@ -13,7 +13,7 @@ use serde_json::json;
 pub static SCALE: Operation = Operation {
     name: "scale",
     summary: "x · factor (torch: the Python scalar becomes an f32, then one f32 multiply)",
-    inputs: &[Input { name: "x", doc: "a float dtype, any shape", optional: false }],
+    inputs: &[Input { name: "x", doc: "a float dtype, any shape", optional: false, accepts: Accepts::Float }],
     params: &[Param { name: "factor", kind: ParamKind::Number, doc: "number", required: true }],
     stages: &[Stage {
         name: "output",

@@ -4,7 +4,7 @@
 
 use super::kernels::layout::{gather, like, one, strides, weight, MOVES_ONLY, SAME_AS_X};
 use super::kernels::strided::strided_copy;
-use super::{Call, Input, Operation, Param, ParamKind, Sample, Stage, Stages, BENCH_WEIGHTS};
+use super::{Accepts, Call, Input, Operation, Param, ParamKind, Sample, Stage, Stages, BENCH_WEIGHTS};
 use crate::compare::tolerance::Tolerance;
 use crate::error::Result;
 use serde_json::{json, Value};
@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 pub static SLICE: Operation = Operation {
     name: "slice",
     summary: "x[start:stop:step, …] with numpy semantics over the leading axes",
-    inputs: &[Input { name: "x", doc: "any dtype, rank ≥ 1", optional: false }],
+    inputs: &[Input { name: "x", doc: "any dtype, rank ≥ 1", optional: false, accepts: Accepts::Any }],
     params: &[Param {
         name: "ranges",
         kind: ParamKind::Ranges,

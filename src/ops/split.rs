@@ -2,7 +2,7 @@
 //! x[index..], two stages.
 
 use super::kernels::layout::{axis_param, gather, like, one, weight, MOVES_ONLY, SAME_AS_X};
-use super::{Call, Input, Operation, Param, ParamKind, Sample, Stage, Stages, BENCH_WEIGHTS};
+use super::{Accepts, Call, Input, Operation, Param, ParamKind, Sample, Stage, Stages, BENCH_WEIGHTS};
 use crate::compare::tolerance::Tolerance;
 use crate::error::Result;
 use serde_json::json;
@@ -10,7 +10,7 @@ use serde_json::json;
 pub static SPLIT: Operation = Operation {
     name: "split",
     summary: "x cut in two along one axis at `index`: x[..index] and x[index..]",
-    inputs: &[Input { name: "x", doc: "any dtype, rank ≥ 1", optional: false }],
+    inputs: &[Input { name: "x", doc: "any dtype, rank ≥ 1", optional: false, accepts: Accepts::Any }],
     params: &[
         Param { name: "axis", kind: ParamKind::Integer, doc: "the axis to cut (default 0; negative counts from the end)", required: false },
         Param {

@@ -8,7 +8,7 @@
 use super::kernels::gemm;
 use super::kernels::matrix::matmul_f64;
 use super::kernels::svd::{sample_x, svd_failed, svd_input, thin_svd, thin_svd_f32, S_TOLERANCE, S_WHY, VECTORS_TOLERANCE};
-use super::{Call, Input, Operation, Params, Sample, Stage, StageDtype, Stages};
+use super::{Accepts, Call, Input, Operation, Params, Sample, Stage, StageDtype, Stages};
 use crate::compare::tolerance::Tolerance;
 use crate::error::Result;
 use crate::format::dtype::DType;
@@ -19,7 +19,7 @@ const F32: StageDtype = StageDtype::Fixed(DType::F32);
 pub static SVD: Operation = Operation {
     name: "svd",
     summary: "thin SVD x = u·diag(s)·vᵀ (torch.svd layout, signs canonicalised), its reconstruction and orthogonality",
-    inputs: &[Input { name: "x", doc: "F32 [m, n] (F64/F16/BF16 read exactly), finite", optional: false }],
+    inputs: &[Input { name: "x", doc: "F32 [m, n] (F64/F16/BF16 read exactly), finite", optional: false, accepts: Accepts::NonFp8Float }],
     params: &[],
     stages: &[
         Stage { name: "s", dtype: F32, tolerance: S_TOLERANCE, why: S_WHY },

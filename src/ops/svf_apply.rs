@@ -6,7 +6,7 @@
 
 use super::kernels::elementwise;
 use super::kernels::gemm::{sgemm_into, transpose_into, Operand};
-use super::{Call, Input, Inputs, Operation, Param, ParamKind, Params, Sample, Stage, StageDtype, Stages};
+use super::{Accepts, Call, Input, Inputs, Operation, Param, ParamKind, Params, Sample, Stage, StageDtype, Stages};
 use crate::compare::tolerance::Tolerance;
 use crate::error::Result;
 use crate::format::dtype::DType;
@@ -21,11 +21,11 @@ pub static SVF_APPLY: Operation = Operation {
     name: "svf_apply",
     summary: "singular-value fine-tuning: rescale S by (1 + offsets), renormalise, recompose U·S'·Vᵀ, orient, round to bf16",
     inputs: &[
-        Input { name: "source", doc: "F32 [m, n] the original weight", optional: false },
-        Input { name: "u", doc: "F32 [m, k]", optional: false },
-        Input { name: "s", doc: "F32 [k] singular values", optional: false },
-        Input { name: "v", doc: "F32 [n, k] — V, not Vᵀ (torch.svd layout)", optional: false },
-        Input { name: "offsets", doc: "F32 [k] learned offsets", optional: false },
+        Input { name: "source", doc: "F32 [m, n] the original weight", optional: false, accepts: Accepts::Float },
+        Input { name: "u", doc: "F32 [m, k]", optional: false, accepts: Accepts::Float },
+        Input { name: "s", doc: "F32 [k] singular values", optional: false, accepts: Accepts::Float },
+        Input { name: "v", doc: "F32 [n, k] — V, not Vᵀ (torch.svd layout)", optional: false, accepts: Accepts::Float },
+        Input { name: "offsets", doc: "F32 [k] learned offsets", optional: false, accepts: Accepts::Float },
     ],
     params: &[
         Param { name: "final_shape", kind: ParamKind::Sizes, doc: "[m, n] or [n, m]: the target layout", required: true },

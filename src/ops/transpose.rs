@@ -4,7 +4,7 @@
 
 use super::kernels::layout::{axis, gather, int_list, like, one, strides, weight, MOVES_ONLY, SAME_AS_X};
 use super::kernels::strided::strided_copy;
-use super::{Call, Input, Operation, Param, ParamKind, Sample, Stage, Stages, BENCH_WEIGHTS};
+use super::{Accepts, Call, Input, Operation, Param, ParamKind, Sample, Stage, Stages, BENCH_WEIGHTS};
 use crate::compare::tolerance::Tolerance;
 use crate::error::Result;
 use serde_json::{json, Value};
@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 pub static TRANSPOSE: Operation = Operation {
     name: "transpose",
     summary: "x.permute(dims) made contiguous; `dims` makes it a general permute (default: reverse the axes)",
-    inputs: &[Input { name: "x", doc: "any dtype, any shape", optional: false }],
+    inputs: &[Input { name: "x", doc: "any dtype, any shape", optional: false, accepts: Accepts::Any }],
     params: &[Param {
         name: "dims",
         kind: ParamKind::Integers,

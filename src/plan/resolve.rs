@@ -214,6 +214,15 @@ fn operation_action(
         shapes.insert(name.clone(), shape);
         dtypes.insert(name.clone(), dtype);
     }
+    // The dtypes the operation declares, checked from headers: a dry run
+    // refuses what the run would (an I64 position_ids reached by `cast *`).
+    for i in op.inputs {
+        if let Some(Some(d)) = dtypes.get(i.name) {
+            if !i.accepts.allows(*d) {
+                return Err(err(format!("input '{}' ('{}') is {d}; {} takes {} there", i.name, step.inputs[i.name], op.name, i.accepts.describe())));
+            }
+        }
+    }
     for i in op.inputs.iter().filter(|i| !i.optional) {
         if !step.inputs.contains_key(i.name) {
             return Err(err(format!("input '{}' of {} is not given (inputs: {{{}: \"INPUT:NAME\"}})", i.name, op.name, i.name)));

@@ -47,14 +47,29 @@ pub fn text(o: &ApplyOutcome) -> String {
     } else if let (Some(m), None) = (&o.manifest, &o.failure) {
         let applied = o.rows.iter().filter(|r| r.status == "applied").count();
         let skipped = o.rows.iter().filter(|r| r.status == "skipped").count();
-        let _ = writeln!(
-            s,
-            "\nwrote {} ({} tensors, {bytes}, {} file(s)); {applied} action(s) applied, {skipped} resumed from the manifest; manifest.json: plan {}",
-            o.out.display(),
-            o.tensors,
-            m.files.len(),
-            numbers::short_hash(&m.plan_sha256)
-        );
+        let verified = o.rows.iter().any(|r| r.status == "verified" || r.status == "held (recorded)");
+        if verified {
+            let _ = writeln!(
+                s,
+                "\n{} is complete and unchanged: every file's sha256 matches manifest.json ({} tensors, {bytes}, {} file(s)); nothing recomputed, asserts held when it was written; manifest.json: plan {}",
+                o.out.display(),
+                o.tensors,
+                m.files.len(),
+                numbers::short_hash(&m.plan_sha256)
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "\nwrote {} ({} tensors, {bytes}, {} file(s)); {applied} action(s) applied, {skipped} resumed from the manifest; manifest.json: plan {}",
+                o.out.display(),
+                o.tensors,
+                m.files.len(),
+                numbers::short_hash(&m.plan_sha256)
+            );
+        }
+    }
+    for note in &o.notes {
+        let _ = writeln!(s, "note: {note}");
     }
     if let Some((step, what)) = &o.failure {
         let _ = writeln!(s, "\nFAIL: step '{step}': {what}");

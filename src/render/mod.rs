@@ -27,13 +27,13 @@ pub enum Format {
     /// For terminals: tables, and torch.testing-style detail for failures.
     #[default]
     Text,
-    /// For scripts: `parity.check.v1`.
+    /// For scripts: the command's schema (check: parity.check.v1, diff and merge-results: parity.diff.v1, inspect: parity.inspect.v1).
     Json,
     /// For CI test viewers: one testcase per tensor.
     Junit,
     /// For CI step summaries.
     Markdown,
-    /// For people looking into a failure: one self-contained page (check only).
+    /// For people looking into a failure: one self-contained page with plots (check, diff, merge-results).
     Html,
 }
 

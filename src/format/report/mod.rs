@@ -155,7 +155,14 @@ impl LoadedReport {
     pub fn load(path: &Path) -> Result<LoadedReport> {
         let text = crate::format::file::read_small(path, crate::format::file::MAX_JSON)?;
         let report = Report::from_json(path, &text)?;
-        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        // Paths in a report are relative to where the report file is: read
+        // through a symbolic link, that is the directory of the file it
+        // names (where its writer put the bundle), not the link's.
+        let real = match std::fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_symlink() => crate::format::atomic::resolve(path).map(|d| d.path().to_path_buf()).unwrap_or_else(|_| path.to_path_buf()),
+            _ => path.to_path_buf(),
+        };
+        let dir = real.parent().map(Path::to_path_buf).unwrap_or_default();
         let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
         Ok(LoadedReport { path: path.to_path_buf(), dir, report })
     }

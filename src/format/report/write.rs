@@ -30,36 +30,52 @@ pub fn bundle_path_for(report_path: &Path) -> PathBuf {
 /// directory or some other non-regular file, or the same file as one of
 /// `inputs` (which writing would overwrite — a baseline report, its bundle,
 /// the components being read; each with what it is, for the error).
-pub fn check_outputs(report_path: &Path, inputs: &[(&Path, &str)]) -> Result<()> {
+///
+/// Returns where the report goes: `out` with its symbolic links followed
+/// (the link stays, the file it names is replaced, and the bundle goes
+/// beside that file, where the report's relative `stage_bundle` finds it).
+/// A device or FIFO is refused here, unlike for a single output file: a
+/// report is only readable with its bundle beside it.
+pub fn check_outputs(report_path: &Path, inputs: &[(&Path, &str)]) -> Result<PathBuf> {
     use std::os::unix::fs::MetadataExt;
-    let bundle_path = bundle_path_for(report_path);
     if report_path.file_name().is_none() || report_path.as_os_str().to_string_lossy().ends_with('/') {
         return Err(Error::Usage(format!("{}: --out must name a file (the report), not a directory", report_path.display())));
     }
-    let dir = atomic::dir_of(report_path);
+    let report_path = match atomic::resolve(report_path)? {
+        atomic::Dest::Replace(p) => p,
+        atomic::Dest::Through(_) => {
+            return Err(Error::OutputNotWritable {
+                path: report_path.to_path_buf(),
+                message: "is a device, FIFO or socket: a report is written as a file with its stage bundle beside it".into(),
+            })
+        }
+    };
+    let bundle_path = bundle_path_for(&report_path);
+    let dir = atomic::dir_of(&report_path);
     if !dir.is_dir() {
         return Err(Error::Usage(format!("{}: no such directory to write {} in", dir.display(), report_path.display())));
     }
     let same = |a: &std::fs::Metadata, b: &std::fs::Metadata| a.dev() == b.dev() && a.ino() == b.ino();
-    for (out, what) in [(report_path, "the report"), (bundle_path.as_path(), "the report's stage bundle")] {
+    for (out, what) in [(report_path.as_path(), "the report"), (bundle_path.as_path(), "the report's stage bundle")] {
         let Ok(meta) = std::fs::metadata(out) else { continue };
         if meta.is_dir() {
-            return Err(Error::Usage(format!("{}: is a directory; --out must name a file ({what} to write)", out.display())));
+            return Err(Error::OutputNotWritable { path: out.to_path_buf(), message: format!("is a directory; --out must name a file ({what} to write)") });
         }
         if !meta.is_file() {
-            return Err(Error::Usage(format!("{}: not a regular file; refusing to replace it with {what}", out.display())));
+            return Err(Error::OutputNotWritable { path: out.to_path_buf(), message: format!("not a regular file; refusing to replace it with {what}") });
         }
         for (input, is) in inputs {
             if std::fs::metadata(input).is_ok_and(|m| same(&m, &meta)) {
-                let also = if input == &out { String::new() } else { format!(" ({})", input.display()) };
-                return Err(Error::Usage(format!(
-                    "{}: is {is}{also}, an input of this run: writing {what} there would overwrite it (choose another --out)",
-                    out.display(),
-                )));
+                return Err(Error::OutputIsInput {
+                    output: out.to_path_buf(),
+                    input: input.to_path_buf(),
+                    what: is.to_string(),
+                    written: what.to_string(),
+                });
             }
         }
     }
-    Ok(())
+    Ok(report_path)
 }
 
 /// Write the stage bundle and the report as a pair: a report under its
@@ -101,9 +117,9 @@ impl RunWriter {
     /// Start the bundle beside `report_path`, with header room for `keys`
     /// (every full key it will hold: a guess too small costs one copy).
     pub fn create<'k>(report_path: &Path, keys: impl IntoIterator<Item = &'k str>) -> Result<RunWriter> {
-        check_outputs(report_path, &[])?;
-        let bundle = bundle::BundleWriter::create(&bundle_path_for(report_path), bundle::header_room(keys))?;
-        Ok(RunWriter { report_path: report_path.to_path_buf(), bundle, tensors: Vec::new() })
+        let report_path = check_outputs(report_path, &[])?;
+        let bundle = bundle::BundleWriter::create(&bundle_path_for(&report_path), bundle::header_room(keys))?;
+        Ok(RunWriter { report_path, bundle, tensors: Vec::new() })
     }
 
     /// Hash one tensor's stages and append them to the bundle. The stages

@@ -7,12 +7,12 @@ use super::elementwise::{float_input, map_tensor, number, output, sample_of, wei
 use crate::error::Result;
 use crate::format::tensor::Tensor;
 use crate::numeric::rng::SplitMix64;
-use crate::ops::{Call, Input, Param, ParamKind, Sample, Stages};
+use crate::ops::{Accepts, Call, Input, Param, ParamKind, Sample, Stages};
 use serde_json::json;
 
 pub(crate) const INPUTS: &[Input] = &[
-    Input { name: "a", doc: "a float dtype, any shape", optional: false },
-    Input { name: "b", doc: "a float dtype, a's shape (or give `value` instead)", optional: true },
+    Input { name: "a", doc: "a float dtype, any shape", optional: false, accepts: Accepts::Float },
+    Input { name: "b", doc: "a float dtype, a's shape (or give `value` instead)", optional: true, accepts: Accepts::Float },
 ];
 
 pub(crate) const PARAMS: &[Param] = &[

@@ -24,13 +24,13 @@ use crate::error::Result;
 use crate::format::dtype::DType;
 use crate::format::tensor::Tensor;
 use crate::numeric::rng::SplitMix64;
-use crate::ops::{Call, Input, Inputs, Stage, StageDtype};
+use crate::ops::{Accepts, Call, Input, Inputs, Stage, StageDtype};
 
 pub(crate) const BENCH_MERGES: &[&[usize]] = &[&[3, 1024, 1024], &[3, 1024, 3072], &[2, 4096, 4096]];
 
 pub(crate) const INPUTS: &[Input] = &[
-    Input { name: "base", doc: "a float dtype, any shape [..]: the weight the tasks were tuned from", optional: false },
-    Input { name: "tasks", doc: "a float dtype, [T, ..]: the T fine-tuned weights stacked", optional: false },
+    Input { name: "base", doc: "a float dtype, any shape [..]: the weight the tasks were tuned from", optional: false, accepts: Accepts::Float },
+    Input { name: "tasks", doc: "a float dtype, [T, ..]: the T fine-tuned weights stacked", optional: false, accepts: Accepts::Float },
 ];
 
 pub(crate) const TASK_VECTORS: Stage = Stage {
