@@ -206,7 +206,7 @@ impl LoadedReport {
     fn named_file(&self, field: &str, p: PathBuf) -> Result<PathBuf> {
         let problem = match std::fs::metadata(&p) {
             Ok(m) if m.is_file() => return Ok(p),
-            Ok(m) if m.is_dir() => "a directory, not a file".to_string(),
+            Ok(m) if m.is_dir() => ", which is a directory, not a file".to_string(),
             Ok(m) => {
                 use std::os::unix::fs::FileTypeExt;
                 let t = m.file_type();
@@ -219,10 +219,10 @@ impl LoadedReport {
                 } else {
                     "something else"
                 };
-                format!("{what}, not a regular file")
+                format!(", which is {what}, not a regular file")
             }
-            Err(e) => e.to_string(),
+            Err(e) => format!(": {e}"),
         };
-        Err(Error::json(&self.path, format!("\"{field}\" names {}: {problem}", p.display())))
+        Err(Error::json(&self.path, format!("\"{field}\" names {}{problem}", p.display())))
     }
 }
