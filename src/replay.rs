@@ -32,7 +32,8 @@ pub fn replay(report_path: &Path, out: &Path, opts: &ReplayOptions) -> Result<Re
     let components_path = loaded.components_path(opts.allow_outside_paths)?;
     // Refuse an --out that would overwrite what this run reads, or that
     // cannot be written, before any work (and before any file is written).
-    let baseline_bundle = loaded.stage_bundle_path(true).ok();
+    // Resolved only: a baseline bundle that is not there cannot be overwritten.
+    let baseline_bundle = loaded.resolve("stage_bundle", &loaded.report.stage_bundle, true).ok();
     let mut inputs = vec![(report_path, "the report being replayed"), (components_path.as_path(), "its components")];
     if let Some(b) = &baseline_bundle {
         inputs.push((b.as_path(), "its stage bundle"));

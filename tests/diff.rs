@@ -463,6 +463,95 @@ fn numpy_arrays_are_checkpoints_too() {
     }
 }
 
+/// A `.npy` file in numpy's format (version 1.0): `descr` and `shape` as
+/// numpy writes them, then the data.
+fn npy(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend((header.len() as u16).to_le_bytes());
+    out.extend(header.as_bytes());
+    out.extend(data);
+    out
+}
+
+/// An uncompressed `.npz` of `(member name, .npy bytes)`.
+fn npz(path: &Path, members: &[(&str, Vec<u8>)]) {
+    let mut z = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for (name, bytes) in members {
+        z.start_file(*name, stored).unwrap();
+        std::io::Write::write_all(&mut z, bytes).unwrap();
+    }
+    z.finish().unwrap();
+}
+
+#[test]
+fn two_lone_arrays_pair_whatever_their_file_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let values = [1.0f32, -2.0, 0.5, 8.0, 0.0, 3.25];
+    let f32s: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    // The same values as F16 (each exact in F16), bits from the IEEE layout:
+    // 1 = 0x3C00, -2 = 0xC000, 0.5 = 0x3800, 8 = 0x4800, 0 = 0, 3.25 = 0x4280.
+    let f16s: Vec<u8> = [0x3C00u16, 0xC000, 0x3800, 0x4800, 0x0000, 0x4280].iter().flat_map(|b| b.to_le_bytes()).collect();
+    let (a, f16) = (dir.path().join("a.npy"), dir.path().join("f16.npy"));
+    std::fs::write(&a, npy("<f4", "(2, 3)", &f32s)).unwrap();
+    std::fs::write(&f16, npy("<f2", "(2, 3)", &f16s)).unwrap();
+    let o = run(&a, &f16, &DiffOptions::default());
+    assert_eq!(o.tensors.len(), 1, "one pair, not only_left + only_right");
+    let t = &o.tensors[0];
+    assert_eq!((t.name.as_str(), t.right_name.as_deref(), t.status), ("a", Some("f16"), Status::Within));
+    assert!(o.passed());
+    // And through the binary: exit 0, the pair named in the text.
+    let out = Command::new(env!("CARGO_BIN_EXE_parity")).args(["diff", a.to_str().unwrap(), f16.to_str().unwrap()]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("RIGHT's name: f16") && text.contains("(numpy, 1 file, 1 tensor, 24 B)"), "{text}");
+
+    // np.savez(f, x) names a positional array arr_0: unnamed too.
+    let z = dir.path().join("z.npz");
+    npz(&z, &[("arr_0.npy", npy("<f4", "(2, 3)", &f32s))]);
+    assert_eq!(run(&a, &z, &DiffOptions::default()).tensors[0].status, Status::Identical);
+    // A value that differs is a differs pair, not two one-sided tensors.
+    let mut moved = f32s.clone();
+    moved[..4].copy_from_slice(&2.0f32.to_le_bytes());
+    let b = dir.path().join("b.npy");
+    std::fs::write(&b, npy("<f4", "(2, 3)", &moved)).unwrap();
+    assert_eq!(run(&a, &b, &DiffOptions::default()).tensors.iter().map(|t| t.status).collect::<Vec<_>>(), [Status::Differs]);
+
+    // Named arrays keep pairing by name: an .npz member the user named,
+    // and a directory of .npy files (each named by its file).
+    let named = dir.path().join("named.npz");
+    npz(&named, &[("w.npy", npy("<f4", "(2, 3)", &f32s))]);
+    let sides = |o: &DiffOutcome| o.tensors.iter().map(|t| (t.name.clone(), t.status)).collect::<Vec<_>>();
+    assert_eq!(sides(&run(&a, &named, &DiffOptions::default())), [("a".to_string(), Status::OnlyLeft), ("w".to_string(), Status::OnlyRight)]);
+    let npdir = dir.path().join("arrays");
+    std::fs::create_dir(&npdir).unwrap();
+    std::fs::write(npdir.join("v.npy"), npy("<f4", "(2, 3)", &f32s)).unwrap();
+    assert_eq!(sides(&run(&a, &npdir, &DiffOptions::default())), [("a".to_string(), Status::OnlyLeft), ("v".to_string(), Status::OnlyRight)]);
+}
+
+#[test]
+fn a_whole_number_difference_reads_whole() {
+    // A pair off by exactly 255 (a u8 range) and one off by 1000.3.
+    let mut left = Model::new();
+    left.insert("a".into(), f32t(&[2], &[0.0, 1.0]));
+    left.insert("b".into(), f32t(&[1], &[0.0]));
+    let mut right = left.clone();
+    right.insert("a".into(), f32t(&[2], &[255.0, 1.0]));
+    right.insert("b".into(), Tensor::from_f64(vec![1], &[1000.3]));
+    let o = Pair::new(&left, &right).diff(&DiffOptions::default());
+    let failures = |name: &str| o.tensors.iter().find(|t| t.name == name).unwrap().failures.clone();
+    // mean_abs of a: (255 + 0) / 2 = 127.5.
+    assert_eq!(failures("a"), ["max_abs 255 > 0", "mean_abs 1.3e2 > 0"]);
+    assert_eq!(failures("b")[0], "max_abs 1e3 > 0");
+    let text = parity::render::diff::render(&o, parity::render::Format::Text);
+    assert!(text.contains("255 at (0,)"), "{text}");
+}
+
 #[test]
 fn results_do_not_depend_on_the_thread_count() {
     let left = model();

@@ -152,7 +152,48 @@ fn a_browser_runs_the_page_script() {
     golden_page(&page, "2");
     let Some(dom) = browser_support::dump_dom(&page) else { return };
     assert_eq!(browser_support::rendered(&dom), Some(PLOTS), "the script did not count {PLOTS} plots");
-    assert!(dom.contains("10 of 10 tensors"), "{dom}");
+    // It opens on the 7 pairs that are not identical; the 3 identical rows hidden.
+    assert!(dom.contains("7 of 10 tensors"), "{dom}");
+    assert_eq!(dom.matches("<tr data-status=\"identical\" style=\"display: none;\">").count(), 3, "{dom}");
+}
+
+/// Among many identical pairs the few that differ are what a reader came
+/// for: the page opens on every pair but the identical ones (as the text
+/// output lists them), failures first, and "all" is one click away.
+#[test]
+fn the_page_opens_on_what_is_not_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut left, mut right) = (Model::new(), Model::new());
+    for i in 0..40 {
+        let t = Tensor::from_f32(vec![2], &[i as f32, 1.0]);
+        left.insert(format!("layers.{i:02}.w"), t.clone());
+        right.insert(format!("layers.{i:02}.w"), t);
+    }
+    // Two changed pairs, in the middle and at the end of the name order.
+    right.insert("layers.17.w".into(), Tensor::from_f32(vec![2], &[17.0, 2.0]));
+    right.insert("layers.39.w".into(), Tensor::from_f32(vec![2], &[39.0, 2.0]));
+    let (l, r) = (dir.path().join("l.safetensors"), dir.path().join("r.safetensors"));
+    write_file(&l, &left);
+    write_file(&r, &right);
+    let (code, page) = parity(&["diff", l.to_str().unwrap(), r.to_str().unwrap()], &dir.path().join("d.html"), "2");
+    assert_eq!(code, 1);
+    // The filter is set to everything but identical when the page loads.
+    assert!(page.contains("<option value=\"\">all (40)</option><option value=\"!identical\" selected>all but identical (2)</option>"), "{page}");
+    assert_eq!(page.matches(" selected>").count(), 1);
+    // The two differing rows lead the table, in name order, then the 38 identical ones.
+    let rows: Vec<&str> = page.match_indices("<tr data-status=\"").map(|(at, _)| page[at + 17..].split('"').next().unwrap()).collect();
+    assert_eq!(rows.len(), 40);
+    assert_eq!(&rows[..2], ["differs", "differs"]);
+    assert!(rows[2..].iter().all(|s| *s == "identical"));
+    assert!(page.find(">layers.17.w</a>").unwrap() < page.find(">layers.39.w</a>").unwrap());
+    assert!(page.find(">layers.39.w</a>").unwrap() < page.find("<td>layers.00.w</td>").unwrap());
+    // Each link still leads to its own section.
+    assert!(page.contains("<a href=\"#tensor-0\">layers.17.w</a>") && page.contains("<a href=\"#tensor-1\">layers.39.w</a>"));
+
+    // All identical: nothing to open on but all.
+    let (code, page) = parity(&["diff", l.to_str().unwrap(), l.to_str().unwrap()], &dir.path().join("same.html"), "2");
+    assert_eq!(code, 0);
+    assert!(!page.contains("value=\"!identical\"") && !page.contains(" selected>"), "{page}");
 }
 
 /// A pair too large for the explainer to hold decoded (over 2²⁵ elements)

@@ -146,9 +146,11 @@ fn every_output_format_parses_back() {
     assert_eq!(v["tensors"][0]["stats"]["mean"], 1.5);
     assert_eq!(v["layers"][0]["layer"], 3);
     let md = render(&o, Format::Markdown);
-    assert!(md.lines().any(|l| l.starts_with("| model.layers.3.w | F32 | [2] | 8 | 1e0 | 2e0 | 1.5e0 |")), "{md}");
+    // Names as code, as in every command's Markdown; whole numbers whole.
+    assert!(md.lines().any(|l| l.starts_with("| `model.layers.3.w` | F32 | [2] | 8 | 1 | 2 | 1.5e0 |")), "{md}");
     let text = render(&o, Format::Text);
-    assert!(text.contains("layer 3: 1 tensors, 8 B"), "{text}");
+    assert!(text.contains("layer 3: 1 tensor, 8 B"), "{text}");
+    assert!(text.contains("(single file, 1 file, 1 tensor, 8 B)"), "{text}");
 }
 
 #[test]

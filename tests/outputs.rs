@@ -251,7 +251,7 @@ fn a_rerun_after_an_input_changed_redoes_the_work_and_writes_what_the_input_now_
     assert_eq!(out.len(), 4);
     assert!(stdout.contains("(4 tensors"), "{stdout}");
     assert!(stdout.contains("inputs changed since the recorded run"), "{stdout}");
-    assert!(stdout.contains("2 action(s) applied, 0 resumed"), "{stdout}");
+    assert!(stdout.contains("2 actions applied, 0 resumed"), "{stdout}");
     // And the manifest now records the new input: a third run verifies.
     let o = parity(&["apply", "plan.yaml"], d);
     let stdout = String::from_utf8_lossy(&o.stdout);
@@ -282,7 +282,7 @@ fn after_an_input_changed_only_the_actions_whose_inputs_changed_are_redone() {
     let o = parity(&["apply", "plan.yaml"], d);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&o.stderr));
-    assert!(stdout.contains("1 action(s) applied, 1 resumed"), "{stdout}");
+    assert!(stdout.contains("1 action applied, 1 resumed"), "{stdout}");
     assert_eq!(read_output(&d.join("out"))["model.layers.1.mlp.up_proj.weight"], [10.0, 10.0, 10.0, 10.0]);
     assert_eq!(read_output(&d.join("out"))["model.layers.0.mlp.up_proj.weight"], [2.0, 4.0, 6.0, 8.0]);
 }

@@ -328,7 +328,7 @@ fn rows_of(r: &Resolved) -> Vec<Row> {
                 Kind::Copy { .. } => "copy".into(),
                 Kind::Delete => "delete".into(),
                 Kind::Take { .. } => "merge_missing".into(),
-                Kind::Assert { sources, .. } => format!("assert ({} tensors)", sources.len()),
+                Kind::Assert { sources, .. } => format!("assert ({})", crate::compare::numbers::count(sources.len() as u64, "tensor")),
             },
             tensor: a.tensor.clone(),
             output: a.output.clone(),

@@ -1,12 +1,20 @@
 //! How the comparer writes numbers for people (machine output keeps full precision).
 
 /// Three significant digits, scientific, trailing zeros trimmed: `3.1e-3`,
-/// `1e-5`, `0`, `NaN`, `inf`, `-inf`.
+/// `1e-5`, `0`, `NaN`, `inf`, `-inf`; an integer whole: `255`, `-3`.
 pub fn short(x: f64) -> String {
     sig(x, 3)
 }
 
-/// `digits` significant digits, as [`short`].
+/// Below this, an integer-valued number prints as the integer it is.
+/// Every integer under 2⁵³ is exact in f64, so `{:.0}` prints its digits
+/// exactly; 10¹⁵ keeps that true with room to spare, and above it a count of
+/// digits no reader checks one by one reads better as `1.23e17`.
+const PLAIN_INTEGER_BELOW: f64 = 1e15;
+
+/// `digits` significant digits, as [`short`]; an integer-valued number
+/// (a count, a u8 value, a limit of 255) prints as that integer, every digit
+/// kept: `255`, not `2.6e2`, which no reader can tell from 255.4 or 264.
 pub fn sig(x: f64, digits: usize) -> String {
     if x == 0.0 {
         return "0".into();
@@ -16,6 +24,10 @@ pub fn sig(x: f64, digits: usize) -> String {
     }
     if x.is_infinite() {
         return if x > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    if x.fract() == 0.0 && x.abs() < PLAIN_INTEGER_BELOW {
+        // No rounding: x is an integer and below 2⁵³ (see the constant).
+        return format!("{x:.0}");
     }
     let s = format!("{:.*e}", digits.saturating_sub(1), x);
     match s.split_once('e') {
@@ -47,11 +59,19 @@ pub fn value(x: f64) -> String {
 }
 
 /// A value and the limit it broke, each with just enough digits to tell them
-/// apart (`1.0004e-3` vs `1e-3`, never `1e-3 > 1e-3`).
+/// apart (`1.0004e-3` vs `1e-3`, never `1e-3 > 1e-3`), and to order them as
+/// they are: an integer prints whole, so `1000.5` against `1000` must not
+/// stop at `1e3` vs `1000`, which differ as text but not as numbers.
 pub fn versus(value: f64, limit: f64) -> (String, String) {
     for digits in 2..=17 {
         let (v, l) = (sig(value, digits), sig(limit, digits));
-        if v != l {
+        let ordered = match (v.parse::<f64>(), l.parse::<f64>()) {
+            (Ok(pv), Ok(pl)) => pv.partial_cmp(&pl) == value.partial_cmp(&limit),
+            // "NaN"/"inf" parse; anything else would be a bug above, but
+            // text that differs is still better than no answer.
+            _ => true,
+        };
+        if v != l && ordered {
             return (v, l);
         }
     }
@@ -110,6 +130,13 @@ pub fn index(ix: &[usize]) -> String {
 /// A shape as reports write it: `[3072, 1024]`.
 pub fn shape(s: &[usize]) -> String {
     format!("[{}]", s.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", "))
+}
+
+/// A count and its noun, singular for one: `1 tensor`, `0 tensors`,
+/// `3,072 tensors` (thousands separated). `noun` is the singular; every noun
+/// parity counts takes an `s`.
+pub fn count(n: u64, noun: &str) -> String {
+    format!("{} {noun}{}", thousands(n), if n == 1 { "" } else { "s" })
 }
 
 /// `3145728` → `3,145,728`.

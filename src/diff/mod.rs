@@ -3,7 +3,7 @@
 //! 1. **Setup**, cheap and complete before any data is read: open both
 //!    checkpoints (every header and index validated), rename RIGHT's
 //!    tensors by `--map`, keep what `--select` and `--layers` choose, pair
-//!    by name, decide each pair's limits, and keep this job's `--partition`.
+//!    by name (two lone unnamed arrays, `a.npy` vs `b.npy`, pair as one), decide each pair's limits, and keep this job's `--partition`.
 //! 2. **Comparison**: every pair through the comparer's streaming metric
 //!    kernel (the one `check` uses), which also takes each side's content
 //!    hash in the same pass. Pairs run in parallel; results are collected in
@@ -91,6 +91,13 @@ pub fn diff(left_path: &Path, right_path: &Path, opts: &DiffOptions) -> Result<D
             ));
         }
     }
+    // Two lone arrays whose names are only their file names (a.npy vs
+    // f16.npy) are the pair the user asked about: pair them under LEFT's
+    // name, RIGHT's own name recorded as a --map rename is.
+    if let (Some(l), Some(_)) = (left.single_unnamed(), right.single_unnamed()) {
+        let (_, only) = std::mem::take(&mut right_by_name).into_iter().next().expect("RIGHT holds one array");
+        right_by_name.insert(l.to_string(), only);
+    }
     let mut names: Vec<&str> = left.names().collect();
     names.extend(right_by_name.keys().map(String::as_str).filter(|n| left.get(n).is_none()));
     names.sort_unstable();
@@ -121,6 +128,7 @@ pub fn diff(left_path: &Path, right_path: &Path, opts: &DiffOptions) -> Result<D
         select: opts.select.clone(),
         layers: opts.layers.map(|l| l.to_string()),
         map: opts.maps.iter().map(|m| m.rule.clone()).collect(),
+        top_diffs: Some(opts.top_diffs),
     };
     let side = |c: &Checkpoint, p: &Path| Side {
         path: p.display().to_string(),

@@ -67,6 +67,10 @@ pub struct Options {
     pub select: Vec<String>,
     pub layers: Option<String>,
     pub map: Vec<String>,
+    /// `--top-diffs`: how many divergences each compared pair's metrics
+    /// list. Absent from results written before it was recorded.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub top_diffs: Option<usize>,
 }
 
 /// The limits one tensor was judged by, and where they came from.
@@ -103,7 +107,8 @@ pub struct Transposed {
 pub struct TensorDiff {
     /// The name both sides are paired under (LEFT's name; RIGHT's after `--map`).
     pub name: String,
-    /// RIGHT's own name, when `--map` renamed it.
+    /// RIGHT's own name, when `--map` renamed it, or when each side was one
+    /// unnamed array (`a.npy` vs `b.npy`) and the two were paired.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub right_name: Option<String>,
     pub status: Status,

@@ -220,6 +220,21 @@ impl Checkpoint {
         Ok(())
     }
 
+    /// The name of this checkpoint's one array when that name is parity's
+    /// invention, not the data's: a lone `.npy` file holds one nameless array
+    /// (parity names it after the file), and `np.savez(f, x)` names a
+    /// positional array `arr_0`. Two such arrays are the same thing under
+    /// two file names, so `diff` pairs them whatever they are called.
+    pub fn single_unnamed(&self) -> Option<&str> {
+        if self.layout != Layout::Numpy || self.tensors.len() != 1 {
+            return None;
+        }
+        let name = self.tensors.keys().next()?;
+        // A directory of one .npy is not this: its shard is a file inside it.
+        let lone_npy = self.path.extension().is_some_and(|e| e == "npy") && self.shards.len() == 1 && self.shards[0].path == self.path;
+        (lone_npy || name == "arr_0").then_some(name.as_str())
+    }
+
     /// Every tensor name, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.tensors.keys().map(String::as_str)

@@ -274,10 +274,10 @@ impl GateOutcome {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "golden gate: {} — {} case(s), manifest OK ({} files verified)\n",
+            "golden gate: {} — {}, manifest OK ({} verified)\n",
             self.dir.display(),
-            self.rows.iter().map(|r| r.case.as_str()).collect::<BTreeSet<_>>().len(),
-            self.files_verified
+            crate::compare::numbers::count(self.rows.iter().map(|r| r.case.as_str()).collect::<BTreeSet<_>>().len() as u64, "case"),
+            crate::compare::numbers::count(self.files_verified as u64, "file")
         );
         let w = self.rows.iter().map(|r| r.case.len()).max().unwrap_or(4).max(4);
         let a = self.rows.iter().map(|r| r.against.chars().count()).max().unwrap_or(7).max(10);
@@ -300,9 +300,9 @@ impl GateOutcome {
         }
         let _ = writeln!(
             s,
-            "\n{} of {} gate(s) passed",
+            "\n{} of {} passed",
             self.rows.len() - failed.len(),
-            self.rows.len()
+            crate::compare::numbers::count(self.rows.len() as u64, "gate")
         );
         s
     }

@@ -78,7 +78,7 @@ pub fn gate(dir: &Path, case: &str, work: &Path) -> Result<Vec<GateRow>> {
             tensors: checked.tensor_count(),
             passed: problems.is_empty(),
             summary: match problems.first() {
-                None => format!("stages: {}; model: {} tensors as the oracle's", checked.tightest_summary(), diffed.tensors.len()),
+                None => format!("stages: {}; model: {} as the oracle's", checked.tightest_summary(), crate::compare::numbers::count(diffed.tensors.len() as u64, "tensor")),
                 Some(p) => p.clone(),
             },
             detail: if problems.is_empty() {

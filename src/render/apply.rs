@@ -43,7 +43,13 @@ pub fn text(o: &ApplyOutcome) -> String {
     }
     let bytes = o.bytes.map(crate::render::diff::bytes).unwrap_or_else(|| "size known at run".into());
     if o.dry_run {
-        let _ = writeln!(s, "\ndry run: {} action(s); the output would hold {} tensors ({bytes}) in {}; no weights were read", o.rows.len(), o.tensors, o.out.display());
+        let _ = writeln!(
+            s,
+            "\ndry run: {}; the output would hold {} ({bytes}) in {}; no weights were read",
+            numbers::count(o.rows.len() as u64, "action"),
+            numbers::count(o.tensors as u64, "tensor"),
+            o.out.display()
+        );
     } else if let (Some(m), None) = (&o.manifest, &o.failure) {
         let applied = o.rows.iter().filter(|r| r.status == "applied").count();
         let skipped = o.rows.iter().filter(|r| r.status == "skipped").count();
@@ -51,19 +57,20 @@ pub fn text(o: &ApplyOutcome) -> String {
         if verified {
             let _ = writeln!(
                 s,
-                "\n{} is complete and unchanged: every file's sha256 matches manifest.json ({} tensors, {bytes}, {} file(s)); nothing recomputed, asserts held when it was written; manifest.json: plan {}",
+                "\n{} is complete and unchanged: every file's sha256 matches manifest.json ({}, {bytes}, {}); nothing recomputed, asserts held when it was written; manifest.json: plan {}",
                 o.out.display(),
-                o.tensors,
-                m.files.len(),
+                numbers::count(o.tensors as u64, "tensor"),
+                numbers::count(m.files.len() as u64, "file"),
                 numbers::short_hash(&m.plan_sha256)
             );
         } else {
             let _ = writeln!(
                 s,
-                "\nwrote {} ({} tensors, {bytes}, {} file(s)); {applied} action(s) applied, {skipped} resumed from the manifest; manifest.json: plan {}",
+                "\nwrote {} ({}, {bytes}, {}); {} applied, {skipped} resumed from the manifest; manifest.json: plan {}",
                 o.out.display(),
-                o.tensors,
-                m.files.len(),
+                numbers::count(o.tensors as u64, "tensor"),
+                numbers::count(m.files.len() as u64, "file"),
+                numbers::count(applied as u64, "action"),
                 numbers::short_hash(&m.plan_sha256)
             );
         }

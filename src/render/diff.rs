@@ -2,7 +2,7 @@
 //! (JSON, `parity.diff.v1`), a CI test viewer (JUnit, one testcase per
 //! tensor) or a CI step summary (Markdown: counts, then failing tensors first).
 
-use super::Format;
+use super::{md, Format};
 use crate::compare::numbers;
 use crate::diff::outcome::{DiffOutcome, Status, TensorDiff};
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
@@ -109,12 +109,11 @@ pub(super) fn summary_line(o: &DiffOutcome) -> String {
 
 pub(super) fn side_line(which: &str, s: &crate::diff::outcome::Side) -> String {
     format!(
-        "{which} {} ({}, {} file{}, {} tensors, {})",
+        "{which} {} ({}, {}, {}, {})",
         s.path,
         s.layout,
-        s.files,
-        if s.files == 1 { "" } else { "s" },
-        numbers::thousands(s.tensors as u64),
+        numbers::count(s.files as u64, "file"),
+        numbers::count(s.tensors as u64, "tensor"),
         bytes(s.bytes)
     )
 }
@@ -173,51 +172,37 @@ fn text(o: &DiffOutcome) -> String {
     }
     let identical = o.summary.identical;
     if identical > 0 {
-        let _ = writeln!(s, "\n{} identical tensor{} (same dtype, shape and bytes) not listed", numbers::thousands(identical as u64), if identical == 1 { "" } else { "s" });
+        let _ = writeln!(s, "\n{} (same dtype, shape and bytes) not listed", numbers::count(identical as u64, "identical tensor"));
     }
     let _ = writeln!(s, "\nsummary: {}", summary_line(o));
     let _ = writeln!(s, "Result: {} (exit {})", o.result, if o.passed() { 0 } else { 1 });
     s
 }
 
-/// A Markdown table cell: pipes escaped, line breaks flattened, HTML kept inert.
-fn cell(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('|', "\\|").replace(['\n', '\r'], " ").replace('<', "&lt;").replace('>', "&gt;")
-}
-
 fn markdown(o: &DiffOutcome) -> String {
     let mut s = String::new();
     let mark = if o.passed() { "✅ PASS" } else { "❌ FAIL" };
     let _ = writeln!(s, "## parity diff: {mark}\n");
-    let _ = writeln!(s, "{}  \n{}  \nlimits: {}\n", cell(&side_line("LEFT", &o.left)), cell(&side_line("RIGHT", &o.right)), cell(&o.options.tolerance));
-    let _ = writeln!(s, "| status | tensors |\n|---|---|");
-    for st in Status::ALL {
-        let _ = writeln!(s, "| {} | {} |", st.name(), numbers::thousands(o.summary.count(st) as u64));
-    }
+    let _ = writeln!(s, "{}  \n{}  \nlimits: {}\n", md::cell(&side_line("LEFT", &o.left)), md::cell(&side_line("RIGHT", &o.right)), md::cell(&o.options.tolerance));
+    let counts: Vec<Vec<String>> = Status::ALL.iter().map(|st| vec![st.name().to_string(), numbers::thousands(o.summary.count(*st) as u64)]).collect();
+    let _ = write!(s, "{}", md::table(&["status", "tensors"], &counts));
     let failing: Vec<&TensorDiff> = o.tensors.iter().filter(|t| !t.status.ok()).collect();
     let within: Vec<&TensorDiff> = o.tensors.iter().filter(|t| t.status == Status::Within).collect();
     for (title, list) in [("Failing tensors", failing), ("Within the limits", within)] {
         if list.is_empty() {
             continue;
         }
-        let _ = writeln!(s, "\n### {title}\n\n| tensor | status | dtype | shape | max_abs | mean_abs | ulp | ≠bits | sqnr_db | why |\n|---|---|---|---|---|---|---|---|---|---|");
-        for t in list {
-            let [a, b, c, d, e] = metric_cells(t);
-            let _ = writeln!(
-                s,
-                "| `{}` | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                cell(&t.name).replace('`', "'"),
-                t.status.name(),
-                dtype_cell(t),
-                shape_cell(t),
-                cell(&a),
-                b,
-                c,
-                d,
-                e,
-                cell(&why(t))
-            );
-        }
+        let head = ["tensor", "status", "dtype", "shape", "max_abs", "mean_abs", "ulp", "≠bits", "sqnr_db", "why"];
+        let rows: Vec<Vec<String>> = list
+            .iter()
+            .map(|t| {
+                let [a, b, c, d, e] = metric_cells(t);
+                let mut row = vec![md::code(&t.name)];
+                row.extend([t.status.name().to_string(), dtype_cell(t), shape_cell(t), a, b, c, d, e, why(t)].iter().map(|c| md::cell(c)));
+                row
+            })
+            .collect();
+        let _ = write!(s, "\n### {title}\n\n{}", md::table(&head, &rows));
     }
     s
 }

@@ -106,7 +106,17 @@ pub(super) fn render_diff(o: &DiffOutcome) -> String {
     if let Some(p) = o.partition {
         let _ = writeln!(w, "<p>partition {}/{}: {} of the pairs</p>", p.k, p.n, o.tensors.len());
     }
-    let mut options = String::from("<option value=\"\">all</option>");
+    // The page opens on what is not identical, as the text output lists it:
+    // among a hundred identical tensors the few that differ are what a reader
+    // came for; "all" is one click away. Sorted failures first too, so that
+    // without the script (which applies the filter) they still lead.
+    let identical = o.summary.count(Status::Identical);
+    let rest = o.tensors.len() - identical;
+    let open_on_rest = identical > 0 && rest > 0;
+    let mut options = format!("<option value=\"\">all ({})</option>", o.tensors.len());
+    if open_on_rest {
+        let _ = write!(options, "<option value=\"!identical\" selected>all but identical ({rest})</option>");
+    }
     for st in Status::ALL {
         let _ = write!(options, "<option value=\"{0}\">{0} ({1})</option>", st.name(), o.summary.count(st));
     }
@@ -123,15 +133,19 @@ pub(super) fn render_diff(o: &DiffOutcome) -> String {
         ("SQNR dB", true),
         ("why", false),
     ];
-    table_head(w, "tensors", &heads);
+    table_head(w, "tensor", &heads);
     let differing: Vec<&TensorDiff> = o.tensors.iter().filter(|t| t.status == Status::Differs).collect();
-    let mut section = 0;
-    for t in &o.tensors {
+    // Names are unique in an outcome: each differing pair's section number.
+    let section_of: std::collections::HashMap<&str, usize> = differing.iter().enumerate().map(|(k, t)| (t.name.as_str(), k)).collect();
+    // Failing pairs, then within, then identical; by name inside each (a
+    // stable sort of the name-ordered tensors).
+    let mut rows: Vec<&TensorDiff> = o.tensors.iter().collect();
+    rows.sort_by_key(|t| (t.status.ok(), t.status == Status::Identical));
+    for t in rows {
         let k = t.status.name();
         let class = if t.status.ok() { "pass" } else { "fail" };
-        let name = if t.status == Status::Differs {
-            section += 1;
-            format!("<a href=\"#tensor-{}\">{}</a>", section - 1, esc(&t.name))
+        let name = if let Some(section) = section_of.get(t.name.as_str()) {
+            format!("<a href=\"#tensor-{section}\">{}</a>", esc(&t.name))
         } else {
             esc(&t.name)
         };
@@ -215,7 +229,7 @@ fn diff_detail(t: &TensorDiff) -> String {
 }
 
 /// The verdict table's opening: its columns (numeric ones sort by value)
-/// and what a row is, for the filter's count.
+/// and what a row is (singular), for the filter's count.
 fn table_head(w: &mut String, unit: &str, heads: &[(&str, bool)]) {
     let _ = write!(w, "<table id=\"verdicts\" data-unit=\"{unit}\">\n<thead><tr>");
     for (h, numeric) in heads {
@@ -242,7 +256,7 @@ fn verdict_table(w: &mut String, o: &CheckOutcome) {
         (TOLERANCE_HEADER, false),
         ("explanation", false),
     ];
-    table_head(w, "stages", &heads);
+    table_head(w, "stage", &heads);
     let mut failing = 0;
     for t in &o.tensors {
         for s in &t.stages {
@@ -636,11 +650,14 @@ const SCRIPT: &str = r#"
   function apply() {
     var n = 0;
     Array.prototype.forEach.call(body.rows, function (r) {
-      var on = filter.value === '' || r.dataset.status === filter.value;
+      // "!identical": every status but that one.
+      var v = filter.value;
+      var on = v === '' || r.dataset.status === v || (v.charAt(0) === '!' && r.dataset.status !== v.slice(1));
       r.style.display = on ? '' : 'none';
       n += on ? 1 : 0;
     });
-    shown.textContent = n + ' of ' + body.rows.length + ' ' + (table.dataset.unit || 'rows');
+    var total = body.rows.length;
+    shown.textContent = n + ' of ' + total + ' ' + (table.dataset.unit || 'row') + (total === 1 ? '' : 's');
   }
   filter.addEventListener('change', apply);
   apply();

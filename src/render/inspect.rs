@@ -27,12 +27,12 @@ fn table(o: &InspectOutcome, md: bool) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{}{} ({}, {} file(s), {} tensors, {})\n",
+        "{}{} ({}, {}, {}, {})\n",
         if md { "## parity inspect: " } else { "" },
-        o.path,
+        if md { super::md::cell(&o.path) } else { o.path.clone() },
         o.layout,
-        o.files,
-        numbers::thousands(o.tensors.len() as u64),
+        numbers::count(o.files as u64, "file"),
+        numbers::count(o.tensors.len() as u64, "tensor"),
         super::diff::bytes(o.total_bytes)
     );
     let head: Vec<&str> = if o.headers_only {
@@ -64,10 +64,10 @@ fn table(o: &InspectOutcome, md: bool) -> String {
         })
         .collect();
     if md {
-        let _ = writeln!(s, "| {} |\n|{}", head.join(" | "), "---|".repeat(head.len()));
-        for r in &rows {
-            let _ = writeln!(s, "| {} |", r.iter().map(|c| c.replace('|', "\\|")).collect::<Vec<_>>().join(" | "));
-        }
+        // Names are code, as in every other command's Markdown; the rest is text.
+        let rows: Vec<Vec<String>> =
+            rows.iter().map(|r| r.iter().enumerate().map(|(i, c)| if i == 0 { super::md::code(c) } else { super::md::cell(c) }).collect()).collect();
+        let _ = write!(s, "{}", super::md::table(&head, &rows));
     } else {
         let widths: Vec<usize> = (0..head.len()).map(|i| rows.iter().map(|r| r[i].chars().count()).chain([head[i].len()]).max().unwrap()).collect();
         let line = |cells: Vec<String>| {
@@ -81,22 +81,25 @@ fn table(o: &InspectOutcome, md: bool) -> String {
     let _ = writeln!(s, "\n{}bytes by layer:", if md { "### " } else { "" });
     for l in &o.layers {
         let name = l.layer.map(|n| format!("layer {n}")).unwrap_or_else(|| "no layer".into());
-        let _ = writeln!(s, "{}{name}: {} tensors, {}", if md { "- " } else { "  " }, l.tensors, super::diff::bytes(l.bytes));
+        let _ = writeln!(s, "{}{name}: {}, {}", if md { "- " } else { "  " }, numbers::count(l.tensors as u64, "tensor"), super::diff::bytes(l.bytes));
     }
+    // Names come from files: in Markdown they must not become markup.
+    let prose = |x: String| if md { super::md::cell(&x) } else { x };
     for g in &o.identical_groups {
-        let _ = writeln!(s, "\nbyte-identical: {}", g.join(", "));
+        let _ = writeln!(s, "\nbyte-identical: {}", prose(g.join(", ")));
     }
     for t in &o.tensors {
         if let Some(st) = &t.stats {
             for ov in st.overflow.iter().filter(|ov| ov.count > 0) {
-                let _ = writeln!(s, "{}: {} value(s) would not fit {} (largest |x| {})", t.name, numbers::thousands(ov.count), ov.format, opt(ov.largest));
+                let line = format!("{}: {} would not fit {} (largest |x| {})", t.name, numbers::count(ov.count, "value"), ov.format, opt(ov.largest));
+                let _ = writeln!(s, "{}", prose(line));
             }
         }
     }
     if !o.failures.is_empty() {
         let _ = writeln!(s, "\nFAIL:");
         for f in &o.failures {
-            let _ = writeln!(s, "  {f}");
+            let _ = writeln!(s, "  {}", prose(f.clone()));
         }
     }
     s

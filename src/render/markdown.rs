@@ -2,6 +2,7 @@
 //! the modes, then a table per tensor, then failing stages' details and the
 //! report diffs folded away in `<details>`.
 
+use super::md::{cell, code, html, table};
 use super::*;
 use std::fmt::Write;
 
@@ -36,18 +37,24 @@ pub(super) fn render(o: &CheckOutcome) -> String {
         let mut head = vec!["stage", "dtype", "shape"];
         head.extend(METRIC_HEADERS);
         head.extend([TOLERANCE_HEADER, "verdict"]);
-        let _ = writeln!(w, "| {} |", head.join(" | "));
-        let _ = writeln!(w, "|{}", "---|".repeat(head.len()));
-        for s in &t.stages {
-            let mut row = vec![code(&s.stage), dtype_cell(s), shape_cell(s)];
-            row.extend(metric_cells(s));
-            let mut verdict = stage_verdict(s);
-            if s.verdict == Verdict::Fail {
-                verdict = format!("**{verdict}**: {}", s.failures.join("; "));
-            }
-            row.extend([tolerance_cell(s), verdict]);
-            let _ = writeln!(w, "| {} |", row.iter().map(|c| cell(c)).collect::<Vec<_>>().join(" | "));
-        }
+        let rows: Vec<Vec<String>> = t
+            .stages
+            .iter()
+            .map(|s| {
+                let mut row = vec![dtype_cell(s), shape_cell(s)];
+                row.extend(metric_cells(s));
+                row.push(tolerance_cell(s));
+                let mut row: Vec<String> = row.iter().map(|c| cell(c)).collect();
+                row.insert(0, code(&s.stage));
+                // The bold marks are Markdown: only the text inside is escaped.
+                row.push(match s.verdict {
+                    Verdict::Fail => format!("**{}**: {}", cell(&stage_verdict(s)), cell(&s.failures.join("; "))),
+                    _ => cell(&stage_verdict(s)),
+                });
+                row
+            })
+            .collect();
+        let _ = write!(w, "{}", table(&head, &rows));
         let _ = writeln!(w, "\n{}", cell(&hash_line(t)));
         // Outside the folded details: the explanation is what a reader came for.
         for s in t.stages.iter().filter(|s| s.explanation.is_some()) {
@@ -76,21 +83,4 @@ pub(super) fn render(o: &CheckOutcome) -> String {
     }
     let _ = writeln!(w, "\n{}", overall_line(o));
     out
-}
-
-/// A table cell: pipes escaped, line breaks flattened, HTML kept inert.
-fn cell(s: &str) -> String {
-    html(s).replace('|', "\\|").replace(['\n', '\r'], " ")
-}
-
-fn html(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
-}
-
-/// Inline code, with a fence longer than any backtick run inside.
-fn code(s: &str) -> String {
-    let longest = s.split(|c| c != '`').map(str::len).max().unwrap_or(0);
-    let fence = "`".repeat(longest + 1);
-    let pad = if s.starts_with('`') || s.ends_with('`') { " " } else { "" };
-    format!("{fence}{pad}{}{pad}{fence}", s.replace('|', "\\|"))
 }

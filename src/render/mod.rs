@@ -15,6 +15,7 @@ pub mod diff;
 pub mod inspect;
 mod junit;
 mod markdown;
+mod md;
 pub mod noise_floor;
 mod text;
 

@@ -47,10 +47,10 @@ fn lines(n: &NoiseFloor) -> Vec<String> {
 fn summary(n: &NoiseFloor) -> String {
     let failed = n.stages.iter().filter(|s| s.skipped.is_none() && !s.passed).count();
     format!(
-        "Noise floor: {} — RMS error against the f64 reference replayed on LEFT's inputs, RIGHT ≤ m · LEFT + ε; {} of {} stages over it",
+        "Noise floor: {} — RMS error against the f64 reference replayed on LEFT's inputs, RIGHT ≤ m · LEFT + ε; {} of {} over it",
         if n.passed() { "PASS" } else { "FAIL" },
         failed,
-        n.stages.len()
+        crate::compare::numbers::count(n.stages.len() as u64, "stage")
     )
 }
 
@@ -72,20 +72,17 @@ pub fn text(n: &NoiseFloor, check_passed: bool) -> String {
 }
 
 pub fn markdown(n: &NoiseFloor) -> String {
-    let mut out = format!("\n### {}\n\n| tensor | stage | RIGHT err | LEFT err | ratio | limit | verdict |\n|---|---|---|---|---|---|---|\n", summary(n));
-    for s in &n.stages {
-        out.push_str(&format!(
-            "| `{}` | `{}` | {} | {} | {} | {} | {} |\n",
-            s.tensor.replace('|', "\\|").replace('`', "'"),
-            s.stage.replace('|', "\\|").replace('`', "'"),
-            short(s.right_err),
-            short(s.left_err),
-            ratio(s),
-            short(s.limit),
-            verdict(s)
-        ));
-    }
-    out
+    let head = ["tensor", "stage", "RIGHT err", "LEFT err", "ratio", "limit", "verdict"];
+    let rows: Vec<Vec<String>> = n
+        .stages
+        .iter()
+        .map(|s| {
+            let mut row = vec![super::md::code(&s.tensor), super::md::code(&s.stage)];
+            row.extend([short(s.right_err), short(s.left_err), ratio(s), short(s.limit), verdict(s).to_string()].iter().map(|c| super::md::cell(c)));
+            row
+        })
+        .collect();
+    format!("\n### {}\n\n{}", super::md::cell(&summary(n)), super::md::table(&head, &rows))
 }
 
 pub fn json(n: &NoiseFloor) -> Value {

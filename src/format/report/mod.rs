@@ -188,14 +188,48 @@ impl LoadedReport {
         Ok(if p.is_absolute() { p.to_path_buf() } else { self.dir.join(p) })
     }
 
+    /// The stage bundle this report describes: a file that must be there.
     pub fn stage_bundle_path(&self, allow_escape: bool) -> Result<PathBuf> {
-        self.resolve("stage_bundle", &self.report.stage_bundle, allow_escape)
+        let p = self.resolve("stage_bundle", &self.report.stage_bundle, allow_escape)?;
+        self.named_file("stage_bundle", p)
     }
 
+    /// The components file replay reads: a file that must be there.
     pub fn components_path(&self, allow_escape: bool) -> Result<PathBuf> {
         match &self.report.components {
-            Some(c) => self.resolve("components", c, allow_escape),
+            Some(c) => {
+                let p = self.resolve("components", c, allow_escape)?;
+                self.named_file("components", p)
+            }
             None => Err(Error::json(&self.path, "no \"components\" file named: nothing to replay from")),
         }
+    }
+
+    /// A file this report names, looked at before anyone opens it, so that
+    /// a wrong one is refused naming the report and the field that sent
+    /// parity there: `"stage_bundle": "."` is the report's mistake, and
+    /// "./.: is a directory" alone does not say which file to fix. (The
+    /// open that follows still checks again: this only words the error.)
+    fn named_file(&self, field: &str, p: PathBuf) -> Result<PathBuf> {
+        let problem = match std::fs::metadata(&p) {
+            Ok(m) if m.is_file() => return Ok(p),
+            Ok(m) if m.is_dir() => ", which is a directory, not a file".to_string(),
+            Ok(m) => {
+                use std::os::unix::fs::FileTypeExt;
+                let t = m.file_type();
+                let what = if t.is_fifo() {
+                    "a FIFO (named pipe)"
+                } else if t.is_socket() {
+                    "a socket"
+                } else if t.is_char_device() || t.is_block_device() {
+                    "a device"
+                } else {
+                    "something else"
+                };
+                format!(", which is {what}, not a regular file")
+            }
+            Err(e) => format!(": {e}"),
+        };
+        Err(Error::json(&self.path, format!("\"{field}\" names {}{problem}", p.display())))
     }
 }
