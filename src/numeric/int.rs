@@ -34,6 +34,17 @@ pub fn exceeds(d: u64, limit: f64) -> bool {
     d > limit as u64
 }
 
+/// The smallest f64 ≥ `d`: a limit derived from an observed integer must
+/// not round below it (10¹⁶ + 1 rounds to 10¹⁶, which it exceeds).
+pub fn f64_at_least(d: u64) -> f64 {
+    let f = d as f64; // nearest, ties to even; ≤ 2⁶⁴, so exact in a u128
+    if (f as u128) < d as u128 {
+        f.next_up()
+    } else {
+        f
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,5 +67,9 @@ mod tests {
         assert!(!exceeds(u64::MAX, f64::NAN));
         assert!(exceeds(0, f64::NEG_INFINITY));
         assert_eq!(abs_diff(i64::MIN, i64::MAX), u64::MAX);
+        assert_eq!(f64_at_least(10_000_000_000_000_001), 10_000_000_000_000_002.0);
+        assert_eq!(f64_at_least(1 << 53), 9_007_199_254_740_992.0);
+        assert_eq!(f64_at_least(u64::MAX), 18_446_744_073_709_551_616.0);
+        assert!(!exceeds(10_000_000_000_000_001, f64_at_least(10_000_000_000_000_001)));
     }
 }
