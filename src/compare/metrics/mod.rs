@@ -659,15 +659,17 @@ impl<'a> Pass<'a> {
             let (at, end) = (b0 - first, b0 - first + len);
             let lbytes = &lchunk[at * ls..end * ls];
             let rbytes = &rchunk[at * rs..end * rs];
-            // Whole blocks of f32 or bf16 take the fused pass; it declines a
-            // block holding a NaN or an inf, which the general pass then
-            // measures (both give the same numbers on a finite block).
-            // (Same dtype: `l` decodes both sides.)
+            // Integers take their own pass (a constant per instantiation:
+            // the float instantiations compile without it).
             if L::INT && R::INT {
                 int_block(l, r, &mut p, b0, lbytes, rbytes, &lim);
                 b0 += len;
                 continue;
             }
+            // Whole blocks of f32 or bf16 take the fused pass; it declines a
+            // block holding a NaN or an inf, which the general pass then
+            // measures (both give the same numbers on a finite block).
+            // (Same dtype: `l` decodes both sides.)
             let done = fused
                 && len == BLOCK
                 && if lim.allclose.is_some() {
@@ -810,8 +812,8 @@ fn int_block<L: Codec, R: Codec>(l: L, r: R, p: &mut Partial, b0: usize, lbytes:
             // Integers step by 1: their ULP distance is |d|.
             t.max_ulp = t.max_ulp.max(abs);
         }
+        // Σ|d| exactly (`mean_abs` takes it, not `sums.abs`, which stays 0).
         t.abs_sum_int += abs as u128;
-        sums.abs += df.abs();
         sums.sq += df * df;
         sums.dot += lv * rv;
         sums.ll += lv * lv;
