@@ -86,9 +86,11 @@ fn check_fails_an_i64_stage_one_apart_at_2_62_under_an_exact_limit() {
         r#"{"schema": "parity.tolerances.v1", "operations": {"my_tokenizer": {"*": {"required": true, "max_abs": 0, "mean_abs": 0}}}}"#,
     )
     .unwrap();
-    let (code, out) = parity(&["check", s(&l), s(&r), "--tolerances", s(&tol), "--strict-stage-tolerances"]);
+    let (code, out) = parity(&["check", s(&l), s(&r), "--tolerances", s(&tol), "--strict-stage-tolerances", "--top-diffs", "2"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("max_abs 1 > 0"), "{out}");
+    // The top differences in full: as f64 both values print 4.6116860e18.
+    assert!(out.contains("(1,): 4611686018427387904, 4611686018427387905, 1"), "{out}");
     // The same report against itself passes.
     let (code, out) = parity(&["check", s(&l), s(&l), "--tolerances", s(&tol), "--strict-stage-tolerances"]);
     assert_eq!(code, 0, "{out}");
