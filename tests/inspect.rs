@@ -4,7 +4,7 @@
 
 use parity::format::dtype::DType;
 use parity::format::tensor::Tensor;
-use parity::inspect::{inspect, Checks, InspectOptions};
+use parity::inspect::{inspect, Checks, Extreme::{Float, Int}, InspectOptions};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
@@ -34,7 +34,7 @@ fn statistics_match_hand_computed_values() {
     let finite = [1.0f64, -3.0, 0.0, -0.0, 2.0, sub as f64];
     let mean = finite.iter().sum::<f64>() / 6.0;
     let var = finite.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / 6.0;
-    assert_eq!((s.min, s.max, s.abs_max), (Some(-3.0), Some(2.0), Some(3.0)));
+    assert_eq!((s.min, s.max, s.abs_max), (Some(Float(-3.0)), Some(Float(2.0)), Some(Float(3.0))));
     assert!((s.mean.unwrap() - mean).abs() < 1e-15 && (s.std.unwrap() - var.sqrt()).abs() < 1e-15, "{s:?}");
     assert_eq!((s.nan, s.pos_inf, s.neg_inf, s.zeros, s.subnormals), (1, 1, 1, 2, 1));
 }
@@ -44,18 +44,18 @@ fn low_precision_and_integer_dtypes_are_decoded() {
     // bf16 bits: 1.0 = 0x3F80, -2.0 = 0xC000, subnormal 0x0001, NaN 0x7FC0.
     let (_d, p) = one("b", Tensor::from_u16_bits(DType::BF16, vec![4], &[0x3F80, 0xC000, 0x0001, 0x7FC0]));
     let s = inspect(&p, &InspectOptions::default()).unwrap().tensors[0].stats.clone().unwrap();
-    assert_eq!((s.min, s.max, s.nan, s.subnormals), (Some(-2.0), Some(1.0), 1, 1));
+    assert_eq!((s.min, s.max, s.nan, s.subnormals), (Some(Float(-2.0)), Some(Float(1.0)), 1, 1));
     // f16: 65504 (max), 0x0001 subnormal.
     let (_d, p) = one("h", Tensor::from_u16_bits(DType::F16, vec![2], &[0x7BFF, 0x0001]));
     let s = inspect(&p, &InspectOptions::default()).unwrap().tensors[0].stats.clone().unwrap();
-    assert_eq!((s.max, s.subnormals), (Some(65504.0), 1));
+    assert_eq!((s.max, s.subnormals), (Some(Float(65504.0)), 1));
     // fp8 e4m3fn: 0x7E = 448, 0x7F = NaN.
     let (_d, p) = one("q", Tensor::from_bytes(DType::F8E4M3, vec![2], vec![0x7E, 0x7F]));
     let s = inspect(&p, &InspectOptions::default()).unwrap().tensors[0].stats.clone().unwrap();
-    assert_eq!((s.max, s.nan), (Some(448.0), 1));
+    assert_eq!((s.max, s.nan), (Some(Float(448.0)), 1));
     let (_d, p) = one("i", Tensor::from_i64(vec![3], &[-5, 0, 7]));
     let s = inspect(&p, &InspectOptions::default()).unwrap().tensors[0].stats.clone().unwrap();
-    assert_eq!((s.min, s.max, s.zeros, s.subnormals), (Some(-5.0), Some(7.0), 1, 0));
+    assert_eq!((s.min, s.max, s.zeros, s.subnormals), (Some(Int(-5)), Some(Int(7)), 1, 0));
     // Empty: no figures, no failure.
     let (_d, p) = one("e", Tensor::from_f32(vec![0, 3], &[]));
     let o = inspect(&p, &InspectOptions { checks: "finite,nonzero".parse().unwrap(), ..Default::default() }).unwrap();
@@ -85,7 +85,7 @@ fn checks_pass_and_fail_naming_the_tensors() {
     let o = run("fits=F16");
     let big = o.tensors.iter().find(|t| t.name == "big").unwrap().stats.clone().unwrap();
     assert_eq!(big.overflow[0].count, 2);
-    assert_eq!(big.overflow[0].largest, Some(1e6));
+    assert_eq!(big.overflow[0].largest, Some(Float(1e6)));
     assert!(o.failures.iter().any(|f| f.starts_with("big: 2 value(s) do not fit F16")), "{:?}", o.failures);
     let o = run("fits=BF16");
     assert!(o.failures.is_empty(), "{:?}", o.failures);

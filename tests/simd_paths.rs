@@ -1,6 +1,6 @@
 //! Every SIMD path gives the same bits: the codecs, casts, element-wise
 //! operations, merges and every other fast kernel, and the comparer's
-//! general pass (f16, fp8, mixed dtypes), each forced onto AVX-512, AVX2 and
+//! general pass (f16, fp8, mixed dtypes) and integer pass, each forced onto AVX-512, AVX2 and
 //! the portable path in turn (those this CPU has), on values that include
 //! NaN payloads, ±inf, subnormals, ±0 and rounding ties.
 //!
@@ -188,7 +188,9 @@ proptest! {
         let bytes = |v: &[u16]| v[..n].iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
         let (lb, rb) = (bytes(&l), bytes(&r));
         let tol = Tolerance::gate(1e-3, 1e-5).with_max_ulp(4);
-        for (ld, rd) in [(DType::F16, DType::F16), (DType::BF16, DType::F16), (DType::F8E4M3, DType::F8E4M3)] {
+        // Integers (their own exact pass, any widths) too.
+        let pairs = [(DType::F16, DType::F16), (DType::BF16, DType::F16), (DType::F8E4M3, DType::F8E4M3), (DType::I64, DType::I64), (DType::I32, DType::I64), (DType::U8, DType::I8)];
+        for (ld, rd) in pairs {
             let shape_l = [lb.len() / ld.size()];
             let shape_r = [rb.len() / rd.size()];
             let len = shape_l[0].min(shape_r[0]);

@@ -1080,6 +1080,16 @@ fn check_header_assert(spec: &crate::plan::Assert, name: &str, dtype: crate::for
     None
 }
 
+/// max |a − b| of two integer tensors of the same shape, exactly; None
+/// unless both dtypes are integers.
+fn int_max_abs(a: &Tensor, b: &Tensor) -> Option<u64> {
+    if !(a.dtype.is_integer() && b.dtype.is_integer()) {
+        return None;
+    }
+    let int = |t: &Tensor, i: usize| t.dtype.int(&t.data, i).expect("an integer dtype");
+    Some((0..a.numel()).map(|i| crate::numeric::int::abs_diff(int(a, i), int(b, i))).max().unwrap_or(0))
+}
+
 /// The asserts that need data: finite, iszero, equal.
 fn check_assert_data(spec: &crate::plan::Assert, name: &str, t: &Tensor, to: Option<&Tensor>) -> Option<String> {
     // Shape and dtype again: headers could not tell them for every operation.
@@ -1104,6 +1114,14 @@ fn check_assert_data(spec: &crate::plan::Assert, name: &str, t: &Tensor, to: Opt
     if let (Some(e), Some(other)) = (&spec.equal, to) {
         if other.shape != t.shape {
             return Some(format!("'{name}': shape {:?} vs {:?} of '{}'", t.shape, other.shape, e.to));
+        }
+        if let Some(worst) = int_max_abs(t, other) {
+            // Integers as integers: f64 would call 2⁶² and 2⁶² + 1 equal.
+            if crate::numeric::int::exceeds(worst, e.max_abs) {
+                let (w, l) = crate::compare::numbers::versus_int(worst, e.max_abs);
+                return Some(format!("'{name}': max |diff| {w} against '{}' > {l}", e.to));
+            }
+            return None;
         }
         let (a, b) = (values(), other.to_f64_vec());
         // Non-finite values compare by position and sign (SPEC §3): NaN with

@@ -114,7 +114,10 @@ pub fn suggest(o: &CheckOutcome, builtin: &Profile, opts: &SuggestOptions) -> Re
             if m.non_finite.mismatched > 0 {
                 ob.unpassable.get_or_insert_with(|| format!("{}: NaN/inf at different positions", t.name));
             }
-            ob.max_abs = ob.max_abs.max(m.max_abs);
+            // Integers: the gate holds the exact |d| against the limit, so the
+            // observation is rounded up, never to nearest (10¹⁶ + 1 → 10¹⁶
+            // would suggest a limit the pair breaks).
+            ob.max_abs = ob.max_abs.max(m.max_abs_int.map_or(m.max_abs, crate::numeric::int::f64_at_least));
             ob.mean_abs = ob.mean_abs.max(m.mean_abs);
             if let Some(u) = m.max_ulp {
                 ob.max_ulp = Some(ob.max_ulp.unwrap_or(0).max(u));
@@ -183,9 +186,12 @@ pub fn suggest(o: &CheckOutcome, builtin: &Profile, opts: &SuggestOptions) -> Re
         why.insert("mean_abs".into(), json!(w));
         if let Some(u) = ob.max_ulp {
             // Whole ULPs first, then one significant digit: 13 × 2 = 26 → 30.
-            let suggested = round_up_one_digit((u as f64 * opts.margin).ceil());
+            // Rounded up from the count, never to nearest: a count beyond
+            // 2⁵³ (integers, f64) must not be suggested a limit below it.
+            let observed = crate::numeric::int::f64_at_least(u);
+            let suggested = round_up_one_digit((observed * opts.margin).ceil());
             let show_ulp = |x: f64| thousands(x.ceil() as u64);
-            let (v, w) = limit("max_ulp", u as f64, suggested, base.and_then(|t| t.max_ulp).map(|b| b as f64), &show_ulp);
+            let (v, w) = limit("max_ulp", observed, suggested, base.and_then(|t| t.max_ulp).map(|b| b as f64), &show_ulp);
             entry.insert("max_ulp".into(), json!(v as u64));
             why.insert("max_ulp".into(), json!(w));
         }

@@ -168,9 +168,19 @@ pub fn limits_broken(m: &Metrics, tol: &Tolerance) -> Vec<String> {
             if nf.mismatched == 1 { "" } else { "s" }
         ));
     }
-    if m.max_abs > tol.max_abs {
-        let (v, l) = versus(m.max_abs, tol.max_abs);
-        out.push(format!("max_abs {v} > {l}"));
+    match m.max_abs_int {
+        // Integers: the exact |d| against the limit, never its rounded f64
+        // (2⁵³ + 1 would pass a limit of 2⁵³).
+        Some(d) if crate::numeric::int::exceeds(d, tol.max_abs) => {
+            let (v, l) = numbers::versus_int(d, tol.max_abs);
+            out.push(format!("max_abs {v} > {l}"));
+        }
+        Some(_) => {}
+        None if m.max_abs > tol.max_abs => {
+            let (v, l) = versus(m.max_abs, tol.max_abs);
+            out.push(format!("max_abs {v} > {l}"));
+        }
+        None => {}
     }
     if m.mean_abs > tol.mean_abs {
         let (v, l) = versus(m.mean_abs, tol.mean_abs);

@@ -58,6 +58,15 @@ pub fn value(x: f64) -> String {
     }
 }
 
+/// A difference for people: an integer tensor's exact |d| in full
+/// (`4611686018427387905`, never `4.61e18`), else [`short`].
+pub fn diff(x: f64, exact: Option<u64>) -> String {
+    match exact {
+        Some(d) => d.to_string(),
+        None => short(x),
+    }
+}
+
 /// A value and the limit it broke, each with just enough digits to tell them
 /// apart (`1.0004e-3` vs `1e-3`, never `1e-3 > 1e-3`), and to order them as
 /// they are: an integer prints whole, so `1000.5` against `1000` must not
@@ -76,6 +85,20 @@ pub fn versus(value: f64, limit: f64) -> (String, String) {
         }
     }
     (format!("{value:e}"), format!("{limit:e}"))
+}
+
+/// An exact integer (a max |diff| of integer tensors) and the limit it
+/// broke: the integer in full, the limit as an integer when it is a whole
+/// number a u64 holds (`9007199254740993` vs `9007199254740992`), else in
+/// three significant digits (`3` vs `2.5e0`).
+pub fn versus_int(value: u64, limit: f64) -> (String, String) {
+    let l = if limit.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&limit) {
+        // A whole f64 below 2⁶⁴: the cast is exact.
+        (limit as u64).to_string()
+    } else {
+        short(limit)
+    };
+    (value.to_string(), l)
 }
 
 /// Cosine similarity: close to 1 is where the digits matter, so show up to
@@ -192,6 +215,9 @@ mod tests {
         assert_eq!(short(1e-5), "1e-5");
         assert_eq!(short(0.0), "0");
         assert_eq!(versus(1.0004e-3, 1e-3), ("1.0004e-3".into(), "1e-3".into()));
+        assert_eq!(versus_int((1 << 53) + 1, 9_007_199_254_740_992.0), ("9007199254740993".into(), "9007199254740992".into()));
+        assert_eq!(versus_int(3, 2.5), ("3".into(), "2.5e0".into()));
+        assert_eq!(versus_int(u64::MAX, 0.0), ("18446744073709551615".into(), "0".into()));
         assert_eq!(index(&[3, 17]), "(3, 17)");
         assert_eq!(index(&[5]), "(5,)");
         assert_eq!(thousands(3_145_728), "3,145,728");

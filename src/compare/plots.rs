@@ -15,6 +15,10 @@
 //!
 //! A |diff| that is not finite (a NaN or an inf on either side) is counted
 //! in its own bin and marks its cell and point with +inf.
+//!
+//! Integer stages of one dtype take |diff| from the integers (the nearest
+//! f64 of the exact difference), not from their f64 decodes: I64 values
+//! one apart beyond 2⁵³ decode to one f64 and would plot as no difference.
 
 use super::metrics::{Bytes, Stage};
 use crate::error::Result;
@@ -204,11 +208,13 @@ fn abs_diff(a: f64, b: f64) -> f64 {
 
 /// The plots of a stage pair already decoded to f64 (same shape, `l.len()`
 /// elements each); `raw` — the dtype and both sides' bytes — when both
-/// sides are of that one float dtype, for the ULP histogram.
+/// sides are of that one dtype: for the ULP histogram of a float dtype,
+/// for the exact differences of an integer one.
 pub fn gather(shape: &[usize], l: &[f64], r: &[f64], raw: Option<(DType, &[u8], &[u8])>) -> StagePlots {
     let n = l.len().min(r.len());
     let columns = ColumnMap::new(shape, n);
-    let raw = raw.filter(|(d, _, _)| d.is_float());
+    let raw = raw.filter(|(d, _, _)| d.is_float() || d.is_integer());
+    let ulp = raw.is_some_and(|(d, _, _)| d.is_float());
     let acc = (0..n.div_ceil(SPAN))
         .into_par_iter()
         .map(|c| {
@@ -217,7 +223,7 @@ pub fn gather(shape: &[usize], l: &[f64], r: &[f64], raw: Option<(DType, &[u8], 
             let bytes = raw.map(|(d, lr, rr)| (d, &lr[span.start * size..span.end * size], &rr[span.start * size..span.end * size]));
             Accumulator::of(shape, n, span.start, &l[span.clone()], &r[span], bytes, &columns)
         })
-        .reduce(|| Accumulator::empty(shape, n, raw.is_some()), Accumulator::merge);
+        .reduce(|| Accumulator::empty(shape, n, ulp), Accumulator::merge);
     acc.finish()
 }
 
@@ -240,7 +246,8 @@ pub fn gather_in_pieces(left: Stage, right: Stage, piece: usize) -> Result<Stage
     let piece = piece.max(1);
     let n = left.numel().min(right.numel());
     let columns = ColumnMap::new(left.shape, n);
-    let same = left.dtype == right.dtype && left.dtype.is_float();
+    let same = left.dtype == right.dtype && (left.dtype.is_float() || left.dtype.is_integer());
+    let ulp = same && left.dtype.is_float();
     let acc = (0..n.div_ceil(piece))
         .into_par_iter()
         .map(|c| {
@@ -255,7 +262,7 @@ pub fn gather_in_pieces(left: Stage, right: Stage, piece: usize) -> Result<Stage
             let bytes = same.then_some((left.dtype, lraw.as_slice(), rraw.as_slice()));
             Ok(Accumulator::of(left.shape, n, span.start, &l, &r, bytes, &columns))
         })
-        .try_reduce(|| Accumulator::empty(left.shape, n, same), |a, b| Ok(a.merge(b)))?;
+        .try_reduce(|| Accumulator::empty(left.shape, n, ulp), |a, b| Ok(a.merge(b)))?;
     Ok(acc.finish())
 }
 
@@ -331,11 +338,28 @@ impl Accumulator {
     }
 
     /// Elements `first..first + l.len()` of the stage, decoded (`l`, `r`)
-    /// and, for the ULP histogram, raw.
+    /// and, when both sides are of one float or integer dtype, raw (for
+    /// the ULP histogram, or the exact integer differences).
     fn of(shape: &[usize], n: usize, first: usize, l: &[f64], r: &[f64], raw: Option<(DType, &[u8], &[u8])>, columns: &ColumnMap) -> Accumulator {
-        let mut acc = Accumulator::empty(shape, n, raw.is_some());
-        for (a, b) in l.iter().zip(r) {
-            acc.histogram.add((b - a).abs());
+        let mut acc = Accumulator::empty(shape, n, raw.is_some_and(|(d, _, _)| d.is_float()));
+        // |diff| of element k: from the integers for an integer dtype (the
+        // exact |d| ≤ 2⁶⁴ − 1, rounded once), else from the decoded values.
+        let int = raw.filter(|(d, _, _)| d.is_integer());
+        let diff = |k: usize| match int {
+            Some((d, lr, rr)) => {
+                let (a, b) = (d.int(lr, k).expect("an integer dtype"), d.int(rr, k).expect("an integer dtype"));
+                crate::numeric::int::abs_diff(a, b) as f64
+            }
+            None => abs_diff(l[k], r[k]),
+        };
+        if int.is_some() {
+            for k in 0..l.len().min(r.len()) {
+                acc.histogram.add(diff(k));
+            }
+        } else {
+            for (a, b) in l.iter().zip(r) {
+                acc.histogram.add((b - a).abs());
+            }
         }
         if let (Some(h), Some((dtype, lraw, rraw))) = (acc.ulp.as_mut(), raw) {
             for (k, (&a, &b)) in l.iter().zip(r).enumerate() {
@@ -359,7 +383,7 @@ impl Accumulator {
                 let cell_row = i * g.gr / g.rows * g.gc;
                 let mut row_max = 0.0f64;
                 for j in j0..j0 + len {
-                    let d = abs_diff(l[k + j - j0], r[k + j - j0]);
+                    let d = diff(k + j - j0);
                     row_max = row_max.max(d);
                     let cell = &mut g.cells[cell_row + columns.cell[j] as usize];
                     *cell = cell.max(d);

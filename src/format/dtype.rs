@@ -1,7 +1,8 @@
 //! Element types of stage tensors, as safetensors names them.
 //!
-//! Metrics are computed on values decoded to f64 (every supported type widens
-//! to f64 exactly). Bit-level facts — byte equality, ULP distance — are taken
+//! Metrics are computed on values decoded to f64 (every float type widens
+//! to f64 exactly; an I64 beyond 2⁵³ does not, so integer types are also
+//! read as integers, [`DType::int`], wherever a decision is taken). Bit-level facts — byte equality, ULP distance — are taken
 //! from the stored bits, never from decoded values.
 
 use serde::{Deserialize, Serialize};
@@ -74,6 +75,12 @@ impl DType {
         matches!(self, DType::F64 | DType::F32 | DType::BF16 | DType::F16 | DType::F8E4M3 | DType::F8E5M2)
     }
 
+    /// Integer types (BOOL included: 0 and 1), compared as integers (see
+    /// [`DType::int`]): every one of them fits an i64.
+    pub fn is_integer(self) -> bool {
+        matches!(self, DType::I64 | DType::I32 | DType::I8 | DType::U8 | DType::BOOL)
+    }
+
     /// Types narrower than f32, where "how many ULPs apart" is the question users ask.
     pub fn is_low_precision_float(self) -> bool {
         matches!(self, DType::BF16 | DType::F16 | DType::F8E4M3 | DType::F8E5M2)
@@ -114,7 +121,9 @@ impl DType {
         }
     }
 
-    /// Decode element `i` of little-endian `bytes` to f64 (exact for every type).
+    /// Decode element `i` of little-endian `bytes` to f64: exact for every
+    /// type but I64, which is rounded to nearest beyond ±2⁵³ (use
+    /// [`DType::int`] for a decision about integers).
     #[inline]
     pub fn decode(self, bytes: &[u8], i: usize) -> f64 {
         use crate::numeric::round;
@@ -135,7 +144,24 @@ impl DType {
         }
     }
 
-    /// Every element of `bytes` decoded into `out` (one per element; exact,
+    /// Element `i` of an integer type, exactly (f64 holds integers exactly
+    /// only up to 2⁵³: [`DType::decode`] rounds an I64 beyond that). A BOOL
+    /// is 0 or 1 whatever non-zero byte it stores. None for a float type.
+    #[inline(always)]
+    pub fn int(self, bytes: &[u8], i: usize) -> Option<i64> {
+        let s = self.size();
+        let b = &bytes[i * s..i * s + s];
+        Some(match self {
+            DType::I64 => i64::from_le_bytes(b.try_into().unwrap()),
+            DType::I32 => i32::from_le_bytes(b.try_into().unwrap()) as i64,
+            DType::I8 => b[0] as i8 as i64,
+            DType::U8 => b[0] as i64,
+            DType::BOOL => (b[0] != 0) as i64,
+            _ => return None,
+        })
+    }
+
+    /// Every element of `bytes` decoded into `out` (one per element,
     /// as [`DType::decode`]). The common float dtypes get a loop of their
     /// own, which the compiler vectorises; the rest go element by element.
     pub fn decode_into(self, bytes: &[u8], out: &mut [f64]) {

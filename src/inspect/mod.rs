@@ -65,14 +65,40 @@ pub struct InspectOptions {
     pub progress: bool,
 }
 
+/// A figure that is one of the tensor's values (min, max) or magnitudes
+/// (|x| max): for an integer dtype the integer itself, exactly (an I64
+/// beyond 2⁵³ has no f64; |i64::MIN| = 2⁶³ needs a u64), else the float.
+/// JSON: an integer, or a float.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Extreme {
+    Int(i64),
+    Magnitude(u64),
+    Float(f64),
+}
+
+impl Extreme {
+    /// For people: an integer in full, a float in three significant digits.
+    pub fn text(self) -> String {
+        match self {
+            Extreme::Int(i) => i.to_string(),
+            Extreme::Magnitude(u) => u.to_string(),
+            Extreme::Float(x) => crate::compare::numbers::short(x),
+        }
+    }
+}
+
 /// The figures of one tensor.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Stats {
-    pub min: Option<f64>,
-    pub max: Option<f64>,
+    pub min: Option<Extreme>,
+    pub max: Option<Extreme>,
+    /// Mean and standard deviation in f64 (of integers too: each value is
+    /// rounded to f64, relative error ≤ 2⁻⁵³, before the moments are taken;
+    /// they are real-valued figures and no check is decided on them).
     pub mean: Option<f64>,
     pub std: Option<f64>,
-    pub abs_max: Option<f64>,
+    pub abs_max: Option<Extreme>,
     pub nan: u64,
     pub pos_inf: u64,
     pub neg_inf: u64,
@@ -86,7 +112,7 @@ pub struct Stats {
 pub struct Overflow {
     pub format: String,
     pub count: u64,
-    pub largest: Option<f64>,
+    pub largest: Option<Extreme>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -225,7 +251,7 @@ fn judge(tensors: &[TensorInfo], groups: &[Vec<String>], c: &Checks) -> Vec<Stri
                     t.name,
                     o.count,
                     o.format,
-                    o.largest.map(crate::compare::numbers::short).unwrap_or_default()
+                    o.largest.map(Extreme::text).unwrap_or_default()
                 ));
             }
         }
@@ -253,12 +279,30 @@ struct Part {
     zeros: u64,
     subnormals: u64,
     over: Vec<(u64, f64)>,
+    /// Integer dtypes: min, max, max |x| and the largest |x| over each
+    /// `fits=` threshold, exactly (the f64 fields hold their roundings).
+    int: IntExtremes,
     digests: Vec<u128>,
+}
+
+#[derive(Clone)]
+struct IntExtremes {
+    min: i64,
+    max: i64,
+    abs_max: u64,
+    over: Vec<u64>,
+}
+
+impl Default for IntExtremes {
+    fn default() -> IntExtremes {
+        IntExtremes { min: i64::MAX, max: i64::MIN, abs_max: 0, over: Vec::new() }
+    }
 }
 
 impl Part {
     fn new(fits: usize) -> Part {
-        Part { min: f64::INFINITY, max: f64::NEG_INFINITY, over: vec![(0, 0.0); fits], ..Part::default() }
+        let int = IntExtremes { over: vec![0; fits], ..IntExtremes::default() };
+        Part { min: f64::INFINITY, max: f64::NEG_INFINITY, over: vec![(0, 0.0); fits], int, ..Part::default() }
     }
     /// Chan et al.: the moments of two disjoint sets from each one's.
     fn merge(&mut self, o: Part) {
@@ -280,6 +324,12 @@ impl Part {
         for (a, b) in self.over.iter_mut().zip(o.over) {
             a.0 += b.0;
             a.1 = a.1.max(b.1);
+        }
+        self.int.min = self.int.min.min(o.int.min);
+        self.int.max = self.int.max.max(o.int.max);
+        self.int.abs_max = self.int.abs_max.max(o.int.abs_max);
+        for (a, b) in self.int.over.iter_mut().zip(o.int.over) {
+            *a = (*a).max(b);
         }
         self.digests.extend(o.digests);
     }
@@ -326,6 +376,20 @@ fn measure(ck: &Checkpoint, loc: &crate::format::checkpoint::Located, fits: &[DT
             let mut part = Part::new(fits.len());
             let float = loc.dtype.is_float();
             for i in 0..(b - a) {
+                // Integers: the exact value for min/max/|x| max, and its
+                // nearest f64 for the moments and the `fits=` test. That
+                // test stays exact: rounding is monotone and every threshold
+                // is an f64, either below 2⁵³ (where integers are exact) or,
+                // for BF16, beyond the range of i64.
+                if let Some(v) = loc.dtype.int(&buf, i) {
+                    let e = &mut part.int;
+                    (e.min, e.max, e.abs_max) = (e.min.min(v), e.max.max(v), e.abs_max.max(v.unsigned_abs()));
+                    for (k, t) in thresholds.iter().enumerate() {
+                        if v.unsigned_abs() as f64 >= *t {
+                            e.over[k] = e.over[k].max(v.unsigned_abs());
+                        }
+                    }
+                }
                 let x = loc.dtype.decode(&buf, i);
                 if x.is_nan() {
                     part.nan += 1;
@@ -371,12 +435,18 @@ fn measure(ck: &Checkpoint, loc: &crate::format::checkpoint::Located, fits: &[DT
     }
     // Non-finite values of the source also do not fit any format but stay what they are.
     let any = total.n > 0;
+    let int = loc.dtype.is_integer();
+    let (min, max, abs_max) = if int {
+        (Extreme::Int(total.int.min), Extreme::Int(total.int.max), Extreme::Magnitude(total.int.abs_max))
+    } else {
+        (Extreme::Float(total.min), Extreme::Float(total.max), Extreme::Float(total.abs_max))
+    };
     let stats = Stats {
-        min: any.then_some(total.min),
-        max: any.then_some(total.max),
+        min: any.then_some(min),
+        max: any.then_some(max),
         mean: any.then_some(total.mean),
         std: any.then(|| (total.m2 / total.n as f64).sqrt()),
-        abs_max: any.then_some(total.abs_max),
+        abs_max: any.then_some(abs_max),
         nan: total.nan,
         pos_inf: total.pos_inf,
         neg_inf: total.neg_inf,
@@ -384,8 +454,12 @@ fn measure(ck: &Checkpoint, loc: &crate::format::checkpoint::Located, fits: &[DT
         subnormals: total.subnormals,
         overflow: fits
             .iter()
-            .zip(&total.over)
-            .map(|(d, (c, l))| Overflow { format: d.name().into(), count: *c, largest: (*c > 0).then_some(*l) })
+            .zip(total.over.iter().zip(&total.int.over))
+            .map(|(d, ((c, l), il))| Overflow {
+                format: d.name().into(),
+                count: *c,
+                largest: (*c > 0).then_some(if int { Extreme::Magnitude(*il) } else { Extreme::Float(*l) }),
+            })
             .collect(),
     };
     let digest = hash.then(|| {

@@ -1,5 +1,6 @@
 //! Number formats: where rounding happens and how it is made correct.
 
+pub mod int;
 pub mod rng;
 pub mod round;
 pub mod simd;

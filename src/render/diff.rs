@@ -67,7 +67,9 @@ pub(super) fn shape_cell(t: &TensorDiff) -> String {
 /// elements not bit-equal, SQNR.
 pub(super) fn metric_cells(t: &TensorDiff) -> [String; 5] {
     let Some(m) = &t.metrics else { return Default::default() };
-    let max_abs = f(m, "max_abs").map(|x| format!("{}{}", numbers::short(x), if x > 0.0 { index(m, "max_abs_index") } else { String::new() }));
+    // An integer tensor's max_abs is a JSON integer, exact: shown in full.
+    let exact = m.get("max_abs").and_then(|v| v.as_u64());
+    let max_abs = f(m, "max_abs").map(|x| format!("{}{}", numbers::diff(x, exact), if x > 0.0 { index(m, "max_abs_index") } else { String::new() }));
     let ulp = u(m, "max_ulp").map(numbers::thousands).unwrap_or_else(|| "-".into());
     let neq = u(m, "not_bit_equal").map(numbers::thousands).unwrap_or_else(|| "-".into());
     let sqnr = f(m, "sqnr_db").map(numbers::db).unwrap_or_default();

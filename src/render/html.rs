@@ -279,7 +279,7 @@ fn verdict_table(w: &mut String, o: &CheckOutcome) {
                 esc(&label),
                 esc(&dtype_cell(s)),
                 esc(&shape_cell(s)),
-                num(m.map(|m| m.max_abs), m.map(|m| short(m.max_abs)).unwrap_or_default()),
+                num(m.map(|m| m.max_abs), m.map(|m| numbers::diff(m.max_abs, m.max_abs_int)).unwrap_or_default()),
                 num(m.map(|m| m.mean_abs), m.map(|m| short(m.mean_abs)).unwrap_or_default()),
                 match m.and_then(|m| m.max_ulp) {
                     Some(u) => format!("<td data-v=\"{u}\">{}</td>", numbers::thousands(u)),

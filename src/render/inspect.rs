@@ -3,7 +3,7 @@
 
 use super::Format;
 use crate::compare::numbers::{self, short};
-use crate::inspect::InspectOutcome;
+use crate::inspect::{Extreme, InspectOutcome};
 use std::fmt::Write;
 
 pub fn render(o: &InspectOutcome, format: Format) -> String {
@@ -21,6 +21,11 @@ pub fn render(o: &InspectOutcome, format: Format) -> String {
 
 fn opt(x: Option<f64>) -> String {
     x.map(short).unwrap_or_else(|| "-".into())
+}
+
+/// An integer tensor's min, max and |x| max in full; a float's in short.
+fn extreme(x: Option<Extreme>) -> String {
+    x.map(Extreme::text).unwrap_or_else(|| "-".into())
 }
 
 fn table(o: &InspectOutcome, md: bool) -> String {
@@ -48,11 +53,11 @@ fn table(o: &InspectOutcome, md: bool) -> String {
             match &t.stats {
                 None => r.extend([t.file.clone(), t.offset.to_string()]),
                 Some(st) => r.extend([
-                    opt(st.min),
-                    opt(st.max),
+                    extreme(st.min),
+                    extreme(st.max),
                     opt(st.mean),
                     opt(st.std),
-                    opt(st.abs_max),
+                    extreme(st.abs_max),
                     st.nan.to_string(),
                     st.pos_inf.to_string(),
                     st.neg_inf.to_string(),
@@ -91,7 +96,7 @@ fn table(o: &InspectOutcome, md: bool) -> String {
     for t in &o.tensors {
         if let Some(st) = &t.stats {
             for ov in st.overflow.iter().filter(|ov| ov.count > 0) {
-                let line = format!("{}: {} would not fit {} (largest |x| {})", t.name, numbers::count(ov.count, "value"), ov.format, opt(ov.largest));
+                let line = format!("{}: {} would not fit {} (largest |x| {})", t.name, numbers::count(ov.count, "value"), ov.format, extreme(ov.largest));
                 let _ = writeln!(s, "{}", prose(line));
             }
         }

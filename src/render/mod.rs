@@ -134,8 +134,8 @@ const METRIC_HEADERS: [&str; 10] =
 fn metric_cells(s: &StageResult) -> Vec<String> {
     let Some(m) = &s.metrics else { return vec!["-".into(); METRIC_HEADERS.len()] };
     let max_abs = match &m.max_abs_index {
-        Some(ix) => format!("{} at {}", short(m.max_abs), numbers::index(ix)),
-        None => short(m.max_abs),
+        Some(ix) => format!("{} at {}", numbers::diff(m.max_abs, m.max_abs_int), numbers::index(ix)),
+        None => numbers::diff(m.max_abs, m.max_abs_int),
     };
     vec![
         max_abs,
@@ -199,7 +199,7 @@ fn detail_lines(s: &StageResult, top_diffs: usize) -> Vec<String> {
         |ix: &Option<Vec<usize>>| ix.as_deref().map(|i| format!(" at index {}", numbers::index(i))).unwrap_or_default();
     out.push(format!(
         "Greatest absolute difference: {}{} (up to {} allowed)",
-        short(m.max_abs),
+        numbers::diff(m.max_abs, m.max_abs_int),
         at(&m.max_abs_index),
         short(t.max_abs)
     ));
@@ -245,13 +245,18 @@ fn detail_lines(s: &StageResult, top_diffs: usize) -> Vec<String> {
     if top_diffs > 0 && !m.top.is_empty() {
         out.push("Largest differences (index: left, right, |diff|):".into());
         for d in &m.top {
-            out.push(format!(
-                "  {}: {}, {}, {}",
-                numbers::index(&d.index),
-                numbers::value(d.left),
-                numbers::value(d.right),
-                short(d.abs_diff)
-            ));
+            let line = match d.exact {
+                // Integers in full: their rounded f64s could print equal.
+                Some((l, r)) => format!("  {}: {l}, {r}, {}", numbers::index(&d.index), crate::numeric::int::abs_diff(l, r)),
+                None => format!(
+                    "  {}: {}, {}, {}",
+                    numbers::index(&d.index),
+                    numbers::value(d.left),
+                    numbers::value(d.right),
+                    short(d.abs_diff)
+                ),
+            };
+            out.push(line);
         }
     }
     out

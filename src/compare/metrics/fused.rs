@@ -273,7 +273,7 @@ pub(super) fn block<C: Codec, const CLOSE: bool>(
             let (lv, rv) = value_at(c, lbytes, rbytes, j);
             let a = (rv - lv).abs();
             if a > p.top.floor {
-                p.top.offer(Candidate { key: a, index: b0 + j, left: lv, right: rv });
+                p.top.offer(Candidate { key: a, key_int: 0, index: b0 + j, left: lv, right: rv, exact: None });
             }
         }
     }

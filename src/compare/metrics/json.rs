@@ -1,6 +1,8 @@
 //! The comparer's numbers as JSON values, shared by every command that
 //! writes JSON (`check`, `diff`). JSON has no infinity or NaN: those are
-//! written as the strings "inf", "-inf" and "NaN".
+//! written as the strings "inf", "-inf" and "NaN". Integer tensors' `max_abs`
+//! and top divergences are JSON integers, exact (a u64 / i64; a reader that
+//! parses them as f64 rounds them, as it would any integer above 2⁵³).
 
 use super::{Metrics, NonFiniteCounts};
 use serde_json::{json, Value};
@@ -25,7 +27,8 @@ pub fn metrics(m: &Metrics) -> Value {
     json!({
         "numel": m.numel,
         "compared": m.compared,
-        "max_abs": num(m.max_abs),
+        // Integers: the exact u64 (a JSON integer), not its rounded f64.
+        "max_abs": m.max_abs_int.map_or_else(|| num(m.max_abs), Value::from),
         "max_abs_index": m.max_abs_index,
         "mean_abs": num(m.mean_abs),
         "rms": num(m.rms),
@@ -45,11 +48,20 @@ pub fn metrics(m: &Metrics) -> Value {
             "mismatched": m.non_finite.mismatched,
             "first_mismatch_index": m.non_finite.first_mismatch,
         },
-        "top_diffs": m.top.iter().map(|d| json!({
-            "index": d.index,
-            "left": num(d.left),
-            "right": num(d.right),
-            "abs_diff": num(d.abs_diff),
-        })).collect::<Vec<_>>(),
+        "top_diffs": m.top.iter().map(|d| match d.exact {
+            // Integers as JSON integers, exactly.
+            Some((l, r)) => json!({
+                "index": d.index,
+                "left": l,
+                "right": r,
+                "abs_diff": crate::numeric::int::abs_diff(l, r),
+            }),
+            None => json!({
+                "index": d.index,
+                "left": num(d.left),
+                "right": num(d.right),
+                "abs_diff": num(d.abs_diff),
+            }),
+        }).collect::<Vec<_>>(),
     })
 }

@@ -24,8 +24,12 @@
 //!   +inf when every difference is 0 (an all-zero or empty pair included),
 //!   −inf when LEFT is all zeros and RIGHT is not.
 //! * ULP distance and bit equality are taken from the stored bits and exist
-//!   only when both sides have the same dtype (ULP: float dtypes only, in
-//!   units of that dtype, -0 and +0 being 0 ULP apart).
+//!   only when both sides have the same dtype (ULP: in units of that dtype,
+//!   -0 and +0 being 0 ULP apart; for integers, the integer distance).
+//! * Two integer dtypes (I8 … I64, U8, BOOL) are compared as integers: `d`
+//!   is taken in i64/u64 arithmetic, never through f64 (whose 53-bit
+//!   significand calls 2⁶² and 2⁶² + 1 equal), so `max_abs` ([`Metrics::max_abs_int`]),
+//!   the limit counts and `mean_abs`'s sum are exact; see [`int_block`].
 
 use super::tolerance::Tolerance;
 use crate::format::dtype::DType;
@@ -82,6 +86,16 @@ pub struct Divergence {
     pub right: f64,
     /// `|right − left|` (NaN or inf at a non-finite mismatch; those rank first).
     pub abs_diff: f64,
+    /// Integer dtypes: the two values exactly (`left`, `right` and
+    /// `abs_diff` above are their nearest f64s).
+    pub exact: Option<(i64, i64)>,
+}
+
+impl Divergence {
+    /// `|right − left|` exactly, for integer dtypes.
+    pub fn abs_diff_int(&self) -> Option<u64> {
+        self.exact.map(|(l, r)| crate::numeric::int::abs_diff(l, r))
+    }
 }
 
 /// Every number about one stage. Indices are multi-indices into the shape.
@@ -90,7 +104,12 @@ pub struct Metrics {
     pub numel: u64,
     /// Positions where both sides are finite: what the metrics below are over.
     pub compared: u64,
+    /// The largest `|d|` (for integer dtypes, the nearest f64 to
+    /// [`Metrics::max_abs_int`], which is what limits are held against).
     pub max_abs: f64,
+    /// Integer dtypes on both sides: the largest `|d|`, exactly (None for
+    /// floats).
+    pub max_abs_int: Option<u64>,
     /// Where `max_abs` is reached first (None when every difference is 0).
     pub max_abs_index: Option<Vec<usize>>,
     pub mean_abs: f64,
@@ -251,6 +270,8 @@ pub fn measure_stages_hashed(
         (BF16, BF16) => pass.run(Bf16Codec, Bf16Codec, progress),
         (F16, F16) => pass.run(F16Codec, F16Codec, progress),
         (F64, F64) => pass.run(F64Codec, F64Codec, progress),
+        // Integers as integers, whatever their widths (see [`int_block`]).
+        (l, r) if l.is_integer() && r.is_integer() => pass.run(IntCodec(l), IntCodec(r), progress),
         (l, r) => pass.run(AnyCodec(l), AnyCodec(r), progress),
     }?;
     Ok(acc.finish(left, right))
@@ -277,7 +298,8 @@ trait Codec: Copy + Send + Sync {
     fn size(self) -> usize {
         self.dtype().size()
     }
-    /// The element's value, exactly, as f64.
+    /// The element's value as f64 (exactly, but for an I64 beyond 2⁵³,
+    /// which [`Codec::INT`] codecs never decide on).
     fn value(self, e: &[u8]) -> f64;
     /// The element's stored bits.
     fn bits(self, e: &[u8]) -> u64;
@@ -293,6 +315,14 @@ trait Codec: Copy + Send + Sync {
     fn load8(self, _b: &[u8]) -> [u32; 8] {
         unreachable!("load8 on a dtype without a fused pass")
     }
+    /// Whether [`Codec::int`] is available: an integer dtype, measured by
+    /// [`int_block`].
+    const INT: bool = false;
+    /// The element's value, exactly, as an integer.
+    #[inline(always)]
+    fn int(self, _e: &[u8]) -> i64 {
+        unreachable!("int on a float dtype")
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -305,6 +335,9 @@ struct F16Codec;
 struct F64Codec;
 #[derive(Clone, Copy)]
 struct AnyCodec(DType);
+/// An integer dtype (I8 … I64, U8, BOOL), read as an integer.
+#[derive(Clone, Copy)]
+struct IntCodec(DType);
 
 impl Codec for F32Codec {
     #[inline(always)]
@@ -385,6 +418,23 @@ impl Codec for F64Codec {
     }
 }
 
+impl Codec for IntCodec {
+    fn dtype(self) -> DType {
+        self.0
+    }
+    fn value(self, e: &[u8]) -> f64 {
+        self.0.decode(e, 0)
+    }
+    fn bits(self, e: &[u8]) -> u64 {
+        AnyCodec(self.0).bits(e)
+    }
+    const INT: bool = true;
+    #[inline(always)]
+    fn int(self, e: &[u8]) -> i64 {
+        self.0.int(e, 0).expect("IntCodec holds an integer dtype")
+    }
+}
+
 impl Codec for AnyCodec {
     fn dtype(self) -> DType {
         self.0
@@ -447,6 +497,12 @@ struct BlockSums {
 struct Tally {
     compared: u64,
     max_abs: f64,
+    /// Integer dtypes: the exact `max_abs` (`max_abs` is its nearest f64,
+    /// and rounding is monotone, so ordering by (`max_abs`, `max_abs_int`)
+    /// is ordering by the exact value; floats leave it 0).
+    max_abs_int: u64,
+    /// Integer dtypes: Σ|d|, exactly (at most n·(2⁶⁴ − 1), well inside a u128).
+    abs_sum_int: u128,
     max_abs_at: Option<usize>,
     max_rel: f64,
     max_rel_at: Option<usize>,
@@ -462,8 +518,9 @@ impl Tally {
     /// a tie the earlier chunk (the lower index) keeps its index.
     fn merge(&mut self, later: &Tally) {
         self.compared += later.compared;
-        if later.max_abs > self.max_abs {
-            (self.max_abs, self.max_abs_at) = (later.max_abs, later.max_abs_at);
+        self.abs_sum_int += later.abs_sum_int;
+        if (later.max_abs, later.max_abs_int) > (self.max_abs, self.max_abs_int) {
+            (self.max_abs, self.max_abs_int, self.max_abs_at) = (later.max_abs, later.max_abs_int, later.max_abs_at);
         }
         if later.max_rel > self.max_rel {
             (self.max_rel, self.max_rel_at) = (later.max_rel, later.max_rel_at);
@@ -500,7 +557,7 @@ impl<'a> Pass<'a> {
     fn run<L: Codec, R: Codec>(&self, l: L, r: R, progress: &(dyn Fn(u64) + Sync)) -> Result<Acc> {
         let n = self.left.numel();
         let chunks = n.div_ceil(self.chunk);
-        let mut acc = Acc::new(&self.limits);
+        let mut acc = Acc::new(&self.limits, L::INT && R::INT);
         let mut start = 0;
         while start < chunks {
             let end = (start + WINDOW).min(chunks);
@@ -602,6 +659,13 @@ impl<'a> Pass<'a> {
             let (at, end) = (b0 - first, b0 - first + len);
             let lbytes = &lchunk[at * ls..end * ls];
             let rbytes = &rchunk[at * rs..end * rs];
+            // Integers take their own pass (a constant per instantiation:
+            // the float instantiations compile without it).
+            if L::INT && R::INT {
+                int_block(l, r, &mut p, b0, lbytes, rbytes, &lim);
+                b0 += len;
+                continue;
+            }
             // Whole blocks of f32 or bf16 take the fused pass; it declines a
             // block holding a NaN or an inf, which the general pass then
             // measures (both give the same numbers on a finite block).
@@ -704,10 +768,75 @@ fn general_block<L: Codec, R: Codec>(
             if !finite_at(j) {
                 non_finite_pair(&mut p.tally.nf, &mut p.top, b0 + j, lv, rv);
             } else if abs_at(j) > p.top.floor {
-                p.top.offer(Candidate { key: abs_at(j), index: b0 + j, left: lv, right: rv });
+                p.top.offer(Candidate { key: abs_at(j), key_int: 0, index: b0 + j, left: lv, right: rv, exact: None });
             }
         }
     }
+}
+
+/// The pass over one block of two integer dtypes: every decision in
+/// integers, the real-valued sums in f64.
+///
+/// Exact: `d = right − left` in i128 (|d| ≤ 2⁶⁴ − 1, a u64), so the maximum
+/// and its index, `over_max_abs` (the integer against the f64 limit, by
+/// [`crate::numeric::int::exceeds`]), the allclose count (the integer against
+/// the f64 threshold `atol + rtol·|left|`, computed as the float path
+/// computes it), Σ|d| (u128, for `mean_abs`), bit equality and the
+/// integer (ULP) distance, and the top divergences' ranking and values.
+///
+/// Rounded, as for floats: Σd², Σleft·right, Σleft², Σright² (cosine, NMSE,
+/// SQNR, RMS) and `max_rel`, real-valued by nature. Each term is formed from
+/// the nearest f64 of the exact `d` (one rounding, none below 2⁵³), so a
+/// difference of 1 at 2⁶² still makes Σd² = 1 and NMSE > 0; the values
+/// themselves are rounded to f64 (relative error ≤ 2⁻⁵³). The sums run in
+/// element order within the fixed block, so they do not depend on the chunk
+/// size or the SIMD path (the same scalar code on each).
+///
+/// Integers are always finite: every pair is `compared`.
+#[inline(always)]
+fn int_block<L: Codec, R: Codec>(l: L, r: R, p: &mut Partial, b0: usize, lbytes: &[u8], rbytes: &[u8], lim: &Limits) {
+    use crate::numeric::int::exceeds;
+    let (ls, rs) = (l.size(), r.size());
+    let same = l.dtype() == r.dtype();
+    let mut sums = BlockSums::default();
+    let pairs = lbytes.chunks_exact(ls).zip(rbytes.chunks_exact(rs));
+    for (j, (le, re)) in pairs.enumerate() {
+        let (a, b) = (l.int(le), r.int(re));
+        let d = b as i128 - a as i128;
+        let abs = d.unsigned_abs() as u64;
+        let (lv, rv, df) = (a as f64, b as f64, d as f64);
+        let t = &mut p.tally;
+        t.compared += 1;
+        if same {
+            t.not_bit_equal += (l.bits(le) != r.bits(re)) as u64;
+            // Integers step by 1: their ULP distance is |d|.
+            t.max_ulp = t.max_ulp.max(abs);
+        }
+        // Σ|d| exactly (`mean_abs` takes it, not `sums.abs`, which stays 0).
+        t.abs_sum_int += abs as u128;
+        sums.sq += df * df;
+        sums.dot += lv * rv;
+        sums.ll += lv * lv;
+        sums.rr += rv * rv;
+        if abs > t.max_abs_int {
+            (t.max_abs_int, t.max_abs, t.max_abs_at) = (abs, abs as f64, Some(b0 + j));
+        }
+        // As the float path: 0/0 is NaN and never wins, d/0 is inf.
+        let rel = df.abs() / lv.abs();
+        if rel > t.max_rel {
+            (t.max_rel, t.max_rel_at) = (rel, Some(b0 + j));
+        }
+        t.over_max_abs += exceeds(abs, lim.max_abs) as u64;
+        if let Some((rtol, atol)) = lim.allclose {
+            t.outside_allclose += exceeds(abs, atol + rtol * lv.abs()) as u64;
+        }
+        // `>=`: a rounded key equal to the floor may still rank above it by
+        // its exact key; `offer` decides by the full order.
+        if abs > 0 && abs as f64 >= p.top.floor {
+            p.top.offer(Candidate { key: abs as f64, key_int: abs, index: b0 + j, left: lv, right: rv, exact: Some((a, b)) });
+        }
+    }
+    p.blocks.push(sums);
 }
 
 /// Interleaved accumulators: element `j` of a block goes to lane `j % LANES`.
@@ -846,7 +975,7 @@ fn non_finite_pair(nf: &mut NonFiniteState, top: &mut TopK, i: usize, lv: f64, r
         nf.mismatched += 1;
         nf.first.get_or_insert(i);
         // A non-finite mismatch outranks every finite difference in the top list.
-        top.offer(Candidate { key: f64::INFINITY, index: i, left: lv, right: rv });
+        top.offer(Candidate { key: f64::INFINITY, key_int: 0, index: i, left: lv, right: rv, exact: None });
     }
 }
 
@@ -857,18 +986,21 @@ struct Acc {
     top: Vec<Candidate>,
     top_k: usize,
     allclose: bool,
+    /// Both dtypes are integers: the exact fields of the tally hold.
+    int: bool,
     /// Each side's block digests, streamed in block order (when hashing).
     hashers: Option<Box<(xxhash_rust::xxh3::Xxh3, xxhash_rust::xxh3::Xxh3)>>,
 }
 
 impl Acc {
-    fn new(limits: &Limits) -> Acc {
+    fn new(limits: &Limits, int: bool) -> Acc {
         Acc {
             sums: BlockSums::default(),
             tally: Tally::default(),
             top: Vec::new(),
             top_k: limits.top_k,
             allclose: limits.allclose.is_some(),
+            int,
             hashers: limits.hash.then(|| Box::new((xxhash_rust::xxh3::Xxh3::new(), xxhash_rust::xxh3::Xxh3::new()))),
         }
     }
@@ -908,7 +1040,11 @@ impl Acc {
         let same = left.dtype == right.dtype;
         // The true mean (and rms) cannot exceed the max; rounding in the sum
         // can push the computed one a hair above it, so clamp.
-        let mean_abs = if t.compared > 0 { (s.abs / n).min(t.max_abs) } else { 0.0 };
+        // Integers: the exact Σ|d| rounded once to f64, then divided (two
+        // roundings, so a mean of equal integers is exactly 0 and of any
+        // differing one is ≥ 1/n > 0).
+        let abs_sum = if self.int { t.abs_sum_int as f64 } else { s.abs };
+        let mean_abs = if t.compared > 0 { (abs_sum / n).min(t.max_abs) } else { 0.0 };
         let rms = if t.compared > 0 { (s.sq / n).sqrt().min(t.max_abs) } else { 0.0 };
         let nmse = if s.ll > 0.0 {
             s.sq / s.ll
@@ -921,6 +1057,7 @@ impl Acc {
             numel: left.numel() as u64,
             compared: t.compared,
             max_abs: t.max_abs,
+            max_abs_int: self.int.then_some(t.max_abs_int),
             max_abs_index: t.max_abs_at.map(|i| unravel(i, shape)),
             mean_abs,
             rms,
@@ -947,7 +1084,10 @@ impl Acc {
                     index: unravel(c.index, shape),
                     left: c.left,
                     right: c.right,
-                    abs_diff: (c.right - c.left).abs(),
+                    // Integers: the exact |d|'s nearest f64, not the
+                    // difference of two rounded values.
+                    abs_diff: if c.exact.is_some() { c.key_int as f64 } else { (c.right - c.left).abs() },
+                    exact: c.exact,
                 })
                 .collect(),
             content_hash,
@@ -1030,16 +1170,22 @@ fn cosine(dot: f64, ll: f64, rr: f64) -> f64 {
 struct Candidate {
     /// |d|, or +inf for a non-finite mismatch.
     key: f64,
+    /// Integer dtypes: |d| exactly, breaking the ties of its rounded `key`
+    /// (0 for floats).
+    key_int: u64,
     index: usize,
     left: f64,
     right: f64,
+    /// Integer dtypes: the two values exactly.
+    exact: Option<(i64, i64)>,
 }
 
-/// "Less" is "ranks higher": larger key first, then lower index. The heap
-/// (a max-heap) therefore keeps the lowest-ranked kept candidate on top.
+/// "Less" is "ranks higher": larger key first (the exact integer key
+/// breaking ties of the rounded one), then lower index. The heap (a
+/// max-heap) therefore keeps the lowest-ranked kept candidate on top.
 impl Ord for Candidate {
     fn cmp(&self, o: &Self) -> Ordering {
-        o.key.total_cmp(&self.key).then(self.index.cmp(&o.index))
+        o.key.total_cmp(&self.key).then(o.key_int.cmp(&self.key_int)).then(self.index.cmp(&o.index))
     }
 }
 impl PartialOrd for Candidate {
