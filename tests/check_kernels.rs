@@ -11,6 +11,7 @@
 //! The kernel switch is process-wide, so this file holds the only tests that
 //! flip it (each test binary is its own process).
 
+mod proptest_support;
 use parity::compare::metrics::{block_kernels, force_kernels, measure, Kernels, Metrics, BLOCK};
 use parity::compare::tolerance::Tolerance;
 use parity::format::dtype::DType;
@@ -283,7 +284,7 @@ fn bounds() -> impl Strategy<Value = [f64; 4]> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(proptest_support::cases(64))]
 
     /// Below the metrics: every lane, count and index the fused kernels
     /// give for one block, path against path. (A one-ULP difference in one

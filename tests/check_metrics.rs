@@ -1,5 +1,6 @@
 //! The comparer's metrics and the stage gate, against hand-computed values.
 
+mod proptest_support;
 mod check_support;
 
 use check_support::{bf16_tensor, f32_tensor};
@@ -331,7 +332,7 @@ fn f32s(len: std::ops::Range<usize>) -> impl Strategy<Value = Vec<f32>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(proptest_support::cases(24))]
 
     #[test]
     fn metrics_do_not_depend_on_chunk_size_or_thread_count(

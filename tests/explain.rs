@@ -8,6 +8,7 @@
 //! (`output`, any dtype and shape) is gated bit for bit, so any difference
 //! fails and is examined.
 
+mod proptest_support;
 mod check_support;
 
 use check_support::write_side;
@@ -660,7 +661,7 @@ fn one_element_is_not_a_constant_scale() {
 // ---- properties ----
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    #![proptest_config(proptest_support::cases(128))]
 
     #[test]
     fn any_scaled_matrix_gets_constant_scale_with_its_c(

@@ -7,6 +7,7 @@
 //! the same f64. Every expected value here comes from i128 arithmetic in the
 //! test, never from the code under test.
 
+mod proptest_support;
 use parity::compare::metrics::{measure, measure_with, Metrics, BLOCK};
 use parity::compare::tolerance::Tolerance;
 use parity::compare::{compare_stage, Verdict};
@@ -185,7 +186,7 @@ fn pairs() -> impl Strategy<Value = Vec<(i64, i64)>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(proptest_support::cases(256))]
 
     /// max |d|, its first index, the count over a limit and the bit facts,
     /// all against i128 arithmetic; and `limits_broken` agrees.

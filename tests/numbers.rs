@@ -7,6 +7,7 @@
 //! statistical rule: no case can fail by chance, so the false-positive rate
 //! is zero.
 
+mod proptest_support;
 use parity::compare::numbers::{count, short, sig, value, versus};
 use proptest::prelude::*;
 
@@ -82,7 +83,7 @@ fn finite() -> impl Strategy<Value = f64> {
 const SUBNORMAL_STEP: f64 = 4.9406564584124654e-324;
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(4_000))]
+    #![proptest_config(proptest_support::cases(4_000))]
 
     /// Below 10¹⁵ an integer prints as exactly its digits, whatever the
     /// digit count asked for (i64's own Display is the oracle).

@@ -6,6 +6,7 @@
 //! every source dtype and target. PARITY_CAST_FIXTURE=<file> runs the same
 //! tests on a bigger one (`--scale 40 --exhaustive16`).
 
+mod proptest_support;
 use parity::compare::compare_stage;
 use parity::format::dtype::DType;
 use parity::numeric::round::{self, MiniFloat, BF16, F16, F8E4M3FN, F8E5M2};
@@ -310,7 +311,7 @@ fn minifloat(to: &str) -> MiniFloat {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(20_000))]
+    #![proptest_config(proptest_support::cases(20_000))]
 
     /// `encode_f32` against `MiniFloat::encode` on every bit pattern class:
     /// the two encoders share nothing but the format description.
@@ -379,7 +380,7 @@ fn tensor_of(dtype: DType, values: &[f64]) -> Tensor {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(300))]
+    #![proptest_config(proptest_support::cases(300))]
 
     /// From f32, f16 and bf16 the two implementations are bit-identical
     /// (NaN payloads aside), so the default tolerance passes trivially.

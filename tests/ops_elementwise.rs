@@ -3,6 +3,7 @@
 //! kernels, IEEE specials, refusals with reasons, and fast vs reference within
 //! each op's default tolerance on random inputs.
 
+mod proptest_support;
 mod ops_support;
 
 use ops_support::*;
@@ -270,7 +271,7 @@ fn ulp_distance(a: f32, b: f32) -> u32 {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(proptest_support::cases(96))]
 
     #[test]
     fn fast_scale_passes_the_default_profile_against_the_reference(x in weights(24), factor in -2.0f64..2.0) {

@@ -1,6 +1,7 @@
 //! `fp8_block_quantize` and `fp8_block_dequantize`: the formulas on
 //! hand-computed blocks, the IEEE edge cases, errors, and fast vs reference.
 
+mod proptest_support;
 use parity::compare::compare_stage;
 use parity::format::dtype::DType;
 use parity::numeric::round::{F8E4M3FN, F8E5M2};
@@ -280,7 +281,7 @@ fn weight() -> impl Strategy<Value = (usize, usize, Vec<f32>)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(proptest_support::cases(256))]
 
     /// Every required stage passes its default tolerance (amax and scale bit
     /// for bit, quantized within one ULP), and dequantized is bit-identical

@@ -3,6 +3,7 @@
 //! survives in every dtype, bad arguments are refused with the reason, and
 //! the fast kernels equal the reference bit for bit on random layouts.
 
+mod proptest_support;
 mod ops_support;
 
 use ops_support::*;
@@ -280,7 +281,7 @@ fn agree(op: &'static Operation, ins: &parity::ops::Inputs, p: &parity::ops::Par
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(proptest_support::cases(64))]
 
     #[test]
     fn fast_transpose_equals_the_reference(dtype in dtype_strategy(), shape in shape_strategy(), seed: u64, perm_seed: u64) {

@@ -2,6 +2,7 @@
 //! hand-computed matrices, the SVD's invariants and sign convention, errors,
 //! and fast vs reference through the comparer's gate.
 
+mod proptest_support;
 use parity::compare::compare_stage;
 use parity::format::dtype::DType;
 use parity::numeric::rng::SplitMix64;
@@ -373,7 +374,7 @@ fn matrix(max: usize) -> impl Strategy<Value = (usize, usize, Vec<f32>)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(proptest_support::cases(64))]
 
     #[test]
     fn matmul_fast_vs_reference_passes_the_default_profile(m_ in 1usize..24, k in 0usize..300, n in 1usize..24, seed in any::<u64>()) {

@@ -4,6 +4,7 @@
 //! below f32 precision, a vote that cancels below it), refusals, and fast vs
 //! reference within the default profile on random inputs.
 
+mod proptest_support;
 mod ops_support;
 
 use ops_support::*;
@@ -85,7 +86,7 @@ fn merges_refuse_mismatched_shapes_and_bad_weights() {
     refused(&TASK_ARITHMETIC, &wrong, &params(json!({"weights": [1.0, 1.0]})), "expected [T, 2]");
     refused(&TIES, &wrong, &params(json!({"density": 0.5})), "expected [T, 2]");
     let ints = inputs(vec![("base", typed(DType::I64, &[1], &[1.0])), ("tasks", f32t(&[1, 1], &[1.0]))]);
-    refused(&TASK_ARITHMETIC, &ints, &params(json!({"weights": [1.0]})), "must be a float tensor");
+    refused(&TASK_ARITHMETIC, &ints, &params(json!({"weights": [1.0]})), "input 'base' is I64; task_arithmetic takes a float dtype");
 }
 
 // ---------------------------------------------------------------- ties
@@ -235,7 +236,7 @@ fn merge_case(grid: bool) -> impl Strategy<Value = Inputs> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(proptest_support::cases(96))]
 
     #[test]
     fn fast_task_arithmetic_passes_the_default_profile(ins in merge_case(false), seed: u64) {

@@ -2,6 +2,7 @@
 //! writes one) gets exactly those, in declared order, each the same bits as
 //! when every stage is wanted — whatever the operation skips to get there.
 
+mod proptest_support;
 use parity::ops::{Implementation, Operation, Stages, Wanted, REGISTRY};
 use proptest::prelude::*;
 
@@ -24,7 +25,7 @@ fn same_bits(op: &str, stage: &str, wanted: &str, all: &Stages, some: &Stages) -
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+    #![proptest_config(proptest_support::cases(12))]
 
     #[test]
     fn a_wanted_stage_is_the_same_bits_whatever_else_is_wanted(

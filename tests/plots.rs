@@ -2,6 +2,7 @@
 //! in memory or streamed piece by piece — pieces that split rows included —
 //! and the heatmap and profiles hold the values worked out by hand.
 
+mod proptest_support;
 use parity::compare::metrics::Stage;
 use parity::compare::plots::{gather, gather_in_pieces, StagePlots};
 use parity::format::dtype::DType;
@@ -78,7 +79,7 @@ fn value() -> impl Strategy<Value = f32> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(200))]
+    #![proptest_config(proptest_support::cases(200))]
 
     #[test]
     fn streaming_gives_the_in_memory_plots(

@@ -2,6 +2,7 @@
 //! every golden report the oracle wrote, validates against it — and reports
 //! that break the contract do not.
 
+mod proptest_support;
 use parity::ops::Implementation;
 use parity::replay::{replay, ReplayOptions};
 use parity::format::report::{Report, SCHEMA_JSON};
@@ -103,6 +104,7 @@ fn parameters_read_as_the_nearest_f64_of_their_decimal_text() {
 }
 
 proptest::proptest! {
+    #![proptest_config(proptest_support::cases(256))]
     /// Any finite f64, written shortest-round-trip (as Python's repr and
     /// Rust's `{:?}` do), reads back to the same bits.
     #[test]

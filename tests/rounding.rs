@@ -3,6 +3,7 @@
 //! scaling and `round_ties_even` instead of bit manipulation), with ties,
 //! subnormals, exponent edges, NaN and ±inf over-sampled.
 
+mod proptest_support;
 use parity::numeric::round::{self, BF16, F16, F8E4M3FN, F8E5M2};
 use proptest::prelude::*;
 
@@ -43,7 +44,7 @@ fn same(a: u32, b: u32, nan_a: bool, nan_b: bool) -> bool {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(20_000))]
+    #![proptest_config(proptest_support::cases(20_000))]
 
     #[test]
     fn f32_to_bf16_is_round_to_nearest_even(x in f32_edges()) {
@@ -151,7 +152,7 @@ fn fp8_codes_round_trip_through_f64() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2_000))]
+    #![proptest_config(proptest_support::cases(2_000))]
 
     /// The bulk decoder (vectorised loops for f32 and bf16) gives what the
     /// element decoder gives, bit for bit, on any bytes of any dtype —

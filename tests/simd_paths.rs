@@ -7,6 +7,7 @@
 //! The comparer's fused f32/bf16 block kernels are held to each other in
 //! tests/check_kernels.rs.
 
+mod proptest_support;
 use parity::compare::metrics::{force_kernels, Kernels};
 use parity::compare::tolerance::Tolerance;
 use parity::format::dtype::DType;
@@ -107,7 +108,7 @@ fn outcome_nan_as_nan(r: parity::Result<parity::ops::Stages>) -> Result<Vec<(Str
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(proptest_support::cases(48))]
 
     #[test]
     fn the_codecs_give_the_same_bits_on_every_path(bits in prop::collection::vec(f32_bits(), 0..300)) {

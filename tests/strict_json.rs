@@ -2,6 +2,7 @@
 //! object holding one key twice is refused, naming the key by its path;
 //! anything else parses to exactly what serde_json gives.
 
+mod proptest_support;
 use parity::format::strict_json::parse;
 use proptest::prelude::*;
 use serde_json::Value;
@@ -50,7 +51,7 @@ fn json() -> impl Strategy<Value = Value> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(500))]
+    #![proptest_config(proptest_support::cases(500))]
 
     #[test]
     fn without_repeated_keys_strict_parsing_is_serde_json_s(v in json(), pretty: bool) {

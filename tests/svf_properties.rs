@@ -2,6 +2,7 @@
 //! fast kernel passes the built-in profile against the reference, and its
 //! bf16 rounding equals the reference's.
 
+mod proptest_support;
 use parity::compare::compare_stage;
 use parity::ops::svf_apply::SVF_APPLY;
 use parity::ops::{Implementation, Inputs, Params};
@@ -43,7 +44,7 @@ fn svf_inputs(minus_one: bool) -> impl Strategy<Value = (Inputs, Params)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(300))]
+    #![proptest_config(proptest_support::cases(300))]
 
     /// Every stage is held to its built-in tolerance as is (for scaled_s and
     /// u_scaled that is 2 f32 ULPs: the reference rounds `s·(1 + offsets)`
