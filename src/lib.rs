@@ -2,18 +2,26 @@
 //! stage by stage.
 //!
 //! The modules are the product's layers, and each one imports only from the
-//! layers below it (`tests/layers.rs` holds them to that):
+//! layers below it; commands and runs never import a sibling
+//! (`tests/layers.rs` holds them to that):
 //!
 //! 1. [`error`], [`numeric`] — the error type; rounding between formats,
 //!    where correctness is decided.
 //! 2. [`format`] — the files both sides write: dtypes, tensors, stage
-//!    bundles, reports, atomic writes, ordered stages and parameters.
+//!    bundles, reports, checkpoints, manifests, atomic writes.
 //! 3. [`compare`] — the comparer: two byte sources in, metrics and gate
 //!    verdicts out. It knows no operation, report or flag.
 //! 4. [`ops`] — the operation catalog: one declaration per operation, with a
 //!    reference (f64) and a fast implementation, enforced by [`ops::Operation::run`].
-//! 5. Commands: [`check`] (a report pair), [`replay`], [`golden`] (the gate
-//!    CI runs), and [`render`] (text, JSON, JUnit, Markdown), shared by them.
+//! 5. What commands share: [`select`] (which tensors, layers and stages) and
+//!    [`progress`] (the progress bar).
+//! 6. Runs of the catalog over files: [`replay`] (a report's components
+//!    through one implementation) and [`plan`] (a surgery plan resolved from
+//!    headers).
+//! 7. Commands: [`check`] (a report pair), [`diff`] (a checkpoint pair),
+//!    [`apply`] (a plan over a checkpoint), [`inspect`] (one checkpoint).
+//! 8. [`render`] — text, JSON, JUnit, Markdown and HTML, shared by the commands.
+//! 9. [`golden`] — the gate CI runs over the shipped golden cases.
 //!
 //! The command line (clap) lives in the binary, `src/main.rs` and `src/cli/`.
 
@@ -26,15 +34,19 @@ pub mod compare;
 
 pub mod ops;
 
+pub mod progress;
+pub mod select;
+
+pub mod plan;
+pub mod replay;
+
 pub mod apply;
 pub mod check;
 pub mod diff;
-pub mod plan;
-pub mod golden;
 pub mod inspect;
-pub mod progress;
+
 pub mod render;
-pub mod replay;
-pub mod select;
+
+pub mod golden;
 
 pub use error::{Error, Result};

@@ -1,10 +1,14 @@
-//! `--select PAT`: which tensors a command works on, by name.
+//! Which tensors and stages a command works on — the selections every
+//! command shares, below them all: `--select PAT` (by name), `--layers A..B`
+//! (by layer number), `--stages all|a,b` (by stage).
 //!
+//! `--select`:
 //! A pattern with glob metacharacters (`*`, `?`, `[`) is a glob over the
 //! whole name; any other pattern matches as a substring — the common case is
 //! `--select layers.26.` and nobody should have to write `*layers.26.*`.
 
 use crate::error::{Error, Result};
+use std::str::FromStr;
 
 pub struct Selection {
     patterns: Vec<(String, Option<glob::Pattern>)>,
@@ -51,5 +55,86 @@ impl Selection {
             }
         }
         Ok(chosen)
+    }
+}
+
+/// `--layers A..B`: layer numbers A (inclusive) to B (exclusive), as
+/// aprender's `--save-tensor-layers`. A tensor's layer number is the integer
+/// path segment right after `layers`, `layer`, `h`, `blocks` or `block`
+/// (`model.layers.3.mlp…`, `transformer.h.3.attn…`); tensors without one
+/// (embeddings, the final norm) are always kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayerRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl LayerRange {
+    pub fn keeps(&self, name: &str) -> bool {
+        match layer_number(name) {
+            Some(l) => self.start <= l && l < self.end,
+            None => true,
+        }
+    }
+}
+
+impl FromStr for LayerRange {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<LayerRange> {
+        let bad = || Error::Usage(format!("--layers '{s}': expected START..END with whole numbers, START < END (END exclusive), e.g. 0..4"));
+        let (a, b) = s.split_once("..").ok_or_else(bad)?;
+        let start: u64 = a.trim().parse().map_err(|_| bad())?;
+        let end: u64 = b.trim().parse().map_err(|_| bad())?;
+        if start >= end {
+            return Err(bad());
+        }
+        Ok(LayerRange { start, end })
+    }
+}
+
+impl std::fmt::Display for LayerRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}..{}", self.start, self.end)
+    }
+}
+
+/// The layer number of a tensor name, if it has one.
+pub fn layer_number(name: &str) -> Option<u64> {
+    let parts: Vec<&str> = name.split(['.', '/']).collect();
+    parts
+        .windows(2)
+        .find(|w| matches!(w[0], "layers" | "layer" | "h" | "blocks" | "block") && w[1].parse::<u64>().is_ok())
+        .and_then(|w| w[1].parse().ok())
+}
+
+/// `--stages all|a,b`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum StageSelection {
+    #[default]
+    All,
+    /// Only these stages (names checked against the selected tensors' stages).
+    Named(Vec<String>),
+}
+
+impl StageSelection {
+    pub fn includes(&self, stage: &str) -> bool {
+        match self {
+            StageSelection::All => true,
+            StageSelection::Named(names) => names.iter().any(|n| n == stage),
+        }
+    }
+}
+
+impl FromStr for StageSelection {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<StageSelection> {
+        if s.trim() == "all" {
+            return Ok(StageSelection::All);
+        }
+        let names: Vec<String> = s.split(',').map(|n| n.trim().to_string()).collect();
+        if names.iter().any(String::is_empty) {
+            return Err(Error::Usage(format!("--stages '{s}': expected 'all' or stage names separated by commas")));
+        }
+        Ok(StageSelection::Named(names))
     }
 }

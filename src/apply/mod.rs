@@ -48,7 +48,7 @@ pub struct ApplyOptions {
     pub save_stages: Option<PathBuf>,
     /// Which stages `--save-stages` keeps (all when empty).
     pub stages: Vec<String>,
-    pub stage_layers: Option<crate::diff::select::LayerRange>,
+    pub stage_layers: Option<crate::select::LayerRange>,
     pub allow_outside_paths: bool,
     pub progress: bool,
 }

@@ -22,11 +22,10 @@ pub mod suggest;
 pub use outcome::{ByteDiff, CheckOutcome, HashFacts, ModeResult, ModeResults, Side, TensorResult};
 
 use crate::compare::profile::Profile;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::format::report::TensorEntry;
 use rayon::prelude::*;
 use std::path::Path;
-use std::str::FromStr;
 
 /// Which gates decide the exit code. With none, the outcome is printed and
 /// only setup errors fail.
@@ -41,37 +40,8 @@ pub struct Modes {
     pub strict_historical_hash: bool,
 }
 
-/// `--stages all|a,b`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum StageSelection {
-    #[default]
-    All,
-    /// Only these stages (names checked against the selected tensors' stages).
-    Named(Vec<String>),
-}
+pub use crate::select::StageSelection;
 
-impl StageSelection {
-    fn includes(&self, stage: &str) -> bool {
-        match self {
-            StageSelection::All => true,
-            StageSelection::Named(names) => names.iter().any(|n| n == stage),
-        }
-    }
-}
-
-impl FromStr for StageSelection {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<StageSelection> {
-        if s.trim() == "all" {
-            return Ok(StageSelection::All);
-        }
-        let names: Vec<String> = s.split(',').map(|n| n.trim().to_string()).collect();
-        if names.iter().any(String::is_empty) {
-            return Err(Error::Usage(format!("--stages '{s}': expected 'all' or stage names separated by commas")));
-        }
-        Ok(StageSelection::Named(names))
-    }
-}
 
 #[derive(Clone, Debug)]
 pub struct CheckOptions {

@@ -3,8 +3,8 @@
 //! `Implementation`, `FromStr` of `StageSelection`).
 
 use clap::{Args, Parser, Subcommand};
-use parity::check::StageSelection;
-use parity::diff::select::{LayerRange, NameMap, Partition};
+use parity::diff::pairing::{NameMap, Partition};
+use parity::select::{LayerRange, StageSelection};
 use parity::inspect::Checks;
 use parity::ops::Implementation;
 use parity::render::Format;

@@ -124,8 +124,8 @@ fn apply(args: flags::ApplyArgs) -> Result<Outcome> {
         force: args.force,
         save_stages: args.save_stages,
         stages: match args.stages {
-            None | Some(parity::check::StageSelection::All) => Vec::new(),
-            Some(parity::check::StageSelection::Named(n)) => n,
+            None | Some(parity::select::StageSelection::All) => Vec::new(),
+            Some(parity::select::StageSelection::Named(n)) => n,
         },
         stage_layers: args.layers,
         allow_outside_paths: args.allow_outside_paths,

@@ -16,7 +16,7 @@
 
 pub mod merge;
 pub mod outcome;
-pub mod select;
+pub mod pairing;
 
 use crate::compare::gate::limits_broken;
 use crate::compare::metrics::{self, Bytes, Metrics, Stage, CHUNK};
@@ -28,7 +28,8 @@ use crate::compare::metrics::json::num;
 use crate::select::Selection;
 use outcome::{DiffOutcome, Limits, Options, Side, Status, TensorDiff, Transposed, SCHEMA};
 use rayon::prelude::*;
-use select::{LayerRange, NameMap, Partition};
+use crate::select::LayerRange;
+use pairing::{NameMap, Partition};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -145,7 +146,7 @@ pub fn diff(left_path: &Path, right_path: &Path, opts: &DiffOptions) -> Result<D
             .iter()
             .map(|t| (t.name.as_str(), t.left.map_or(0, |l| l.len as u64) + t.right.map_or(0, |r| r.len as u64)))
             .collect();
-        let parts = select::assign(&items, p.n);
+        let parts = pairing::assign(&items, p.n);
         let mut i = 0;
         planned.retain(|_| {
             i += 1;

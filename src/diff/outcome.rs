@@ -5,7 +5,7 @@
 //! order: the same outcome always gives the same bytes, which is what makes
 //! a merge of N partitions byte-identical to one unpartitioned run.
 
-use super::select::Partition;
+use super::pairing::Partition;
 use serde::{Deserialize, Serialize};
 
 pub const SCHEMA: &str = "parity.diff.v1";

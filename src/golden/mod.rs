@@ -15,7 +15,8 @@
 //!
 //! and prints a matrix of case × implementation × verdict.
 
-use crate::check::{self, CheckOptions, Modes, StageSelection};
+use crate::check::{self, CheckOptions, Modes};
+use crate::select::StageSelection;
 use crate::compare::{Profile, Tolerance};
 use crate::error::{Error, Result};
 use crate::ops::{Implementation, StageDtype};

@@ -59,7 +59,7 @@ impl std::str::FromStr for Checks {
 #[derive(Clone, Debug, Default)]
 pub struct InspectOptions {
     pub select: Vec<String>,
-    pub layers: Option<crate::diff::select::LayerRange>,
+    pub layers: Option<crate::select::LayerRange>,
     pub headers_only: bool,
     pub checks: Checks,
     pub progress: bool,
@@ -174,7 +174,7 @@ pub fn inspect(path: &Path, opts: &InspectOptions) -> Result<InspectOutcome> {
                 bytes: loc.len as u64,
                 file: ck.shard_path(loc).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
                 offset: loc.offset,
-                layer: crate::diff::select::layer_number(name),
+                layer: crate::select::layer_number(name),
                 stats: None,
                 content_hash: None,
             };

@@ -6,7 +6,7 @@
 //! fails before any weight is read.
 
 use super::{Assert, LoadedPlan, Step};
-use crate::diff::select::{layer_number, LayerRange};
+use crate::select::{layer_number, LayerRange};
 use crate::error::{Error, Result};
 use crate::format::checkpoint::Checkpoint;
 use crate::format::dtype::DType;

@@ -1,57 +1,9 @@
-//! Which tensors `parity diff` pairs, and under which names: `--layers A..B`,
-//! `--map 'REGEX=REPLACEMENT'`, `--partition K/N`.
+//! How `parity diff` pairs tensors, and which pairs one job takes:
+//! `--map 'REGEX=REPLACEMENT'` renames RIGHT's tensors, `--partition K/N`
+//! splits the pairs into byte-balanced parts. (Which tensors: `crate::select`.)
 
 use crate::error::{Error, Result};
 use std::str::FromStr;
-
-/// `--layers A..B`: layer numbers A (inclusive) to B (exclusive), as
-/// aprender's `--save-tensor-layers`. A tensor's layer number is the integer
-/// path segment right after `layers`, `layer`, `h`, `blocks` or `block`
-/// (`model.layers.3.mlp…`, `transformer.h.3.attn…`); tensors without one
-/// (embeddings, the final norm) are always kept.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LayerRange {
-    pub start: u64,
-    pub end: u64,
-}
-
-impl LayerRange {
-    pub fn keeps(&self, name: &str) -> bool {
-        match layer_number(name) {
-            Some(l) => self.start <= l && l < self.end,
-            None => true,
-        }
-    }
-}
-
-impl FromStr for LayerRange {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<LayerRange> {
-        let bad = || Error::Usage(format!("--layers '{s}': expected START..END with whole numbers, START < END (END exclusive), e.g. 0..4"));
-        let (a, b) = s.split_once("..").ok_or_else(bad)?;
-        let start: u64 = a.trim().parse().map_err(|_| bad())?;
-        let end: u64 = b.trim().parse().map_err(|_| bad())?;
-        if start >= end {
-            return Err(bad());
-        }
-        Ok(LayerRange { start, end })
-    }
-}
-
-impl std::fmt::Display for LayerRange {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}..{}", self.start, self.end)
-    }
-}
-
-/// The layer number of a tensor name, if it has one.
-pub fn layer_number(name: &str) -> Option<u64> {
-    let parts: Vec<&str> = name.split(['.', '/']).collect();
-    parts
-        .windows(2)
-        .find(|w| matches!(w[0], "layers" | "layer" | "h" | "blocks" | "block") && w[1].parse::<u64>().is_ok())
-        .and_then(|w| w[1].parse().ok())
-}
 
 /// `--map 'REGEX=REPLACEMENT'`: a rename rule for RIGHT's names. Split at
 /// the last `=`; the replacement may use `$1`, `${name}` as the regex crate
