@@ -3,3 +3,4 @@
 pub mod rng;
 pub mod round;
 pub mod simd;
+pub mod stats;
