@@ -336,3 +336,27 @@ fn a_few_bf16_flips_are_chance_and_many_are_not() {
         }
     }
 }
+
+#[test]
+fn every_golden_case_replayed_by_the_fast_path_passes_the_noise_floor() {
+    // LEFT is the oracle's f32 run (numpy, ml_dtypes), RIGHT parity's fast
+    // replay of it: an honest port by construction, every stage judged.
+    use parity::replay::{replay, ReplayOptions};
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("golden");
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&golden).unwrap().map(|e| e.unwrap().path()).collect();
+    cases.sort();
+    let replayable = |c: &PathBuf| {
+        parity::format::report::LoadedReport::load(&c.join("oracle_f32.json")).is_ok_and(|r| r.report.components.is_some())
+    };
+    let (mut judged, mut failed) = (0, Vec::new());
+    for case in cases.iter().filter(|c| replayable(c)) {
+        let work = tempfile::tempdir().unwrap();
+        let (left, right) = (case.join("oracle_f32.json"), work.path().join("fast.json"));
+        replay(&left, &right, &ReplayOptions { implementation: Implementation::Fast, select: vec![], allow_outside_paths: false, progress: false }).unwrap();
+        let floor = parity::check::noise_floor::noise_floor(&left, &right, &parity::check::CheckOptions::default()).unwrap();
+        judged += floor.stages.iter().filter(|s| s.skipped.is_none()).count();
+        failed.extend(verdicts(&floor).into_iter().map(|v| format!("{}: {v}", case.display())));
+    }
+    assert!(judged > 50, "{judged} stages judged");
+    assert!(failed.is_empty(), "honest replays over the floor:\n{}", failed.join("\n"));
+}
