@@ -603,6 +603,30 @@ fn f32_against_bf16_names_the_cast_across_dtypes() {
 }
 
 #[test]
+fn a_cast_is_named_through_zeros_nan_inf_and_subnormals() {
+    // f16 RNE of values that include f16 subnormals (below 2⁻¹⁴), exact
+    // zeros of both signs, and NaN and ±inf at the same places on both sides
+    // (inf casts to inf); a value above f16's range overflows to inf on the right.
+    let mut l = weights(48, 1024);
+    for k in 0..64 {
+        l[k * 16] = (k as f32 + 0.37) * 2f32.powi(-20); // f16 subnormals
+    }
+    l[1] = 0.0;
+    l[2] = -0.0;
+    l[3] = f32::NAN;
+    l[4] = f32::INFINITY;
+    l[5] = f32::NEG_INFINITY;
+    l[6] = 1e6;
+    let r: Vec<f32> = l.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect();
+    assert!(r[6].is_infinite() && r[16].abs() < 2f32.powi(-14) && r[16] != 0.0);
+    let n = (0..1024).filter(|&k| !(l[k] == r[k] || l[k].is_nan() && r[k].is_nan())).count() as u64;
+    let e = checked(f32s(&[1024], &l), f32s(&[1024], &r));
+    assert_eq!(narrowed(&e), (DType::F16, Which::Right, false, n, n));
+    let e = e.unwrap();
+    assert_eq!((e.residual.max_abs, e.residual.non_finite_mismatched), (0.0, 0));
+}
+
+#[test]
 fn a_cast_that_leaves_some_movable_values_alone_is_not_the_cast() {
     // Half of RIGHT is LEFT truncated to bf16, the other half LEFT itself:
     // the unchanged elements the cast would have moved count against it.

@@ -63,7 +63,7 @@ impl Grid {
         }
         // RNE went away from zero (or overflowed): the grid value one step
         // toward zero is the truncation.
-        let below = match self {
+        match self {
             Grid::F32 => {
                 if nearest.is_finite() {
                     f32::from_bits((nearest as f32).to_bits() - 1) as f64
@@ -78,8 +78,7 @@ impl Grid {
                     f.max_finite() * x.signum()
                 }
             }
-        };
-        below
+        }
     }
 
     /// The grid step above the finite, on-grid |y| (below it at the largest
@@ -180,7 +179,7 @@ pub(super) fn explain(ld: DType, rd: DType, l: &[f64], r: &[f64], before: Residu
         let (mut matched, mut missed, mut moved) = (0u64, 0u64, 0u64);
         for &k in &differing {
             let y = cast(wide[k]);
-            if same(y, narrow[k]) || (y.is_nan() && narrow[k].is_nan()) {
+            if same(y, narrow[k]) {
                 matched += 1;
                 if y.is_finite() && (wide[k] - y).abs() >= MOVED * c.grid.step(y) {
                     moved += 1;
