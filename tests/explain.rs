@@ -662,6 +662,19 @@ fn f16_grid_weights_with_one_ulp_of_noise_are_not_double_rounding_nor_a_cast() {
 }
 
 #[test]
+fn grid_data_nudged_one_ulp_toward_zero_is_not_a_truncating_cast() {
+    // f16 values stored as f32, two in three moved one f32 ULP toward zero:
+    // one-directional, uniform over the binade — but the side further from
+    // zero is even at every difference, which a truncated cast's
+    // round-to-nearest side is only half the time.
+    let mut rng = Rng(49);
+    let l: Vec<f32> = (0..16_384).map(|_| half::f16::from_f32(rng.range(-2.0, 2.0) as f32).to_f32()).collect();
+    let r: Vec<f32> = l.iter().map(|&x| if x != 0.0 && rng.next() % 3 != 0 { f32::from_bits(x.to_bits() - 1) } else { x }).collect();
+    let e = checked(f32s(&[16_384], &l), f32s(&[16_384], &r));
+    assert!(e.is_none(), "{}", e.unwrap().sentence());
+}
+
+#[test]
 fn bf16_grid_values_with_one_ulp_of_noise_in_f16_are_not_double_rounding() {
     // The same in a 16-bit dtype: f16 values that are all multiples of 4
     // codes (the data is coarser than its dtype), one code of noise each.

@@ -18,8 +18,8 @@
 //! evenness against the even share of the unchanged values (and of the next
 //! bit), a flush against subnormals kept, saturation against overflows kept.
 //! When they agree nothing is said. (Truncation's pattern, a direction, has
-//! no value among unchanged elements; its base test is the binade test
-//! below, over every normal element.)
+//! no value among unchanged elements; it is weighed by the binade test
+//! below, over every normal element, and by the evenness of its far side.)
 //! * **flushed subnormals**: one side is ±0 where the other is subnormal.
 //! * **saturation vs overflow**: one side is ±(largest finite) where the
 //!   other is inf or NaN (fp8 E4M3 has no inf: its overflow is NaN).
@@ -61,8 +61,12 @@ const SAME_SUBNORMAL: u32 = 1 << 16;
 /// Unchanged and overflowed on both sides (±inf; NaN in e4m3fn, which has
 /// no inf): a side that saturates has none.
 const SAME_OVERFLOW: u32 = 1 << 17;
+/// One ULP apart and the side further from zero is even. After a truncation
+/// that side is the round-to-nearest result, one code above a truncated
+/// value: even half the time. Grid data nudged toward zero has it even always.
+const FAR_EVEN: u32 = 1 << 18;
 /// Counted flags, and the binade-half counts after them.
-const FLAGS: usize = 18;
+const FLAGS: usize = 19;
 
 /// The chance below which a bit pattern is not coincidence: the chance of
 /// [`MIN_DOUBLE_ROUNDED`] elements all even by chance at the usual rate, 1/2.
@@ -149,7 +153,7 @@ pub(super) fn explain(dtype: DType, lraw: &[u8], rraw: &[u8], l: &[f64], r: &[f6
             }
             if f & ONE_ULP != 0 {
                 let (even, coarse, m) = if mr & 1 == 0 { (EVEN_R, COARSE_R, mr) } else { (EVEN_L, COARSE_L, ml) };
-                f |= even | if m & 2 == 0 { coarse } else { 0 };
+                f |= even | if m & 2 == 0 { coarse } else { 0 } | if ml.max(mr) & 1 == 0 { FAR_EVEN } else { 0 };
             }
         }
         let subnormal = |x: f64| x != 0.0 && x.abs() < min_normal;
@@ -294,9 +298,15 @@ pub(super) fn explain(dtype: DType, lraw: &[u8], rraw: &[u8], l: &[f64], r: &[f6
         let ratio = (high as f64 / all_high as f64) / (low as f64 / all_low as f64);
         (1.0 / HALF_RATIO..=HALF_RATIO).contains(&ratio)
     };
+    // And the side further from zero must be even no more often than by
+    // chance at 1/2 (its rate after a real truncation, whatever the base
+    // rate of the unchanged values): data on a coarser grid nudged one ULP
+    // toward zero is even there always. A real truncation is refused by this
+    // less often than CHANCE.
+    let on_grid = |k: u64| crate::numeric::stats::binomial_tail_bound(k, count(FAR_EVEN).min(k), 0.5) < CHANCE;
     for (bit, side, half) in [(TRUNC_R, Which::Right, 0), (TRUNC_L, Which::Left, 1)] {
         let k = count(bit);
-        if enough(k, MIN_TRUNCATED) && uniform(half) {
+        if enough(k, MIN_TRUNCATED) && uniform(half) && !on_grid(k) {
             return Some(found(
                 Bug::CastTruncates { dtype, side, count: k, differing },
                 format!(
@@ -306,7 +316,11 @@ pub(super) fn explain(dtype: DType, lraw: &[u8], rraw: &[u8], l: &[f64], r: &[f6
                     side.name()
                 ),
                 "rounding those to nearest even",
-                "a cast that drops the low bits (bits >> 16) instead of rounding?",
+                if dtype == DType::BF16 {
+                    "a cast that drops the low bits (bits >> 16) instead of rounding?"
+                } else {
+                    "a cast that rounds toward zero (drops the low bits) instead of to nearest even?"
+                },
                 n,
                 &flags,
                 bit,
