@@ -159,8 +159,12 @@ pub(super) fn explain(ld: DType, rd: DType, l: &[f64], r: &[f64], before: Residu
         return None;
     }
     let n = l.len();
-    let differing: Vec<usize> = (0..n).filter(|&k| !same(l[k], r[k])).collect();
-    let total = differing.len() as u64;
+    // Counted, not collected: an index list could be as large as the
+    // decoded stage (the memory bound is two f64 per element).
+    let total = (0..n.div_ceil(SPAN))
+        .into_par_iter()
+        .map(|s| (s * SPAN..n.min((s + 1) * SPAN)).filter(|&k| !same(l[k], r[k])).count() as u64)
+        .sum::<u64>();
     if total < MIN_CAST {
         return None;
     }
@@ -177,7 +181,7 @@ pub(super) fn explain(ld: DType, rd: DType, l: &[f64], r: &[f64], before: Residu
         };
         let cast = |x: f64| if x.is_finite() { c.grid.cast(x, c.toward_zero) } else { x };
         let (mut matched, mut missed, mut moved) = (0u64, 0u64, 0u64);
-        for &k in &differing {
+        for k in (0..n).filter(|&k| !same(l[k], r[k])) {
             let y = cast(wide[k]);
             if same(y, narrow[k]) {
                 matched += 1;
