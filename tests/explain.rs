@@ -532,6 +532,184 @@ fn a_saturating_fp8_cast_against_one_that_overflows_is_named() {
     assert_eq!(key(&e), "saturation_vs_overflow");
 }
 
+// ---- narrowing casts, stored narrow or widened back ----
+
+/// `n` f32 values spread over several binades (either sign), none on a bf16 grid by construction.
+fn weights(seed: u64, n: usize) -> Vec<f32> {
+    spread(seed, n, 1e-3, 4.0).into_iter().map(|v| v as f32).collect()
+}
+
+fn narrowed(e: &Option<Explanation>) -> (DType, Which, bool, u64, u64) {
+    match bug(e) {
+        Bug::Narrowed { dtype, side, toward_zero, count, concerned } => (*dtype, *side, *toward_zero, *count, *concerned),
+        b => panic!("not a narrowing cast: {b:?}"),
+    }
+}
+
+#[test]
+fn weights_truncated_to_bf16_but_stored_as_f32_are_named_truncated() {
+    // The porting bug: `bits & 0xFFFF0000`, kept in an F32 tensor.
+    let l = weights(40, 4096);
+    let r: Vec<f32> = l.iter().map(|x| f32::from_bits(x.to_bits() & 0xFFFF_0000)).collect();
+    let n = all_differ(&l, &r);
+    assert!(n > 4000, "{n}");
+    let e = checked(f32s(&[64, 64], &l), f32s(&[64, 64], &r));
+    assert_eq!(key(&e), "narrowed_toward_zero");
+    assert_eq!(narrowed(&e), (DType::BF16, Which::Right, true, n, n));
+    let e = e.unwrap();
+    assert_eq!(e.residual.max_abs, 0.0);
+    assert!(e.sentence().contains("the right is the left truncated to BF16"), "{}", e.sentence());
+    // The other way round: the left was truncated.
+    let e = checked(f32s(&[64, 64], &r), f32s(&[64, 64], &l));
+    assert_eq!(narrowed(&e), (DType::BF16, Which::Left, true, n, n));
+}
+
+#[test]
+fn weights_rounded_to_bf16_or_f16_and_stored_as_f32_are_named_the_cast() {
+    let l = weights(41, 4096);
+    for (dtype, round) in [
+        (DType::BF16, (|x: f32| half::bf16::from_f32(x).to_f32()) as fn(f32) -> f32),
+        (DType::F16, |x: f32| half::f16::from_f32(x).to_f32()),
+    ] {
+        let r: Vec<f32> = l.iter().map(|&x| round(x)).collect();
+        let n = all_differ(&l, &r);
+        let e = checked(f32s(&[4096], &l), f32s(&[4096], &r));
+        assert_eq!(key(&e), "narrowed_to_nearest_even", "{dtype:?}");
+        assert_eq!(narrowed(&e), (dtype, Which::Right, false, n, n));
+        let e = e.unwrap();
+        assert_eq!(e.residual.max_abs, 0.0);
+        assert!(e.sentence().contains(&format!("the right is exactly the left rounded to {}", dtype.name())), "{}", e.sentence());
+    }
+}
+
+#[test]
+fn f32_against_bf16_names_the_cast_across_dtypes() {
+    let x = weights(42, 2048);
+    let rne: Vec<u16> = x.iter().map(|&v| bf16_rne(v)).collect();
+    let trunc: Vec<u16> = x.iter().map(|&v| bf16_trunc(v)).collect();
+    let widened = |b: &[u16]| b.iter().map(|&b| half::bf16::from_bits(b).to_f32()).collect::<Vec<f32>>();
+    let (n_rne, n_trunc) = (all_differ(&x, &widened(&rne)), all_differ(&x, &widened(&trunc)));
+    let e = checked(f32s(&[2048], &x), bits16(DType::BF16, &[2048], &rne));
+    assert_eq!(narrowed(&e), (DType::BF16, Which::Right, false, n_rne, n_rne));
+    let e = checked(f32s(&[2048], &x), bits16(DType::BF16, &[2048], &trunc));
+    assert_eq!(narrowed(&e), (DType::BF16, Which::Right, true, n_trunc, n_trunc));
+    // BF16 on the left: the left is the cast.
+    let e = checked(bits16(DType::BF16, &[2048], &trunc), f32s(&[2048], &x));
+    assert_eq!(narrowed(&e), (DType::BF16, Which::Left, true, n_trunc, n_trunc));
+    // F32 against F16, rounded to nearest even.
+    let h: Vec<u16> = x.iter().map(|&v| half::f16::from_f32(v).to_bits()).collect();
+    let n = all_differ(&x, &h.iter().map(|&b| half::f16::from_bits(b).to_f32()).collect::<Vec<f32>>());
+    let e = checked(f32s(&[2048], &x), bits16(DType::F16, &[2048], &h));
+    assert_eq!(narrowed(&e), (DType::F16, Which::Right, false, n, n));
+}
+
+#[test]
+fn a_cast_is_named_through_zeros_nan_inf_and_subnormals() {
+    // f16 RNE of values that include f16 subnormals (below 2⁻¹⁴), exact
+    // zeros of both signs, and NaN and ±inf at the same places on both sides
+    // (inf casts to inf); a value above f16's range overflows to inf on the right.
+    let mut l = weights(48, 1024);
+    for k in 0..64 {
+        l[k * 16] = (k as f32 + 0.37) * 2f32.powi(-20); // f16 subnormals
+    }
+    l[1] = 0.0;
+    l[2] = -0.0;
+    l[3] = f32::NAN;
+    l[4] = f32::INFINITY;
+    l[5] = f32::NEG_INFINITY;
+    l[6] = 1e6;
+    let r: Vec<f32> = l.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect();
+    assert!(r[6].is_infinite() && r[16].abs() < 2f32.powi(-14) && r[16] != 0.0);
+    let n = (0..1024).filter(|&k| !(l[k] == r[k] || l[k].is_nan() && r[k].is_nan())).count() as u64;
+    let e = checked(f32s(&[1024], &l), f32s(&[1024], &r));
+    assert_eq!(narrowed(&e), (DType::F16, Which::Right, false, n, n));
+    let e = e.unwrap();
+    assert_eq!((e.residual.max_abs, e.residual.non_finite_mismatched), (0.0, 0));
+}
+
+#[test]
+fn a_cast_that_leaves_some_movable_values_alone_is_not_the_cast() {
+    // Half of RIGHT is LEFT truncated to bf16, the other half LEFT itself:
+    // the unchanged elements the cast would have moved count against it.
+    let l = weights(43, 2048);
+    let r: Vec<f32> = l.iter().enumerate().map(|(k, x)| if k % 2 == 0 { f32::from_bits(x.to_bits() & 0xFFFF_0000) } else { *x }).collect();
+    let e = checked(f32s(&[2048], &l), f32s(&[2048], &r));
+    assert!(!matches!(e.as_ref().map(|e| &e.bug), Some(Bug::Narrowed { .. })), "{}", e.unwrap().sentence());
+}
+
+#[test]
+fn f16_grid_weights_with_one_ulp_of_noise_are_not_double_rounding_nor_a_cast() {
+    // MiniLM's pooler.dense.weight holds f16-representable values (13
+    // trailing zero bits in every f32); a copy with every nonzero weight
+    // moved ±1 f32 ULP at random was named "double rounding on the left",
+    // confidence 1: every left value is even — as every unchanged one is.
+    // Nor is the left "exactly the right rounded to f16": each moved value
+    // rounds back by 2⁻¹³ of an f16 step, not by the spread a cast leaves.
+    let mut rng = Rng(44);
+    let l: Vec<f32> = (0..147_456).map(|_| half::f16::from_f32((rng.range(-0.2, 0.2)) as f32).to_f32()).collect();
+    for unchanged_share in [0u64, 3] {
+        let r: Vec<f32> = l
+            .iter()
+            .map(|&x| match rng.next() % 3 {
+                _ if x == 0.0 => x,
+                0 if unchanged_share > 0 => x,
+                _ => f32::from_bits(if rng.next() & 1 == 0 { x.to_bits() + 1 } else { x.to_bits() - 1 }),
+            })
+            .collect();
+        assert!(all_differ(&l, &r) > 90_000);
+        let e = direct(&f32s(&[384, 384], &l), &f32s(&[384, 384], &r));
+        assert!(e.is_none(), "unchanged share {unchanged_share}: {}", e.unwrap().sentence());
+    }
+}
+
+#[test]
+fn grid_data_nudged_one_ulp_toward_zero_is_not_a_truncating_cast() {
+    // f16 values stored as f32, two in three moved one f32 ULP toward zero:
+    // one-directional, uniform over the binade — but the side further from
+    // zero is even at every difference, which a truncated cast's
+    // round-to-nearest side is only half the time.
+    let mut rng = Rng(49);
+    let l: Vec<f32> = (0..16_384).map(|_| half::f16::from_f32(rng.range(-2.0, 2.0) as f32).to_f32()).collect();
+    let r: Vec<f32> = l.iter().map(|&x| if x != 0.0 && rng.next() % 3 != 0 { f32::from_bits(x.to_bits() - 1) } else { x }).collect();
+    let e = checked(f32s(&[16_384], &l), f32s(&[16_384], &r));
+    assert!(e.is_none(), "{}", e.unwrap().sentence());
+}
+
+#[test]
+fn bf16_grid_values_with_one_ulp_of_noise_in_f16_are_not_double_rounding() {
+    // The same in a 16-bit dtype: f16 values that are all multiples of 4
+    // codes (the data is coarser than its dtype), one code of noise each.
+    let mut rng = Rng(45);
+    let l: Vec<u16> = (0..8192).map(|_| (0x3000 + 4 * rng.below(0x800) as u16) | if rng.next() & 1 == 0 { 0x8000 } else { 0 }).collect();
+    let r: Vec<u16> = l.iter().map(|&b| if rng.next() & 1 == 0 { b + 1 } else { b - 1 }).collect();
+    let e = checked(bits16(DType::F16, &[8192], &l), bits16(DType::F16, &[8192], &r));
+    assert!(e.is_none(), "{}", e.unwrap().sentence());
+}
+
+#[test]
+fn a_flush_is_weighed_against_subnormals_kept_and_saturation_against_overflows_kept() {
+    // The right holds ±0 where the left is subnormal at 10 places, but keeps
+    // 40 other subnormals unchanged: it does not flush.
+    let mut l = random(46, 256);
+    for k in 0..50 {
+        l[k * 5] = (k as f32 + 1.0) * 1e-42;
+    }
+    let mut r = l.clone();
+    for k in 0..10 {
+        r[k * 5] = 0.0;
+    }
+    assert!(checked(f32s(&[256], &l), f32s(&[256], &r)).is_none());
+    // The right is ±max where the left is inf at 4 places, and inf where
+    // the left is inf at 40: it overflows as the left does.
+    let mut l: Vec<u16> = random(47, 256).iter().map(|&v| bf16_rne(v)).collect();
+    let mut r = l.clone();
+    for k in 0..44 {
+        l[k * 5] = 0x7F80;
+        r[k * 5] = if k < 4 { 0x7F7F } else { 0x7F80 };
+    }
+    assert!(checked(bits16(DType::BF16, &[256], &l), bits16(DType::BF16, &[256], &r)).is_none());
+}
+
 // ---- honest differences get no explanation ----
 
 #[test]
@@ -733,6 +911,39 @@ proptest! {
             &Tolerance::exact(),
         ).unwrap();
         prop_assert_eq!(e.map(|e| e.bug), Some(Bug::Transposed { square: false }));
+    }
+
+    #[test]
+    fn any_f32_tensor_narrowed_to_bf16_or_f16_is_named_with_its_rounding(
+        n in 64usize..600, seed: u64, f16: bool, toward_zero: bool, widened: bool,
+    ) {
+        let x = weights(seed, n);
+        let (dtype, bits): (DType, Vec<u16>) = match (f16, toward_zero) {
+            (false, false) => (DType::BF16, x.iter().map(|&v| bf16_rne(v)).collect()),
+            (false, true) => (DType::BF16, x.iter().map(|&v| bf16_trunc(v)).collect()),
+            (true, false) => (DType::F16, x.iter().map(|&v| half::f16::from_f32(v).to_bits()).collect()),
+            (true, true) => (DType::F16, x.iter().map(|&v| f16_trunc(v)).collect()),
+        };
+        let wide: Vec<f32> = bits.iter().map(|&b| if f16 { half::f16::from_bits(b).to_f32() } else { half::bf16::from_bits(b).to_f32() }).collect();
+        let right = if widened { f32s(&[n], &wide) } else { bits16(dtype, &[n], &bits) };
+        let d = all_differ(&x, &wide);
+        let e = direct(&f32s(&[n], &x), &right);
+        prop_assert_eq!(e.map(|e| e.bug), Some(Bug::Narrowed { dtype, side: Which::Right, toward_zero, count: d, concerned: d }));
+    }
+
+    #[test]
+    fn an_honest_bf16_port_is_not_named_a_cast(n in 64usize..600, seed: u64, relative in 4e-3f64..5e-2) {
+        // RIGHT rounds its own value, a bf16 step or more away (relative
+        // error ≥ 2⁻⁸), to bf16: a third or more of its elements land on the
+        // other neighbour, far from the 95% a cast needs. (With less noise
+        // RIGHT *is* mostly LEFT's cast, and saying so is right.) Chance of a
+        // false "cast" at the edge (n = 64, a third flipped): ≤ 3 of 64
+        // flipped, about 2·10⁻⁸ a case.
+        let x = weights(seed, n);
+        let mut rng = Rng(seed ^ 0x5EED);
+        let r: Vec<u16> = x.iter().map(|&v| bf16_rne((v as f64 * (1.0 + relative * rng.range(-1.0, 1.0))) as f32)).collect();
+        let e = direct(&f32s(&[n], &x), &bits16(DType::BF16, &[n], &r));
+        prop_assert!(!matches!(e.as_ref().map(|e| &e.bug), Some(Bug::Narrowed { .. })), "{:?}", e.map(|e| e.sentence()));
     }
 
     #[test]

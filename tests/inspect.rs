@@ -101,6 +101,51 @@ fn checks_pass_and_fail_naming_the_tensors() {
     assert!("fits=F32".parse::<Checks>().is_err());
 }
 
+/// `fits=F` flags a value exactly when casting it to F gives ±inf (or NaN,
+/// e4m3fn): one rounding rule for `inspect` and `cast`. Per format, the
+/// largest finite value, the tie above it (RNE: to the even neighbour) and
+/// the f32 values on either side of the tie, both signs, hand-derived:
+/// * e4m3fn: max 448 = 1.110·2⁸ (even), next code 480 is NaN → 464 rounds to 448;
+/// * e5m2: max 57344 = 1.11·2¹⁵ (odd), next 2¹⁶ is inf → 61440 overflows;
+/// * f16: max 65504 = 1.1111111111·2¹⁵ (odd) → 65520 overflows;
+/// * bf16: max 0x7F7F (odd) → the tie 0x7F7F8000 (as f32 bits) overflows.
+#[test]
+fn fits_flags_what_the_cast_overflows_and_ties_round_to_even() {
+    let below = |x: f32| f32::from_bits(x.to_bits() - 1);
+    let above = |x: f32| f32::from_bits(x.to_bits() + 1);
+    let tie_bf16 = f32::from_bits(0x7F7F_8000);
+    let table: [(&str, [(f32, bool); 5]); 4] = [
+        ("F8_E4M3", [(448.0, false), (below(464.0), false), (464.0, false), (above(464.0), true), (480.0, true)]),
+        ("F8_E5M2", [(57344.0, false), (below(61440.0), false), (61440.0, true), (above(61440.0), true), (65536.0, true)]),
+        ("F16", [(65504.0, false), (below(65520.0), false), (65520.0, true), (above(65520.0), true), (65536.0, true)]),
+        ("BF16", [(f32::from_bits(0x7F7F_0000), false), (below(tie_bf16), false), (tie_bf16, true), (above(tie_bf16), true), (f32::MAX, true)]),
+    ];
+    for (format, rows) in table {
+        let mut v: Vec<f32> = rows.iter().flat_map(|&(x, _)| [x, -x]).collect();
+        // Non-finite inputs are counted as such, never as overflows.
+        v.extend([f32::NAN, f32::INFINITY, f32::NEG_INFINITY]);
+        let (_d, p) = one("w", Tensor::from_f32(vec![v.len()], &v));
+        let o = inspect(&p, &InspectOptions { checks: format!("fits={format}").parse().unwrap(), ..Default::default() }).unwrap();
+        let over = &o.tensors[0].stats.as_ref().unwrap().overflow[0];
+        let flagged: Vec<f32> = rows.iter().filter(|r| r.1).map(|r| r.0).collect();
+        assert_eq!(over.count, 2 * flagged.len() as u64, "{format}: {over:?}");
+        assert_eq!(over.largest, flagged.iter().map(|&x| x as f64).reduce(f64::max), "{format}");
+        // The same table through parity's cast (the fast path ml_dtypes is
+        // checked against) and the half crate: it overflows exactly there.
+        for (x, over) in rows {
+            for x in [x, -x] {
+                let cast_over = match format {
+                    "F8_E4M3" => parity::numeric::round::f32_to_f8e4m3fn(x) & 0x7F == 0x7F,
+                    "F8_E5M2" => parity::numeric::round::f32_to_f8e5m2(x) & 0x7F >= 0x7C,
+                    "F16" => half::f16::from_f32(x).is_infinite(),
+                    _ => half::bf16::from_f32(x).is_infinite(),
+                };
+                assert_eq!(cast_over, over, "{format} {x}");
+            }
+        }
+    }
+}
+
 #[test]
 fn figures_do_not_depend_on_the_thread_count() {
     let v: Vec<f32> = (0..3_000_000u64).map(|i| ((i * 7919) % 10007) as f32 * 1e-3 - 5.0).collect();

@@ -41,7 +41,8 @@ pub struct Tolerance {
 /// The default `m` of the noise-floor rule: torch's dynamo accuracy check
 /// allows a compiled model twice the eager model's RMS error against fp64.
 pub const NOISE_FLOOR_M: f64 = 2.0;
-/// The default `ε`: none — a port whose baseline is exact must be exact too.
+/// The default `ε`: none beyond the rounding floor every stage gets (one
+/// ULP of its dtype on a few elements: see `check::noise_floor`).
 pub const NOISE_FLOOR_EPS: f64 = 0.0;
 
 impl Tolerance {

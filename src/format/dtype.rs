@@ -81,6 +81,26 @@ impl DType {
         matches!(self, DType::I64 | DType::I32 | DType::I8 | DType::U8 | DType::BOOL)
     }
 
+    /// Explicit mantissa (fraction) bits of a float dtype; None for integers.
+    pub fn mantissa_bits(self) -> Option<u32> {
+        match self {
+            DType::F64 => Some(52),
+            DType::F32 => Some(23),
+            DType::F16 => Some(10),
+            DType::BF16 => Some(7),
+            DType::F8E4M3 => Some(3),
+            DType::F8E5M2 => Some(2),
+            _ => None,
+        }
+    }
+
+    /// The unit roundoff u = 2^−(p+1) of a float dtype (p its mantissa bits):
+    /// one round-to-nearest step moves a normal value x by at most u·|x|.
+    /// None for integers.
+    pub fn unit_roundoff(self) -> Option<f64> {
+        self.mantissa_bits().map(|p| 2f64.powi(-(p as i32) - 1))
+    }
+
     /// Types narrower than f32, where "how many ULPs apart" is the question users ask.
     pub fn is_low_precision_float(self) -> bool {
         matches!(self, DType::BF16 | DType::F16 | DType::F8E4M3 | DType::F8E5M2)

@@ -17,6 +17,7 @@ use crate::compare::metrics::content_hash;
 use crate::error::{Error, Result};
 use crate::format::checkpoint::Checkpoint;
 use crate::format::dtype::DType;
+use crate::numeric::round::{self, MiniFloat};
 use crate::select::Selection;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -335,30 +336,30 @@ impl Part {
     }
 }
 
-/// The largest finite value of a format, and whether it saturates (no inf).
-fn limit(d: DType) -> (f64, bool) {
+/// The format a `fits=` check rounds into, as `cast` describes it
+/// ([`crate::numeric::round`]): one rule for both, so `fits=F` flags exactly
+/// the values that parity's `cast` (and ml_dtypes, from f32, f16 or bf16)
+/// turns into ±inf, or NaN for e4m3fn. Its overflow threshold is the tie
+/// between the largest finite value and the next code, and RNE breaks that
+/// tie to the even one: away from the largest finite for f16, bf16 and e5m2
+/// (whose largest finite has an odd last mantissa bit: 65520, 0x7F7F8000
+/// and 61440 overflow), but *to* it for e4m3fn (448 = 1.110·2⁸ is even: 464
+/// rounds to 448, only values above 464 become NaN).
+fn format_of(d: DType) -> Option<MiniFloat> {
     match d {
-        DType::F16 => (65504.0, false),
-        DType::BF16 => (f32::from_bits(0x7F7F_0000) as f64, false),
-        DType::F8E4M3 => (448.0, true),
-        DType::F8E5M2 => (57344.0, false),
-        _ => (f64::INFINITY, false),
+        DType::F16 => Some(round::F16),
+        DType::BF16 => Some(round::BF16),
+        DType::F8E4M3 => Some(round::F8E4M3FN),
+        DType::F8E5M2 => Some(round::F8E5M2),
+        _ => None,
     }
 }
 
-/// The smallest |x| that rounds (RNE) past a format's largest finite value:
-/// max + half its ULP (the tie rounds to even, which is away from max, whose
-/// last mantissa bit is 1).
-fn overflow_threshold(d: DType) -> f64 {
-    let (max, _) = limit(d);
-    let half_ulp = match d {
-        DType::F16 => 16.0,                      // ulp 32 at 2^15
-        DType::BF16 => 2f64.powi(127 - 8),      // ulp 2^(127-7)
-        DType::F8E4M3 => 16.0,                   // ulp 32 at 2^8 (448 = 1.75·2^8)
-        DType::F8E5M2 => 4096.0,                 // ulp 8192 at 2^15
-        _ => 0.0,
-    };
-    max + half_ulp
+/// Whether the finite `x` leaves `f`'s finite range when cast to it. Only
+/// values beyond the largest finite are rounded (a cheap test first: in a
+/// checkpoint that fits, no value is).
+fn overflows(f: MiniFloat, x: f64) -> bool {
+    x.abs() > f.max_finite() && !f.decode(f.encode(x)).is_finite()
 }
 
 fn measure(ck: &Checkpoint, loc: &crate::format::checkpoint::Located, fits: &[DType], hash: bool) -> Result<(Stats, Option<u128>)> {
@@ -366,7 +367,7 @@ fn measure(ck: &Checkpoint, loc: &crate::format::checkpoint::Located, fits: &[DT
     let numel = loc.len / size.max(1);
     let pieces = numel.div_ceil(PIECE);
     let region = ck.region(loc);
-    let thresholds: Vec<f64> = fits.iter().map(|&d| overflow_threshold(d)).collect();
+    let formats: Vec<MiniFloat> = fits.iter().map(|&d| format_of(d).expect("fits= takes only the formats format_of knows")).collect();
     let parts: Vec<Result<Part>> = (0..pieces)
         .into_par_iter()
         .map(|p| {
@@ -384,8 +385,8 @@ fn measure(ck: &Checkpoint, loc: &crate::format::checkpoint::Located, fits: &[DT
                 if let Some(v) = loc.dtype.int(&buf, i) {
                     let e = &mut part.int;
                     (e.min, e.max, e.abs_max) = (e.min.min(v), e.max.max(v), e.abs_max.max(v.unsigned_abs()));
-                    for (k, t) in thresholds.iter().enumerate() {
-                        if v.unsigned_abs() as f64 >= *t {
+                    for (k, &f) in formats.iter().enumerate() {
+                        if overflows(f, v.unsigned_abs() as f64) {
                             e.over[k] = e.over[k].max(v.unsigned_abs());
                         }
                     }
@@ -416,8 +417,8 @@ fn measure(ck: &Checkpoint, loc: &crate::format::checkpoint::Located, fits: &[DT
                 part.min = part.min.min(x);
                 part.max = part.max.max(x);
                 part.abs_max = part.abs_max.max(x.abs());
-                for (k, t) in thresholds.iter().enumerate() {
-                    if x.abs() >= *t {
+                for (k, &f) in formats.iter().enumerate() {
+                    if overflows(f, x) {
                         part.over[k].0 += 1;
                         part.over[k].1 = part.over[k].1.max(x.abs());
                     }

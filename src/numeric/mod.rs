@@ -4,3 +4,4 @@ pub mod int;
 pub mod rng;
 pub mod round;
 pub mod simd;
+pub mod stats;

@@ -3,7 +3,7 @@
 
 use crate::check::noise_floor::{NoiseFloor, StageNoise};
 use crate::compare::metrics::json::num;
-use crate::compare::numbers::{short, value};
+use crate::compare::numbers::{short, thousands, value};
 use serde_json::{json, Value};
 
 fn verdict(s: &StageNoise) -> &'static str {
@@ -22,14 +22,14 @@ fn ratio(s: &StageNoise) -> String {
     }
 }
 
-/// One line per stage: `tensor stage: RIGHT 3.1e-8 vs LEFT 1.2e-8 (×2.6) ≤ 2.4e-8? FAIL`.
+/// One line per stage: `tensor stage: RIGHT 3.1e-8 vs LEFT 1.2e-8 (ratio 2.6) against 2.4e-8 = 2·LEFT + 0 + rounding floor 0: FAIL`.
 fn lines(n: &NoiseFloor) -> Vec<String> {
     n.stages
         .iter()
         .map(|s| match &s.skipped {
             Some(why) => format!("{} {}: SKIP ({why})", s.tensor, s.stage),
             None => format!(
-                "{} {}: RIGHT {} vs LEFT {} (ratio {}) against {} = {}·LEFT + {}: {}",
+                "{} {}: RIGHT {} vs LEFT {} (ratio {}) against {} = {}·LEFT + {} + rounding floor {}{}: {}",
                 s.tensor,
                 s.stage,
                 short(s.right_err),
@@ -38,6 +38,13 @@ fn lines(n: &NoiseFloor) -> Vec<String> {
                 short(s.limit),
                 value(s.m),
                 value(s.eps),
+                short(s.floor),
+                s.flips.map_or(String::new(), |f| format!(
+                    "; one-ULP flips RIGHT {} vs LEFT {} (chance {})",
+                    thousands(f.right),
+                    thousands(f.left),
+                    short(f.chance)
+                )),
                 verdict(s)
             ),
         })
@@ -88,7 +95,7 @@ pub fn markdown(n: &NoiseFloor) -> String {
 pub fn json(n: &NoiseFloor) -> Value {
     json!({
         "passed": n.passed(),
-        "rule": "rms(right - ref) <= m * rms(left - ref) + eps; ref = f64 reference replayed on left's components",
+        "rule": "rms(right - ref) <= m * rms(left - ref) + eps + floor, floor = 2u * rms(ref) * sqrt(min(n, 4) / n); or, on a stage narrower than f32 whose right differences are rounding flips, right's count of differing elements not improbably many (chance >= 1e-6) for at most m times left's rate; ref = f64 reference replayed on left's components",
         "stages": n.stages.iter().map(|s| json!({
             "tensor": s.tensor,
             "stage": s.stage,
@@ -97,7 +104,9 @@ pub fn json(n: &NoiseFloor) -> Value {
             "ratio": num(s.ratio),
             "m": num(s.m),
             "eps": num(s.eps),
+            "floor": num(s.floor),
             "limit": num(s.limit),
+            "flips": s.flips.map(|f| json!({"left": f.left, "right": f.right, "chance": num(f.chance)})),
             "verdict": verdict(s),
             "skipped": s.skipped,
         })).collect::<Vec<_>>(),

@@ -19,7 +19,13 @@
 //!   casts, double rounding, flushed subnormals, saturation vs overflow. One
 //!   fits when at least [`PATTERN_SHARE`] of the elements that differ show
 //!   its bit pattern, and enough of them do that chance cannot explain it
-//!   (each test states its minimum count).
+//!   (each test states its minimum count) — weighed against the same
+//!   statistic among the elements that did not change: when those show it
+//!   as often (values even anyway, on a coarse grid), nothing is said.
+//! * **Cast tests** ([`casts`], across dtypes too): one side is exactly the
+//!   other rounded (to nearest even) or truncated to a narrower dtype,
+//!   stored in it or widened back; [`PATTERN_SHARE`] of the elements the
+//!   cast concerns, counting the unchanged ones it would have moved.
 //!
 //! Cost: both stages are read once more, in full (that is the "one extra
 //! pass"), decoded to f64, and every test runs in memory. Stages above
@@ -31,6 +37,7 @@
 //! number of threads.
 
 mod bits;
+mod casts;
 mod layout;
 mod values;
 
@@ -125,6 +132,11 @@ pub enum Bug {
     FlushedSubnormals { dtype: DType, side: Which, count: u64, differing: u64 },
     /// `saturating` has ±max finite where the other overflowed to inf or NaN.
     Saturation { dtype: DType, saturating: Which, max: f64, count: u64, differing: u64 },
+    /// `side` is exactly the other side cast to the narrower `dtype` (stored
+    /// in it, or widened back): rounded to nearest even, or `toward_zero`
+    /// (truncated). `count` of the `concerned` elements (those that differ,
+    /// and the unchanged ones the cast would move) are the cast exactly.
+    Narrowed { dtype: DType, side: Which, toward_zero: bool, count: u64, concerned: u64 },
 }
 
 impl Bug {
@@ -144,6 +156,8 @@ impl Bug {
             Bug::DoubleRounding { .. } => "double_rounding",
             Bug::FlushedSubnormals { .. } => "flushed_subnormals",
             Bug::Saturation { .. } => "saturation_vs_overflow",
+            Bug::Narrowed { toward_zero: false, .. } => "narrowed_to_nearest_even",
+            Bug::Narrowed { toward_zero: true, .. } => "narrowed_toward_zero",
         }
     }
 
@@ -166,6 +180,11 @@ impl Bug {
             Bug::Saturation { dtype, saturating, max, count, differing } => json!({
                 "dtype": dtype.name(), "saturating": saturating.name(), "overflowing": saturating.other().name(),
                 "max_finite": num(*max), "count": count, "differing": differing,
+            }),
+            Bug::Narrowed { dtype, side, toward_zero, count, concerned } => json!({
+                "dtype": dtype.name(), "side": side.name(), "from": side.other().name(),
+                "rounding": if *toward_zero { "toward_zero" } else { "nearest_even" },
+                "count": count, "concerned": concerned,
             }),
         }
     }
@@ -235,6 +254,12 @@ impl Explanation {
             Bug::FlushedSubnormals { side, .. } => format!("subnormals flushed to zero on the {}", side.name()),
             Bug::Saturation { saturating, .. } => {
                 format!("saturation vs overflow: the {} saturates, the {} overflows", saturating.name(), saturating.other().name())
+            }
+            Bug::Narrowed { dtype, side, toward_zero: false, .. } => {
+                format!("the {} is exactly the {} rounded to {} (round to nearest even)", side.name(), side.other().name(), dtype.name())
+            }
+            Bug::Narrowed { dtype, side, toward_zero: true, .. } => {
+                format!("the {} is the {} truncated to {} (rounded toward zero)", side.name(), side.other().name(), dtype.name())
             }
         }
     }
@@ -334,6 +359,9 @@ fn explain_decoded(left: Stage, right: Stage, raw: (Vec<u8>, Vec<u8>), l: &[f64]
         }
     }
     drop((lraw, rraw));
+    if let Some(e) = casts::explain(left.dtype, right.dtype, l, r, before) {
+        return Some(e);
+    }
     if before.max_abs == 0.0 || before.compared < MIN_ELEMENTS {
         return None;
     }
