@@ -138,3 +138,19 @@ impl FromStr for StageSelection {
         Ok(StageSelection::Named(names))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_numbers_follow_the_spec_s_segments() {
+        assert_eq!(layer_number("model.layers.12.mlp.up_proj.weight"), Some(12));
+        assert_eq!(layer_number("transformer.h.3.attn.c_attn.weight"), Some(3));
+        assert_eq!(layer_number("encoder.layer.0.attention.self.query.weight"), Some(0));
+        assert_eq!(layer_number("blocks.7.norm"), Some(7));
+        assert_eq!(layer_number("model.embed_tokens.weight"), None);
+        assert_eq!(layer_number("model.layers.x.weight"), None);
+        assert_eq!(layer_number("h.weight"), None);
+    }
+}
