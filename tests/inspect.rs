@@ -129,7 +129,7 @@ fn fits_flags_what_the_cast_overflows_and_ties_round_to_even() {
         let over = &o.tensors[0].stats.as_ref().unwrap().overflow[0];
         let flagged: Vec<f32> = rows.iter().filter(|r| r.1).map(|r| r.0).collect();
         assert_eq!(over.count, 2 * flagged.len() as u64, "{format}: {over:?}");
-        assert_eq!(over.largest, flagged.iter().map(|&x| x as f64).reduce(f64::max), "{format}");
+        assert_eq!(over.largest, flagged.iter().map(|&x| x as f64).reduce(f64::max).map(Float), "{format}");
         // The same table through parity's cast (the fast path ml_dtypes is
         // checked against) and the half crate: it overflows exactly there.
         for (x, over) in rows {
