@@ -1,22 +1,10 @@
 //! The assert steps' checks on data: shape and dtype from a header, finite,
 //! zero and equality from the values (integers compared as integers).
 
-use crate::error::{Error, Result};
-use crate::format::checkpoint::{Checkpoint, INDEX};
-use crate::format::manifest::{self, Action as Done, ActionStatus, Manifest, OutputFile};
-use crate::format::report::write::{write_run, TensorRun};
-use crate::format::safetensors_write::{self, Planned};
 use crate::format::tensor::Tensor;
-use crate::ops::{Implementation, Inputs, Wanted};
-use crate::plan::resolve::{self, Kind, Resolved, Source};
-use crate::plan::{LoadedPlan, OutputLayout};
-use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
 
-use super::*;
 
+/// shape and dtype asserts from a header.
 pub(super) fn check_header_assert(spec: &crate::plan::Assert, name: &str, dtype: crate::format::dtype::DType, shape: &[usize]) -> Option<String> {
     if let Some(want) = &spec.shape {
         if want.as_slice() != shape {

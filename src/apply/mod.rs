@@ -21,17 +21,10 @@
 //! results do not depend on the thread count), a deterministic serialiser.
 
 use crate::error::{Error, Result};
-use crate::format::checkpoint::{Checkpoint, INDEX};
-use crate::format::manifest::{self, Action as Done, ActionStatus, Manifest, OutputFile};
-use crate::format::report::write::{write_run, TensorRun};
-use crate::format::safetensors_write::{self, Planned};
-use crate::format::tensor::Tensor;
-use crate::ops::{Implementation, Inputs, Wanted};
-use crate::plan::resolve::{self, Kind, Resolved, Source};
-use crate::plan::{LoadedPlan, OutputLayout};
-use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
-use std::io::Write;
+use crate::format::manifest::{self, Manifest};
+use crate::ops::Implementation;
+use crate::plan::resolve::{self, Kind, Resolved};
+use crate::plan::LoadedPlan;
 use std::path::{Path, PathBuf};
 
 

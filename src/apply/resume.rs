@@ -3,21 +3,16 @@
 //! since, and whether a complete output still is what it says.
 
 use crate::error::{Error, Result};
-use crate::format::checkpoint::{Checkpoint, INDEX};
-use crate::format::manifest::{self, Action as Done, ActionStatus, Manifest, OutputFile};
-use crate::format::report::write::{write_run, TensorRun};
-use crate::format::safetensors_write::{self, Planned};
-use crate::format::tensor::Tensor;
-use crate::ops::{Implementation, Inputs, Wanted};
-use crate::plan::resolve::{self, Kind, Resolved, Source};
-use crate::plan::{LoadedPlan, OutputLayout};
-use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
-use std::io::Write;
+use crate::format::checkpoint::Checkpoint;
+use crate::format::manifest::{self, Manifest};
+use crate::ops::Inputs;
+use crate::plan::resolve::Resolved;
+use crate::plan::LoadedPlan;
 use std::path::{Path, PathBuf};
 
 use super::*;
 use super::run::Run;
+use super::write::sha256_file;
 
 /// Each input's files as they are now (see [`manifest::InputFile`]).
 pub(super) fn fingerprint(plan: &LoadedPlan, name: &str, ck: &Checkpoint) -> Vec<manifest::InputFile> {

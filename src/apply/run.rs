@@ -4,18 +4,14 @@
 //! order, a copy, a delete, an assert.
 
 use crate::error::{Error, Result};
-use crate::format::checkpoint::{Checkpoint, INDEX};
-use crate::format::manifest::{self, Action as Done, ActionStatus, Manifest, OutputFile};
-use crate::format::report::write::{write_run, TensorRun};
-use crate::format::safetensors_write::{self, Planned};
+use crate::format::checkpoint::Checkpoint;
+use crate::format::manifest::{self, Action as Done, ActionStatus, Manifest};
+use crate::format::report::write::TensorRun;
 use crate::format::tensor::Tensor;
-use crate::ops::{Implementation, Inputs, Wanted};
+use crate::ops::{Inputs, Wanted};
 use crate::plan::resolve::{self, Kind, Resolved, Source};
-use crate::plan::{LoadedPlan, OutputLayout};
-use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use crate::plan::LoadedPlan;
+use std::path::PathBuf;
 
 use super::*;
 use super::asserts::{check_assert_data, check_header_assert};

@@ -2,22 +2,13 @@
 //! actions prepared side by side a window at a time and recorded in plan
 //! order (so the manifest and output are those of one-at-a-time execution).
 
-use crate::error::{Error, Result};
-use crate::format::checkpoint::{Checkpoint, INDEX};
-use crate::format::manifest::{self, Action as Done, ActionStatus, Manifest, OutputFile};
-use crate::format::report::write::{write_run, TensorRun};
-use crate::format::safetensors_write::{self, Planned};
-use crate::format::tensor::Tensor;
-use crate::ops::{Implementation, Inputs, Wanted};
-use crate::plan::resolve::{self, Kind, Resolved, Source};
-use crate::plan::{LoadedPlan, OutputLayout};
-use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use crate::error::Result;
+use crate::format::manifest::Manifest;
+use crate::format::report::write::write_run;
+use crate::plan::resolve::{Kind, Source};
 
 use super::*;
-use super::run::{Prepared, Run};
+use super::run::{Data, Prepared, Run};
 
 /// The most operation actions prepared side by side at once.
 const WINDOW: usize = 64;

@@ -4,19 +4,15 @@
 
 use crate::error::{Error, Result};
 use crate::format::checkpoint::{Checkpoint, INDEX};
-use crate::format::manifest::{self, Action as Done, ActionStatus, Manifest, OutputFile};
-use crate::format::report::write::{write_run, TensorRun};
+use crate::format::manifest::{self, OutputFile};
 use crate::format::safetensors_write::{self, Planned};
 use crate::format::tensor::Tensor;
-use crate::ops::{Implementation, Inputs, Wanted};
-use crate::plan::resolve::{self, Kind, Resolved, Source};
-use crate::plan::{LoadedPlan, OutputLayout};
+use crate::plan::OutputLayout;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::*;
 use super::run::{Data, Run};
 
 impl<'a> Run<'a> {
@@ -251,5 +247,3 @@ pub(super) fn sha256_file(path: &Path) -> Result<String> {
     }
     Ok(crate::format::tensor::hex(&h.finalize()))
 }
-
-/// shape and dtype asserts from a header.
