@@ -2,16 +2,7 @@
 //! non-finite tallies, the accumulator merged in block order, and the
 //! metrics derived from its sums (SQNR, cosine).
 
-use crate::compare::tolerance::Tolerance;
-use crate::format::dtype::DType;
-use crate::format::bundle::Region;
-use crate::error::Result;
-use crate::format::tensor::TensorView;
-use std::cell::RefCell;
-use rayon::prelude::*;
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 use super::*;
 
 /// Interleaved accumulators: element `j` of a block goes to lane `j % LANES`.

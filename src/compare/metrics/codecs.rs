@@ -2,17 +2,8 @@
 //! float dtype (decoded in bulk on the SIMD paths), integers kept as
 //! integers, and a general decoder for any pair of dtypes.
 
-use crate::compare::tolerance::Tolerance;
 use crate::format::dtype::DType;
-use crate::format::bundle::Region;
-use crate::error::Result;
-use crate::format::tensor::TensorView;
-use std::cell::RefCell;
-use rayon::prelude::*;
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
-use super::*;
 
 
 pub(super) trait Codec: Copy + Send + Sync {

@@ -1,17 +1,8 @@
 //! The content hash of a tensor: its dtype, shape and the digest of its
 //! blocks, so that equal bytes are seen without a second read.
 
-use crate::compare::tolerance::Tolerance;
 use crate::format::dtype::DType;
-use crate::format::bundle::Region;
-use crate::error::Result;
-use crate::format::tensor::TensorView;
-use std::cell::RefCell;
-use rayon::prelude::*;
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
-use super::*;
 
 /// A tensor's content hash: xxh3-128 over its dtype, its shape and the
 /// xxh3-128 digests of its bytes taken block by block ([`BLOCK`] elements)

@@ -37,7 +37,6 @@ use crate::format::bundle::Region;
 use crate::error::Result;
 use crate::format::tensor::TensorView;
 use std::cell::RefCell;
-use rayon::prelude::*;
 
 mod acc;
 mod codecs;
@@ -53,8 +52,6 @@ use codecs::*;
 use pass::*;
 use topk::*;
 pub use fused::{block_kernels, force_kernels, simd_choice, simd_path, simd_report, Kernels, SimdChoice, SimdPath};
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 
 /// Elements per parallel work item: large enough to amortise scheduling,
 /// small enough to load-balance two cores on a 3M-element stage.

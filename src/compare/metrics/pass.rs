@@ -3,15 +3,9 @@
 //! integer block kernels (the SIMD paths are in `fused`).
 
 use crate::compare::tolerance::Tolerance;
-use crate::format::dtype::DType;
-use crate::format::bundle::Region;
 use crate::error::Result;
-use crate::format::tensor::TensorView;
-use std::cell::RefCell;
 use rayon::prelude::*;
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 use super::*;
 
 

@@ -1,17 +1,9 @@
 //! The largest divergences of a stage (`--top-diffs N`): a bounded heap,
 //! ordered by |d| then by index so that ties do not depend on threads.
 
-use crate::compare::tolerance::Tolerance;
-use crate::format::dtype::DType;
-use crate::format::bundle::Region;
-use crate::error::Result;
-use crate::format::tensor::TensorView;
-use std::cell::RefCell;
-use rayon::prelude::*;
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
-use super::*;
 
 
 #[derive(Clone, Copy, Debug)]
