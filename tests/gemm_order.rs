@@ -82,18 +82,41 @@ fn case(max_mn: usize, max_k: usize) -> impl Strategy<Value = (usize, usize, usi
     })
 }
 
+/// `in_the_stated_order` for one element, with the multiply-add and the
+/// blocking each switchable: the orders a GEMM might use instead.
+fn one_dot(a: &[f32], b: &[f32], fused: bool, blocked: bool) -> f32 {
+    let block = if blocked { KC } else { usize::MAX };
+    let mut total = 0f32;
+    for (i, start) in (0..a.len()).step_by(block.min(a.len().max(1))).enumerate() {
+        let mut acc = 0f32;
+        for l in start..start.saturating_add(block).min(a.len()) {
+            acc = if fused { a[l].mul_add(b[l], acc) } else { acc + a[l] * b[l] };
+        }
+        total = if i == 0 { acc } else { total + acc };
+    }
+    total
+}
+
 #[test]
 fn one_element_spanning_three_k_blocks_is_summed_in_the_stated_order() {
-    // Hand-made: k = 600 crosses two block boundaries (256, 512). Terms of
-    // alternating magnitude make a plain left-to-right f32 sum (no FMA, no
-    // blocks) come out different, so the order is what is tested.
+    // k = 600 crosses two block boundaries (256, 512). Fixed pseudo-random
+    // values (an LCG) whose products are inexact, so that each other order —
+    // no FMA, no blocks, neither — comes out different here (asserted), and
+    // the test tells the stated order from each of them.
     let k = 600;
-    let a: Vec<f32> = (0..k).map(|l| if l % 2 == 0 { 1.0e4 + l as f32 * 0.37 } else { 1.0e-3 * (l as f32 + 0.1) }).collect();
-    let b: Vec<f32> = (0..k).map(|l| if l % 3 == 0 { -1.0 } else { 0.999_9 }).collect();
-    let got = fast_matmul(&a, &b, 1, k, 1);
+    let mut state = 0x2545_f491u32;
+    let mut next = || {
+        state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        (state >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
+    };
+    let a: Vec<f32> = (0..k).map(|_| next()).collect();
+    let b: Vec<f32> = (0..k).map(|_| next()).collect();
     let want = in_the_stated_order(&a, &b, 1, k, 1);
-    let naive = a.iter().zip(&b).fold(0f32, |s, (x, y)| s + x * y);
-    assert_ne!(naive.to_bits(), want[0].to_bits(), "the data must tell the orders apart");
+    assert_eq!(want[0].to_bits(), one_dot(&a, &b, true, true).to_bits(), "the two writings of the stated order agree");
+    for (fused, blocked) in [(false, true), (true, false), (false, false)] {
+        assert_ne!(one_dot(&a, &b, fused, blocked).to_bits(), want[0].to_bits(), "fused {fused}, blocked {blocked}: the data must tell the orders apart");
+    }
+    let got = fast_matmul(&a, &b, 1, k, 1);
     assert_eq!(bits(&got), bits(&want), "got {got:?}, the stated order gives {want:?}");
 }
 
