@@ -51,7 +51,7 @@ pub static SVF_APPLY: Operation = Operation {
             name: "scaled_s",
             dtype: F32,
             tolerance: Tolerance::gate(f64::INFINITY, f64::INFINITY).with_max_ulp(2),
-            why: "an element-wise f32 product: rounding `1 + offsets` first (torch) or once (f64) differ by ≤ 2 f32 ULPs at any magnitude; SPEC's 1e-6/1e-8 presumes the same rounding on both sides and values below 8",
+            why: "an element-wise f32 product: rounding `1 + offsets` first (torch) or once (f64) differ by ≤ 2 f32 ULPs at any magnitude; an absolute 1e-6/1e-8 presumes the same rounding on both sides and values below 8",
         },
         Stage {
             name: "normalization",
