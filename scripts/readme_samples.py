@@ -240,6 +240,13 @@ def cpu_runs_the_pinned_blas() -> str | None:
         return "no /proc/cpuinfo to tell whether the CPU has AVX2 and FMA"
     if not {"avx2", "fma"} <= flags:
         return "a CPU without AVX2 and FMA: OpenBLAS's Haswell kernels cannot run, and parity's GEMM rounds differently"
+    # A machine may pin OpenBLAS to another core type on purpose (older
+    # OpenBLAS builds compute wrong results or crash on some processors):
+    # that setting is never overridden here, so the samples cannot be
+    # reproduced on such a machine.
+    pinned = os.environ.get("OPENBLAS_CORETYPE")
+    if pinned is not None and pinned.lower() != "haswell":
+        return f"OPENBLAS_CORETYPE={pinned} is set here, and the samples are pinned to Haswell (it is not overridden)"
     return None
 
 
