@@ -48,9 +48,12 @@ pub(super) fn input_files(plan: &LoadedPlan, r: &Resolved) -> Vec<(PathBuf, Stri
 pub(super) fn refuse_output_over_inputs(out: &Path, inputs: &[(PathBuf, String)]) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     let Ok(entries) = std::fs::read_dir(out) else { return Ok(()) };
+    // In name order, so the file named is the same on every run.
+    let mut entries: Vec<std::fs::DirEntry> = entries.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
     let ids: Vec<((u64, u64), &(PathBuf, String))> =
         inputs.iter().filter_map(|i| std::fs::metadata(&i.0).ok().filter(|m| m.is_file()).map(|m| ((m.dev(), m.ino()), i))).collect();
-    for e in entries.flatten() {
+    for e in entries {
         let Ok(m) = std::fs::metadata(e.path()) else { continue };
         if let Some((_, (input, what))) = ids.iter().find(|(id, _)| *id == (m.dev(), m.ino())) {
             return Err(Error::OutputIsInput {

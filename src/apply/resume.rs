@@ -80,6 +80,7 @@ impl<'a> Run<'a> {
     pub(super) fn new(plan: &'a LoadedPlan, r: &'a Resolved, out: &Path, opts: &'a ApplyOptions) -> Result<Run<'a>> {
         let mut notes = Vec::new();
         let mut recheck_inputs = false;
+        let mut stale_files = Vec::new();
         let fresh = Manifest {
             schema: manifest::SCHEMA.into(),
             plan_sha256: plan.sha256.clone(),
@@ -99,6 +100,7 @@ impl<'a> Run<'a> {
             files: Vec::new(),
             complete: false,
         };
+        let fresh_inputs = fresh.inputs.clone();
         let path = out.join(manifest::FILE);
         let manifest = match std::fs::metadata(&path) {
             Err(_) => fresh,
@@ -112,7 +114,7 @@ impl<'a> Run<'a> {
                 // count must not leave stale shards beside the new index.
                 if let Ok(old) = serde_json::from_slice::<Manifest>(&old_bytes) {
                     for f in old.files {
-                        if !f.path.contains('/') && !f.path.starts_with('.') {
+                        if written_here(&f.path) {
                             let _ = std::fs::remove_file(out.join(&f.path));
                         }
                     }
@@ -128,6 +130,14 @@ impl<'a> Run<'a> {
                 if old.plan_sha256 != fresh.plan_sha256 || old.implementation != fresh.implementation || named(&old) != named(&fresh) {
                     return Err(Error::json(&path, "records a run of another plan, implementation or inputs: --force rewrites the output"));
                 }
+                // Another parity may compute other bits for the same inputs:
+                // its recorded work is not this version's to resume.
+                if old.parity_version != fresh.parity_version {
+                    return Err(Error::json(
+                        &path,
+                        format!("records a run of parity {}, this is parity {}: --force rewrites the output", old.parity_version, fresh.parity_version),
+                    ));
+                }
                 let changed = changed_inputs(&old.inputs, &fresh.inputs);
                 if !changed.is_empty() {
                     // The recorded work was computed from other bytes: each
@@ -135,9 +145,16 @@ impl<'a> Run<'a> {
                     // did, and the output is written again.
                     notes.push(format!("inputs changed since the recorded run ({}): actions whose inputs changed are redone, the output rewritten", changed.join("; ")));
                     recheck_inputs = true;
-                    old.inputs = fresh.inputs;
+                    // The recorded fingerprints stay until the output is
+                    // complete (`fresh_inputs` then replaces them): a run
+                    // killed before that leaves a manifest that still tells
+                    // the next run the inputs changed, so that it rechecks
+                    // the work recorded before the change too.
                     old.complete = false;
-                    old.files.clear();
+                    // The earlier output's files stay listed (a run stopped
+                    // before completion must still know them) and go once
+                    // this output is written, unless it writes them again.
+                    stale_files = old.files.iter().map(|f| f.path.clone()).filter(|p| written_here(p)).collect();
                 }
                 old
             }
@@ -153,8 +170,10 @@ impl<'a> Run<'a> {
             stage_runs: Vec::new(),
             unsynced: Vec::new(),
             last_save: std::time::Instant::now(),
+            fresh_inputs,
             notes,
             recheck_inputs,
+            stale_files,
         })
     }
 
@@ -162,6 +181,12 @@ impl<'a> Run<'a> {
     pub(super) fn verify_complete(&self) -> Result<()> {
         for f in &self.manifest.files {
             let path = self.out.join(&f.path);
+            if !path.exists() {
+                return Err(Error::json(
+                    &self.out.join(manifest::FILE),
+                    format!("lists '{}', which is gone from the output: --force rewrites the output", f.path),
+                ));
+            }
             let actual = sha256_file(&path)?;
             if actual != f.sha256 {
                 return Err(Error::HashMismatch {
@@ -177,4 +202,13 @@ impl<'a> Run<'a> {
         }
         Ok(())
     }
+}
+
+/// Whether a path a manifest lists is one this output directory's writer
+/// put there (a shard, the index, a copied file, in a subdirectory too) and
+/// may remove: relative, plain components only, nothing hidden.
+pub(super) fn written_here(path: &str) -> bool {
+    let p = std::path::Path::new(path);
+    !path.is_empty()
+        && p.components().all(|c| matches!(c, std::path::Component::Normal(n) if !n.to_string_lossy().starts_with('.')))
 }

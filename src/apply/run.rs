@@ -42,6 +42,12 @@ pub(super) struct Run<'a> {
     /// The inputs changed since the manifest was written: a recorded
     /// action is resumed only if its inputs hash as recorded.
     pub(super) recheck_inputs: bool,
+    /// The inputs as they are now: the manifest records them once the
+    /// output is complete (until then it keeps what the work was done from).
+    pub(super) fresh_inputs: Vec<manifest::Input>,
+    /// Files an earlier complete output listed, to remove if this run's
+    /// output does not write them again (an input changed its shard count).
+    pub(super) stale_files: Vec<String>,
 }
 
 /// What a prepared operation action comes to, before it is recorded.
@@ -65,7 +71,12 @@ const SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl<'a> Run<'a> {
     pub(super) fn work_file(&self, action: usize) -> PathBuf {
-        self.out.join(WORK).join(format!("a{action:05}.safetensors"))
+        // Named by what the action is, not by its place in the plan: an
+        // input that changed may change how a step expands, and a resumed
+        // action must find its own work.
+        let a = &self.r.actions[action];
+        let key = xxhash_rust::xxh3::xxh3_64(format!("{}\0{}", a.step, a.tensor).as_bytes());
+        self.out.join(WORK).join(format!("a{key:016x}.safetensors"))
     }
 
     pub(super) fn save_manifest(&self) -> Result<()> {

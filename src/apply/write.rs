@@ -117,7 +117,17 @@ impl<'a> Run<'a> {
                 }
             }
         }
+        // Files an earlier output listed that this one does not write (an
+        // input changed its shard count) go, before the manifest says the
+        // output is complete.
+        for stale in &self.stale_files {
+            if !files.iter().any(|f| &f.path == stale) {
+                let _ = std::fs::remove_file(self.out.join(stale));
+            }
+        }
         self.manifest.files = files;
+        // What the output was computed from, as it is now.
+        self.manifest.inputs = self.fresh_inputs.clone();
         self.manifest.complete = true;
         self.save_manifest()
     }
@@ -137,11 +147,15 @@ impl<'a> Run<'a> {
     }
 
     pub(super) fn copy_dir(&self, dir: &Path, rel: &Path, depth: usize, out: &mut Vec<OutputFile>) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
         let mut entries: Vec<PathBuf> = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
         entries.sort();
+        // The output directory may sit inside base (`base: .`, `output: out/`):
+        // it is never copied into itself.
+        let own = std::fs::metadata(&self.out).ok().map(|m| (m.dev(), m.ino()));
         for p in entries {
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            if name.starts_with('.') {
+            if name.starts_with('.') || std::fs::metadata(&p).ok().map(|m| (m.dev(), m.ino())) == own {
                 continue;
             }
             let rel_name = rel.join(&name);
@@ -158,10 +172,16 @@ impl<'a> Run<'a> {
             if !p.is_file() || (top && (name.ends_with(".safetensors") || name == INDEX || name == manifest::FILE)) {
                 continue;
             }
-            let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
-            crate::format::atomic::write_bytes(&self.out.join(&rel_name), &bytes)?;
+            // Streamed and hashed as written: a repository's other files
+            // can be large (an `original/consolidated.00.pth`).
+            let (mut from, _) = crate::format::file::open_regular(&p)?;
+            let mut hasher = HashingWriter::default();
+            crate::format::atomic::write_with(&self.out.join(&rel_name), |w| {
+                let mut tee = Tee { a: w, b: &mut hasher };
+                std::io::copy(&mut from, &mut tee).map(|_| ())
+            })?;
             let shown = rel_name.to_string_lossy().into_owned();
-            out.push(OutputFile { path: shown, bytes: bytes.len() as u64, sha256: crate::format::tensor::sha256_hex(&bytes) });
+            out.push(OutputFile { path: shown, bytes: hasher.bytes, sha256: crate::format::tensor::hex(&hasher.h.finalize()) });
         }
         Ok(())
     }

@@ -87,18 +87,15 @@ pub struct InspectArgs {
     /// Checks that set exit 1 when they fail: finite, nonzero, fits=F16|BF16|F8_E4M3|F8_E5M2, unique.
     #[arg(long, value_name = "LIST", value_parser = Checks::from_str)]
     pub check: Option<Checks>,
-    /// Only tensors whose name contains PAT (or matches it as a glob); repeatable.
-    #[arg(long, value_name = "PAT")]
-    pub select: Vec<String>,
-    /// Only layers A to B (END exclusive); tensors with no layer number are kept.
-    #[arg(long, value_name = "A..B", value_parser = LayerRange::from_str)]
-    pub layers: Option<LayerRange>,
+    #[command(flatten)]
+    pub select: SelectFlag,
+    #[command(flatten)]
+    pub layers: LayersFlag,
     /// text, json (parity.inspect.v1) or markdown.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    /// Write the result here (atomically) instead of standard output.
-    #[arg(long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub output: OutputFlag,
 }
 
 #[derive(Args, Debug)]
@@ -127,9 +124,8 @@ pub struct ApplyArgs {
     /// With --save-stages: only tensors of layers A..B (END exclusive).
     #[arg(long, value_name = "A..B", value_parser = LayerRange::from_str, requires = "save_stages")]
     pub layers: Option<LayerRange>,
-    /// Allow plan inputs that are absolute or leave the plan's directory.
-    #[arg(long)]
-    pub allow_outside_paths: bool,
+    #[command(flatten)]
+    pub outside: OutsidePathsFlag,
 }
 
 #[derive(Args, Debug)]
@@ -149,12 +145,10 @@ pub struct DiffArgs {
     /// See --atol.
     #[arg(long, value_name = "Y")]
     pub rtol: Option<f64>,
-    /// Only tensors whose name contains PAT (or matches it as a glob); repeatable.
-    #[arg(long, value_name = "PAT")]
-    pub select: Vec<String>,
-    /// Only layers A to B (END exclusive); tensors with no layer number are kept.
-    #[arg(long, value_name = "A..B", value_parser = LayerRange::from_str)]
-    pub layers: Option<LayerRange>,
+    #[command(flatten)]
+    pub select: SelectFlag,
+    #[command(flatten)]
+    pub layers: LayersFlag,
     /// Rename RIGHT's tensors before pairing (regex, applied in order); repeatable.
     #[arg(long = "map", value_name = "REGEX=REPLACEMENT", value_parser = NameMap::from_str)]
     pub maps: Vec<NameMap>,
@@ -168,9 +162,8 @@ pub struct DiffArgs {
     /// html (one self-contained page with plots of every differing tensor).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    /// Write the result here (atomically) instead of standard output.
-    #[arg(long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub output: OutputFlag,
 }
 
 #[derive(Args, Debug)]
@@ -180,9 +173,8 @@ pub struct MergeArgs {
     pub results: Vec<PathBuf>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    /// Write the result here (atomically) instead of standard output.
-    #[arg(long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub output: OutputFlag,
 }
 
 #[derive(Args, Debug)]
@@ -203,9 +195,8 @@ pub struct CheckArgs {
     /// A tolerance profile (parity.tolerances.v1 JSON), merged over the built-in one.
     #[arg(long, value_name = "FILE")]
     pub tolerances: Option<PathBuf>,
-    /// Only tensors whose name contains PAT (or matches it as a glob); repeatable.
-    #[arg(long, value_name = "PAT")]
-    pub select: Vec<String>,
+    #[command(flatten)]
+    pub select: SelectFlag,
     /// `all`, or a comma-separated list of stages to compare.
     #[arg(long, default_value = "all", value_parser = StageSelection::from_str)]
     pub stages: StageSelection,
@@ -217,12 +208,10 @@ pub struct CheckArgs {
     /// html (one self-contained page: the verdict table, plots of each failing stage).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    /// Write the result here (atomically) instead of standard output.
-    #[arg(long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
-    /// Allow report paths that are absolute or leave the report's directory.
-    #[arg(long)]
-    pub allow_outside_paths: bool,
+    #[command(flatten)]
+    pub output: OutputFlag,
+    #[command(flatten)]
+    pub outside: OutsidePathsFlag,
     /// Re-hash every stage and refuse a bundle its report does not describe
     /// (by default only the final stage, whose hash the hash modes use, is re-hashed).
     #[arg(long)]
@@ -262,12 +251,10 @@ pub struct ReplayArgs {
     /// Which implementation replays.
     #[arg(long = "impl", value_enum, default_value_t = Implementation::Fast)]
     pub implementation: Implementation,
-    /// Only tensors whose name contains PAT (or matches it as a glob); repeatable.
-    #[arg(long, value_name = "PAT")]
-    pub select: Vec<String>,
-    /// Allow report paths that are absolute or leave the report's directory.
-    #[arg(long)]
-    pub allow_outside_paths: bool,
+    #[command(flatten)]
+    pub select: SelectFlag,
+    #[command(flatten)]
+    pub outside: OutsidePathsFlag,
 }
 
 #[derive(Args, Debug)]
@@ -285,4 +272,40 @@ pub struct OpsArgs {
     /// Print as JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+// Flags several commands share, each defined once and flattened into the
+// commands that take it (so its help text is the same everywhere).
+
+/// `--select PAT`.
+#[derive(Args, Debug)]
+pub struct SelectFlag {
+    /// Only tensors whose name contains PAT (or matches it as a glob); repeatable.
+    #[arg(long = "select", id = "select", value_name = "PAT")]
+    pub patterns: Vec<String>,
+}
+
+/// `--layers A..B` as a filter on the tensors compared or inspected.
+#[derive(Args, Debug)]
+pub struct LayersFlag {
+    /// Only layers A to B (END exclusive); tensors with no layer number are kept.
+    #[arg(long = "layers", id = "layers", value_name = "A..B", value_parser = LayerRange::from_str)]
+    pub range: Option<LayerRange>,
+}
+
+/// `--output FILE`.
+#[derive(Args, Debug)]
+pub struct OutputFlag {
+    /// Write the result here instead of standard output: replaced atomically (a
+    /// symbolic link is followed; a device or FIFO is written through). Never an input.
+    #[arg(long = "output", id = "output", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
+/// `--allow-outside-paths`.
+#[derive(Args, Debug)]
+pub struct OutsidePathsFlag {
+    /// Allow paths a report or plan names that are absolute or leave its directory.
+    #[arg(long = "allow-outside-paths", id = "allow_outside_paths")]
+    pub allowed: bool,
 }

@@ -87,20 +87,20 @@ fn inspect(args: flags::InspectArgs) -> Result<Outcome> {
             "parity inspect --headers --check: --headers reads no tensor data and every check needs it (drop one of the two)".into(),
         ));
     }
-    if let Some(out) = &args.output {
+    if let Some(out) = &args.output.file {
         let mut inputs = vec![(args.path.clone(), "the checkpoint being inspected")];
         inputs.extend(report_files(&args.path));
         refuse_inputs(out, &inputs, "the result")?;
     }
     let opts = parity::inspect::InspectOptions {
-        select: args.select,
-        layers: args.layers,
+        select: args.select.patterns,
+        layers: args.layers.range,
         headers_only: args.headers,
         checks: args.check.unwrap_or_default(),
         progress: true,
     };
     let outcome = parity::inspect::inspect(&args.path, &opts)?;
-    emit(&parity::render::inspect::render(&outcome, args.format), args.output.as_deref())?;
+    emit(&parity::render::inspect::render(&outcome, args.format), args.output.file.as_deref())?;
     Ok(Outcome::of(outcome.failures.is_empty()))
 }
 
@@ -128,7 +128,7 @@ fn apply(args: flags::ApplyArgs) -> Result<Outcome> {
             Some(parity::select::StageSelection::Named(n)) => n,
         },
         stage_layers: args.layers,
-        allow_outside_paths: args.allow_outside_paths,
+        allow_outside_paths: args.outside.allowed,
         progress: true,
     };
     let outcome = parity::apply::apply(&args.plan, &opts)?;
@@ -158,14 +158,14 @@ fn diff(args: flags::DiffArgs) -> Result<Outcome> {
         }
         None => None,
     };
-    if let Some(out) = &args.output {
+    if let Some(out) = &args.output.file {
         let mut inputs = vec![(args.left.clone(), "the left checkpoint"), (args.right.clone(), "the right checkpoint")];
         inputs.extend(args.tolerances.clone().map(|t| (t, "the tolerance profile")));
         refuse_inputs(out, &inputs, "the result")?;
     }
     let opts = DiffOptions {
-        select: args.select,
-        layers: args.layers,
+        select: args.select.patterns,
+        layers: args.layers.range,
         maps: args.maps,
         limit,
         profile,
@@ -175,18 +175,18 @@ fn diff(args: flags::DiffArgs) -> Result<Outcome> {
         plots: args.format == parity::render::Format::Html,
     };
     let outcome = parity::diff::diff(&args.left, &args.right, &opts)?;
-    emit(&parity::render::diff::render(&outcome, args.format), args.output.as_deref())?;
+    emit(&parity::render::diff::render(&outcome, args.format), args.output.file.as_deref())?;
     Ok(Outcome::of(outcome.passed()))
 }
 
 /// `parity merge-results`: the partitions of one diff, combined.
 fn merge_results(args: flags::MergeArgs) -> Result<Outcome> {
-    if let Some(out) = &args.output {
+    if let Some(out) = &args.output.file {
         let inputs: Vec<_> = args.results.iter().map(|r| (r.clone(), "a partition's result")).collect();
         refuse_inputs(out, &inputs, "the merged result")?;
     }
     let outcome = parity::diff::merge::merge(&args.results)?;
-    emit(&parity::render::diff::render(&outcome, args.format), args.output.as_deref())?;
+    emit(&parity::render::diff::render(&outcome, args.format), args.output.file.as_deref())?;
     Ok(Outcome::of(outcome.passed()))
 }
 
@@ -245,10 +245,10 @@ fn check(args: flags::CheckArgs) -> Result<Outcome> {
             strict_historical_hash: args.strict_historical_hash,
         },
         profile,
-        select: args.select,
+        select: args.select.patterns,
         stages: args.stages,
         top_diffs: args.top_diffs,
-        allow_outside_paths: args.allow_outside_paths,
+        allow_outside_paths: args.outside.allowed,
         progress: true,
         verify_hashes: args.verify_hashes,
         explain: true,
@@ -267,12 +267,12 @@ fn check(args: flags::CheckArgs) -> Result<Outcome> {
         inputs.extend(report_files(&args.left));
         inputs.extend(report_files(&args.right));
         inputs.extend(args.tolerances.clone().map(|t| (t, "the tolerance profile")));
-        if let Some(out) = &args.output {
+        if let Some(out) = &args.output.file {
             refuse_inputs(out, &inputs, "the result")?;
         }
         if let Some(s) = &args.suggest_tolerances {
             refuse_inputs(s, &inputs, "the suggested tolerances")?;
-            if args.output.as_deref().is_some_and(|out| same_destination(s, out)) {
+            if args.output.file.as_deref().is_some_and(|out| same_destination(s, out)) {
                 return Err(Error::Usage(format!("{}: is both --output and --suggest-tolerances: one would overwrite the other", s.display())));
             }
         }
@@ -297,7 +297,7 @@ fn check(args: flags::CheckArgs) -> Result<Outcome> {
         rendered = parity::render::noise_floor::with_check(rendered, &floor, passed, args.format);
         passed &= floor.passed();
     }
-    emit(&rendered, args.output.as_deref())?;
+    emit(&rendered, args.output.file.as_deref())?;
     Ok(Outcome::of(passed))
 }
 
@@ -305,8 +305,8 @@ fn check(args: flags::CheckArgs) -> Result<Outcome> {
 fn replay(args: flags::ReplayArgs) -> Result<Outcome> {
     let opts = ReplayOptions {
         implementation: args.implementation,
-        select: args.select,
-        allow_outside_paths: args.allow_outside_paths,
+        select: args.select.patterns,
+        allow_outside_paths: args.outside.allowed,
         progress: true,
     };
     let report = parity::replay::replay(&args.report, &args.out, &opts)?;

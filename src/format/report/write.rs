@@ -56,6 +56,16 @@ pub fn check_outputs(report_path: &Path, inputs: &[(&Path, &str)]) -> Result<Pat
         return Err(Error::Usage(format!("{}: no such directory to write {} in", dir.display(), report_path.display())));
     }
     let same = |a: &std::fs::Metadata, b: &std::fs::Metadata| a.dev() == b.dev() && a.ino() == b.ino();
+    // A bundle path that is (a link to) the report itself would have the
+    // report renamed over the bundle just written.
+    if let (Ok(r), Ok(b)) = (std::fs::metadata(&report_path), std::fs::metadata(&bundle_path)) {
+        if same(&r, &b) {
+            return Err(Error::OutputNotWritable {
+                path: bundle_path.clone(),
+                message: format!("is the report {} itself: the report and its stage bundle must be two files", report_path.display()),
+            });
+        }
+    }
     for (out, what) in [(report_path.as_path(), "the report"), (bundle_path.as_path(), "the report's stage bundle")] {
         let Ok(meta) = std::fs::metadata(out) else { continue };
         if meta.is_dir() {
