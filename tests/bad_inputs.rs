@@ -18,10 +18,11 @@ use parity::format::bundle::{self, Bundle};
 use parity::format::tensor::Tensor;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+
+mod matrix_support;
+use matrix_support::{run_with_timeout, snapshot};
 
 const A: &str = "small.a.weight";
 const B: &str = "small.b.weight";
@@ -238,56 +239,6 @@ fn write_checkpoint(dir: &Path, scale: f32) {
 
 // ---------------------------------------------------------------------------
 // Running a row.
-
-/// Every entry below `dir` (links not followed): kind, size, mtime, mode.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (String, u64, i64, i64, u32)> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let m = std::fs::symlink_metadata(&p).unwrap();
-            let kind = format!("{:?}", m.file_type());
-            if m.is_dir() {
-                stack.push(p.clone());
-            }
-            out.insert(p, (kind, m.len(), m.mtime(), m.mtime_nsec(), m.permissions().mode()));
-        }
-    }
-    out
-}
-
-/// How long a row may take: a FIFO opened for reading, or a device read to
-/// its end, would take forever.
-const HANG: Duration = Duration::from_secs(10);
-
-/// Run `cmd` to completion, or kill it after [`HANG`] and say it hung.
-fn run_with_timeout(cmd: &mut Command) -> Result<std::process::Output, String> {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(|e| format!("cannot run parity: {e}"))?;
-    // Drain both pipes while waiting, so a chatty child cannot block on them.
-    let drain = |mut pipe: Box<dyn std::io::Read + Send>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = pipe.read_to_end(&mut buf);
-            buf
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().unwrap()));
-    let err = drain(Box::new(child.stderr.take().unwrap()));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            break status;
-        }
-        if start.elapsed() > HANG {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("hung: killed after {HANG:?}"));
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    Ok(std::process::Output { status, stdout: out.join().unwrap(), stderr: err.join().unwrap() })
-}
 
 fn run_row(r: &Row) -> Result<(), String> {
     let fx = Fx::new();

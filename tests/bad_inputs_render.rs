@@ -8,11 +8,11 @@
 use parity::format::bundle;
 use parity::format::tensor::Tensor;
 use serde_json::Value;
-use std::collections::BTreeMap;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+
+mod matrix_support;
+use matrix_support::{run_with_timeout, snapshot};
+use std::process::Command;
 
 /// One class of bad input: how to spoil the fixture, the arguments to run,
 /// and the needles the one line on stderr must hold.
@@ -99,52 +99,6 @@ impl Fx {
 
 // ---------------------------------------------------------------------------
 // Running a row (as tests/bad_inputs.rs runs one).
-
-/// Every entry below `dir` (links not followed): kind, size, mtime, mode.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (String, u64, i64, i64, u32)> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let m = std::fs::symlink_metadata(&p).unwrap();
-            if m.is_dir() {
-                stack.push(p.clone());
-            }
-            out.insert(p, (format!("{:?}", m.file_type()), m.len(), m.mtime(), m.mtime_nsec(), m.permissions().mode()));
-        }
-    }
-    out
-}
-
-/// A FIFO opened for reading would wait forever: a row may take this long.
-const HANG: Duration = Duration::from_secs(10);
-
-fn run_with_timeout(cmd: &mut Command) -> Result<std::process::Output, String> {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(|e| format!("cannot run parity: {e}"))?;
-    let drain = |mut pipe: Box<dyn std::io::Read + Send>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = pipe.read_to_end(&mut buf);
-            buf
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().unwrap()));
-    let err = drain(Box::new(child.stderr.take().unwrap()));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            break status;
-        }
-        if start.elapsed() > HANG {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("hung: killed after {HANG:?}"));
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    Ok(std::process::Output { status, stdout: out.join().unwrap(), stderr: err.join().unwrap() })
-}
 
 fn run_row(r: &Row) -> Result<(), String> {
     let fx = Fx::new();
