@@ -50,6 +50,12 @@ pub enum Error {
     /// A checksum manifest and the files it lists disagree.
     #[error("{}: {}", shown_path(.path), shown(.message))]
     ManifestMismatch { path: PathBuf, message: String },
+    /// A YAML file (a surgery plan) is not valid YAML, or holds a key twice.
+    #[error("{}: not YAML: {}", shown_path(.path), shown(.message))]
+    Yaml { path: PathBuf, message: String },
+    /// An output directory (apply's) exists and is not a directory.
+    #[error("{}: the output exists and is not a directory", shown_path(.path))]
+    OutputNotDirectory { path: PathBuf },
     /// An output path that cannot be written as asked (a directory, a block
     /// device, a loop of symbolic links, a device where a seekable file is
     /// needed).
@@ -147,6 +153,9 @@ impl Error {
     }
     pub fn json(path: &Path, message: impl Into<String>) -> Self {
         Error::Json { path: path.to_path_buf(), message: one_line(message.into()) }
+    }
+    pub fn yaml(path: &Path, message: impl Into<String>) -> Self {
+        Error::Yaml { path: path.to_path_buf(), message: one_line(message.into()) }
     }
     pub fn bundle(path: &Path, message: impl Into<String>) -> Self {
         Error::Bundle { path: path.to_path_buf(), message: one_line(message.into()) }

@@ -137,7 +137,7 @@ pub fn apply(plan_path: &Path, opts: &ApplyOptions) -> Result<ApplyOutcome> {
         });
     }
     if std::fs::metadata(&out).is_ok_and(|m| !m.is_dir()) {
-        return Err(Error::bundle(&out, "the output exists and is not a directory"));
+        return Err(Error::OutputNotDirectory { path: out.clone() });
     }
     let base = &resolved.inputs["base"].path;
     if same_file(&out, base) {

@@ -5,7 +5,7 @@
 use crate::error::{Error, Result};
 use crate::format::checkpoint::{Checkpoint, INDEX};
 use crate::format::manifest::{self, OutputFile};
-use crate::format::safetensors_write::{self, Planned};
+use crate::format::safetensors_write::{self, TensorToWrite};
 use crate::format::tensor::Tensor;
 use crate::plan::OutputLayout;
 use sha2::{Digest, Sha256};
@@ -20,7 +20,7 @@ impl<'a> Run<'a> {
     pub(super) fn write_output(&mut self, shard_size: u64) -> Result<()> {
         // Every output tensor with its final dtype and shape (computed ones
         // from their work files' headers).
-        let mut planned: Vec<(Planned, Data<'a>)> = Vec::new();
+        let mut planned: Vec<(TensorToWrite, Data<'a>)> = Vec::new();
         for (name, e) in &self.r.model {
             let data = self.data(&e.source);
             let (dtype, shape) = match &data {
@@ -31,7 +31,7 @@ impl<'a> Run<'a> {
                     (loc.dtype, loc.shape.clone())
                 }
             };
-            planned.push((Planned { name: name.clone(), dtype, shape }, data));
+            planned.push((TensorToWrite { name: name.clone(), dtype, shape }, data));
         }
         let layout = self.plan.plan.output.layout;
         let mut groups: Vec<Vec<usize>> = Vec::new();
@@ -70,7 +70,7 @@ impl<'a> Run<'a> {
                         OutputLayout::Sharded => format!("model-{:05}-of-{n:05}.safetensors", g + 1),
                     };
                     let path = self.out.join(&file);
-                    let tensors: Vec<Planned> = members.iter().map(|&i| planned[i].0.clone()).collect();
+                    let tensors: Vec<TensorToWrite> = members.iter().map(|&i| planned[i].0.clone()).collect();
                     let by_name: BTreeMap<&str, &Data> = members.iter().map(|&i| (planned[i].0.name.as_str(), &planned[i].1)).collect();
                     let mut hasher = HashingWriter::default();
                     let mut shas = Vec::new();
@@ -187,7 +187,7 @@ impl<'a> Run<'a> {
     }
 }
 
-pub(super) fn copy_tensor(data: &Data, t: &Planned, w: &mut dyn Write, mut h: Option<&mut Sha256>) -> std::io::Result<()> {
+pub(super) fn copy_tensor(data: &Data, t: &TensorToWrite, w: &mut dyn Write, mut h: Option<&mut Sha256>) -> std::io::Result<()> {
     let to_io = |e: Error| std::io::Error::other(e.to_string());
     match data {
         Data::Input(ck, loc) => {

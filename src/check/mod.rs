@@ -13,7 +13,7 @@
 
 mod modes;
 mod outcome;
-mod plan;
+mod setup;
 mod provenance;
 mod run;
 pub mod noise_floor;
@@ -101,12 +101,12 @@ impl Default for CheckOptions {
 /// The top-level entry point of the comparer: compare RIGHT (the candidate)
 /// with LEFT (the baseline) as `opts` asks.
 pub fn check(left: &Path, right: &Path, opts: &CheckOptions) -> Result<CheckOutcome> {
-    use plan::{check_stage_selection, plan_tensor, Opened};
+    use setup::{check_stage_selection, set_up_tensor, Opened};
     let l = Opened::open(left, opts.allow_outside_paths)?;
     let r = Opened::open(right, opts.allow_outside_paths)?;
     let selection = crate::select::Selection::new(&opts.select)?;
     let chosen = selection.apply(&l.loaded.report.tensors, |t| t.name.as_str())?;
-    let plans = chosen.iter().map(|t| plan_tensor(&l, &r, t, opts)).collect::<Result<Vec<_>>>()?;
+    let plans = chosen.iter().map(|t| set_up_tensor(&l, &r, t, opts)).collect::<Result<Vec<_>>>()?;
     check_stage_selection(&opts.stages, &plans)?;
 
     let total: usize = plans.iter().map(|p| p.stages.len()).sum();

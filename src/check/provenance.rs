@@ -1,7 +1,7 @@
 //! What differs between the two reports besides their numbers (producer,
 //! baseline, which tensors and stages each has), as unified diffs.
 
-use super::plan::*;
+use super::setup::*;
 use super::StageSelection;
 use crate::format::report::TensorEntry;
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! kernel, the hashes a verdict rests on verified beside it.
 
 use super::outcome::*;
-use super::plan::*;
+use super::setup::*;
 use super::CheckOptions;
 use crate::compare::gate::{self, StageResult, StageSide};
 use crate::compare::metrics::CHUNK;
@@ -10,7 +10,7 @@ use crate::compare::numbers;
 use crate::error::{Error, Result};
 use rayon::prelude::*;
 
-pub(super) fn run_tensor(p: &TensorPlan, opts: &CheckOptions, bar: &indicatif::ProgressBar) -> Result<TensorResult> {
+pub(super) fn run_tensor(p: &TensorSetup, opts: &CheckOptions, bar: &indicatif::ProgressBar) -> Result<TensorResult> {
     let results: Vec<Result<StageResult>> = p
         .stages
         .par_iter()
@@ -55,16 +55,16 @@ pub(super) fn run_tensor(p: &TensorPlan, opts: &CheckOptions, bar: &indicatif::P
 /// `opts.plots` summarise its differences for the page, from the same read.
 /// The stages are examined one at a time (each test is parallel inside), so
 /// at most one failing stage pair is held in memory.
-pub(super) fn explain_failures(p: &TensorPlan, t: &mut TensorResult, opts: &CheckOptions) -> Result<()> {
+pub(super) fn explain_failures(p: &TensorSetup, t: &mut TensorResult, opts: &CheckOptions) -> Result<()> {
     let chosen = |stage: &str| opts.plots && opts.plot_stages.iter().any(|g| g.matches(stage));
     for s in t.stages.iter_mut() {
         let failing = s.verdict == crate::compare::gate::Verdict::Fail;
         if !failing && !chosen(&s.stage) {
             continue;
         }
-        let Some(plan) = p.stages.iter().find(|x| x.name == s.stage) else { continue };
-        if let (Some(l), Some(r)) = (&plan.left, &plan.right) {
-            let (explanation, plots) = crate::compare::explain::examine(l.stage(), r.stage(), &plan.tol, opts.plots)?;
+        let Some(setup) = p.stages.iter().find(|x| x.name == s.stage) else { continue };
+        if let (Some(l), Some(r)) = (&setup.left, &setup.right) {
+            let (explanation, plots) = crate::compare::explain::examine(l.stage(), r.stage(), &setup.tol, opts.plots)?;
             // A passing stage needs no explanation (nor is one looked for in a
             // difference the tolerance allows).
             if opts.explain && failing {
@@ -81,7 +81,7 @@ pub(super) fn rehash_final(opts: &CheckOptions) -> bool {
     opts.verify_hashes || opts.modes.strict_hash || opts.modes.strict_historical_hash
 }
 
-pub(super) fn run_stage(s: &StagePlan, top_diffs: usize, rehash: bool) -> Result<StageResult> {
+pub(super) fn run_stage(s: &StageSetup, top_diffs: usize, rehash: bool) -> Result<StageResult> {
     let side = |p: &Present| StageSide { dtype: p.view.dtype, shape: p.view.shape.to_vec() };
     let verify_sha = |p: &Present| if rehash { verify_sha(p) } else { Ok(()) };
     match (&s.left, &s.right) {
@@ -111,7 +111,7 @@ pub(super) fn run_stage(s: &StagePlan, top_diffs: usize, rehash: bool) -> Result
 /// Equal final hashes claim equal final stages, and different ones different
 /// stages; the metric pass knows which is true without hashing anything.
 /// A contradiction means a report does not describe its bundle.
-pub(super) fn claims_match_bytes(p: &TensorPlan, fin: &StageResult, claimed_equal: bool) -> Result<()> {
+pub(super) fn claims_match_bytes(p: &TensorSetup, fin: &StageResult, claimed_equal: bool) -> Result<()> {
     let identical = fin.metrics.as_ref().is_some_and(|m| m.bytes_equal);
     if claimed_equal == identical {
         return Ok(());

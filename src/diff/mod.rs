@@ -67,7 +67,7 @@ pub struct DiffOptions {
 }
 
 /// One pair (or one-sided tensor) as planned.
-struct Planned<'a> {
+struct PairToCompare<'a> {
     name: String,
     right_name: Option<String>,
     left: Option<&'a Located>,
@@ -108,11 +108,11 @@ pub fn diff(left_path: &Path, right_path: &Path, opts: &DiffOptions) -> Result<D
     }
     let chosen = Selection::new(&opts.select)?.apply(&names, |n: &&str| *n)?;
 
-    let mut planned: Vec<Planned> = chosen
+    let mut planned: Vec<PairToCompare> = chosen
         .into_iter()
         .map(|&name| {
             let r = right_by_name.get(name);
-            Planned {
+            PairToCompare {
                 name: name.to_string(),
                 right_name: r.filter(|(rn, _)| *rn != name).map(|(rn, _)| rn.to_string()),
                 left: left.get(name),
@@ -189,7 +189,7 @@ pub fn diff(left_path: &Path, right_path: &Path, opts: &DiffOptions) -> Result<D
 /// parallel inside), so at most one pair is held decoded in memory; a pair
 /// above the explainer's element limit gets no explanation, and its plots
 /// come from a streaming read.
-fn explain_differences(left: &Checkpoint, right: &Checkpoint, planned: &[Planned], tensors: &mut [TensorDiff], opts: &DiffOptions) -> Result<()> {
+fn explain_differences(left: &Checkpoint, right: &Checkpoint, planned: &[PairToCompare], tensors: &mut [TensorDiff], opts: &DiffOptions) -> Result<()> {
     for (t, d) in planned.iter().zip(tensors.iter_mut()) {
         let (Some(l), Some(r)) = (t.left, t.right) else { continue };
         if d.status != Status::Differs {
@@ -239,7 +239,7 @@ fn limits_json(source: String, t: &Tolerance) -> Limits {
     }
 }
 
-fn compare_pair(left: &Checkpoint, right: &Checkpoint, t: &Planned, opts: &DiffOptions) -> Result<TensorDiff> {
+fn compare_pair(left: &Checkpoint, right: &Checkpoint, t: &PairToCompare, opts: &DiffOptions) -> Result<TensorDiff> {
     let mut d = TensorDiff {
         name: t.name.clone(),
         right_name: t.right_name.clone(),

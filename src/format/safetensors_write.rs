@@ -12,13 +12,13 @@ use std::io::Write;
 
 /// One tensor to be written: its name, dtype and shape.
 #[derive(Clone, Debug)]
-pub struct Planned {
+pub struct TensorToWrite {
     pub name: String,
     pub dtype: DType,
     pub shape: Vec<usize>,
 }
 
-impl Planned {
+impl TensorToWrite {
     pub fn bytes(&self) -> usize {
         numel(&self.shape) * self.dtype.size()
     }
@@ -26,7 +26,7 @@ impl Planned {
 
 /// The 8-byte length and the header of a file holding `tensors` (sorted by
 /// name here), and the tensors in the order their bytes must follow.
-pub fn header(tensors: &[Planned]) -> (Vec<u8>, Vec<Planned>) {
+pub fn header(tensors: &[TensorToWrite]) -> (Vec<u8>, Vec<TensorToWrite>) {
     let mut sorted = tensors.to_vec();
     sorted.sort_by(|a, b| a.name.cmp(&b.name));
     let mut map = serde_json::Map::new();
@@ -55,8 +55,8 @@ pub fn header(tensors: &[Planned]) -> (Vec<u8>, Vec<Planned>) {
 /// (which must write exactly that tensor's byte count).
 pub fn write(
     w: &mut dyn Write,
-    tensors: &[Planned],
-    mut fill: impl FnMut(&Planned, &mut dyn Write) -> std::io::Result<()>,
+    tensors: &[TensorToWrite],
+    mut fill: impl FnMut(&TensorToWrite, &mut dyn Write) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     let (head, order) = header(tensors);
     w.write_all(&head)?;

@@ -72,7 +72,7 @@ const TARGETS: [DType; 5] = [DType::BF16, DType::F16, DType::F8E4M3, DType::F8E5
 const SOURCES: [DType; 4] = [DType::F64, DType::F32, DType::F16, DType::BF16];
 
 /// (source dtype, target dtype), checked.
-fn plan(call: &Call) -> Result<(DType, DType)> {
+fn checked(call: &Call) -> Result<(DType, DType)> {
     let x = call.input("x")?;
     if !SOURCES.contains(&x.dtype) {
         return Err(call.error(format!("input 'x' is {}; cast reads F64, F32, F16 or BF16", x.dtype)));
@@ -107,7 +107,7 @@ fn quiet_nan(to: DType, negative: bool) -> u64 {
 }
 
 fn reference(call: &Call) -> Result<Stages> {
-    let (from, to) = plan(call)?;
+    let (from, to) = checked(call)?;
     let x = call.input("x")?;
     let out = if from == to {
         x.clone()
@@ -131,7 +131,7 @@ fn reference(call: &Call) -> Result<Stages> {
                         r
                     }
                 }
-                _ => unreachable!("plan admits only the TARGETS"),
+                _ => unreachable!("checked admits only the TARGETS"),
             }
         })
     };
@@ -139,7 +139,7 @@ fn reference(call: &Call) -> Result<Stages> {
 }
 
 fn fast(call: &Call) -> Result<Stages> {
-    let (from, to) = plan(call)?;
+    let (from, to) = checked(call)?;
     let x = call.input("x")?;
     let out = if from == to { x.clone() } else { fast_convert(x, from, to) };
     Ok(Stages(vec![("output".into(), out)]))
@@ -168,7 +168,7 @@ fn fast_convert(x: &Tensor, from: DType, to: DType) -> Tensor {
         (D::BF16, D::F16) => convert(x, to, |b| F16.encode_f32(f32::from_bits((b as u32) << 16)) as u64),
         (D::BF16, D::F8E4M3) => convert(x, to, |b| F8E4M3FN.encode_f32(f32::from_bits((b as u32) << 16)) as u64),
         (D::BF16, D::F8E5M2) => convert(x, to, |b| F8E5M2.encode_f32(f32::from_bits((b as u32) << 16)) as u64),
-        _ => unreachable!("plan admits only SOURCES × TARGETS, and a dtype to itself is a copy"),
+        _ => unreachable!("checked admits only SOURCES × TARGETS, and a dtype to itself is a copy"),
     }
 }
 

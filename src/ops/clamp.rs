@@ -32,24 +32,24 @@ pub static CLAMP: Operation = Operation {
     bench_dims: BENCH_WEIGHTS,
 };
 
-struct Plan {
+struct Checked {
     min: Option<f64>,
     max: Option<f64>,
 }
 
-fn plan(call: &Call) -> Result<Plan> {
+fn checked(call: &Call) -> Result<Checked> {
     float_input(call, "x")?;
     let (min, max) = (number(call, "min")?, number(call, "max")?);
     match (min, max) {
         (None, None) => Err(call.error("clamp needs 'min', 'max' or both")),
         (Some(lo), Some(hi)) if lo > hi => Err(call.error(format!("min {lo} is greater than max {hi}"))),
-        _ => Ok(Plan { min, max }),
+        _ => Ok(Checked { min, max }),
     }
 }
 
 /// The clamp in f64 by the bounds as given.
 fn reference(call: &Call) -> Result<Stages> {
-    let p = plan(call)?;
+    let p = checked(call)?;
     let x = call.input("x")?;
     let y: Vec<f64> = x
         .to_f64_vec()
@@ -71,7 +71,7 @@ fn reference(call: &Call) -> Result<Stages> {
 
 /// The clamp in f32 by the bounds rounded to f32, as torch does.
 fn fast(call: &Call) -> Result<Stages> {
-    let p = plan(call)?;
+    let p = checked(call)?;
     let x = call.input("x")?;
     let lo = p.min.map(|v| v as f32);
     let hi = p.max.map(|v| v as f32);

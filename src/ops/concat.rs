@@ -24,12 +24,12 @@ pub static CONCAT: Operation = Operation {
     bench_dims: BENCH_WEIGHTS,
 };
 
-struct Plan {
+struct Checked {
     axis: usize,
     out_shape: Vec<usize>,
 }
 
-fn plan(call: &Call) -> Result<Plan> {
+fn checked(call: &Call) -> Result<Checked> {
     let (a, b) = (call.input("a")?, call.input("b")?);
     if a.dtype != b.dtype {
         return Err(call.error(format!("a is {} but b is {}: concat joins tensors of one dtype", a.dtype, b.dtype)));
@@ -49,12 +49,12 @@ fn plan(call: &Call) -> Result<Plan> {
     }
     let mut out_shape = a.shape.clone();
     out_shape[axis] += b.shape[axis];
-    Ok(Plan { axis, out_shape })
+    Ok(Checked { axis, out_shape })
 }
 
 /// Every output element found in a or b through its multi-index.
 fn reference(call: &Call) -> Result<Stages> {
-    let p = plan(call)?;
+    let p = checked(call)?;
     let (a, b) = (call.input("a")?, call.input("b")?);
     let es = a.dtype.size();
     let a_len = a.shape[p.axis];
@@ -78,7 +78,7 @@ fn reference(call: &Call) -> Result<Stages> {
 
 /// Alternate contiguous blocks of a and b.
 fn fast(call: &Call) -> Result<Stages> {
-    let p = plan(call)?;
+    let p = checked(call)?;
     let (a, b) = (call.input("a")?, call.input("b")?);
     // Below the axis both inputs are contiguous blocks: one block of a, then
     // one of b, for every index of the axes before it.

@@ -38,7 +38,7 @@ pub static FP8_BLOCK_DEQUANTIZE: Operation = Operation {
 };
 
 /// The checked inputs of a dequantization: the grid, the fp8 format, and the scale.
-fn plan(call: &Call) -> Result<(Grid, MiniFloat)> {
+fn checked(call: &Call) -> Result<(Grid, MiniFloat)> {
     let g = grid(call, "quantized")?;
     let q = call.input("quantized")?;
     let fmt = match q.dtype {
@@ -65,7 +65,7 @@ fn plan(call: &Call) -> Result<(Grid, MiniFloat)> {
 
 /// decode · scale in f64, element by element.
 fn reference(call: &Call) -> Result<Stages> {
-    let (g, fmt) = plan(call)?;
+    let (g, fmt) = checked(call)?;
     let q = &call.input("quantized")?.data;
     let scale = call.input("scale")?.to_f64_vec();
     let mut out = vec![0f64; g.m * g.n];
@@ -79,7 +79,7 @@ fn reference(call: &Call) -> Result<Stages> {
 
 /// The decode table times the f32 scale, one row per rayon task.
 fn fast(call: &Call) -> Result<Stages> {
-    let (g, fmt) = plan(call)?;
+    let (g, fmt) = checked(call)?;
     let q = &call.input("quantized")?.data;
     let scale = call.input("scale")?.to_f32_vec();
     let table = decode_table(fmt);

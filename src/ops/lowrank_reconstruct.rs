@@ -48,7 +48,7 @@ pub static LOWRANK_RECONSTRUCT: Operation = Operation {
     bench_dims: &[&[1024, 1024, 16], &[1024, 3072, 64], &[4096, 4096, 64]],
 };
 
-struct Plan {
+struct Checked {
     m: usize,
     n: usize,
     r: usize,
@@ -56,7 +56,7 @@ struct Plan {
     has_base: bool,
 }
 
-fn plan(call: &Call) -> Result<Plan> {
+fn checked(call: &Call) -> Result<Checked> {
     let (r, n) = float_matrix(call, "a")?;
     let (m, rb) = float_matrix(call, "b")?;
     if rb != r {
@@ -73,12 +73,12 @@ fn plan(call: &Call) -> Result<Plan> {
         None | Some(serde_json::Value::Null) => 1.0,
         Some(v) => v.as_f64().ok_or_else(|| call.error(format!("parameter 'scale' must be a number, got {v}")))?,
     };
-    Ok(Plan { m, n, r, scale, has_base })
+    Ok(Checked { m, n, r, scale, has_base })
 }
 
 /// `scale·(b @ a)` and the sum in f64.
 fn reference(call: &Call) -> Result<Stages> {
-    let p = plan(call)?;
+    let p = checked(call)?;
     let ba = matmul_f64(&call.input("b")?.to_f64_vec(), &call.input("a")?.to_f64_vec(), p.m, p.r, p.n);
     let delta: Vec<f64> = ba.iter().map(|v| p.scale * v).collect();
     let output: Vec<f64> = match p.has_base {
@@ -94,7 +94,7 @@ fn reference(call: &Call) -> Result<Stages> {
 /// `b @ a` on the f32 GEMM, then torch's sequence: the scale rounded to f32,
 /// one f32 product and one f32 sum per element.
 fn fast(call: &Call) -> Result<Stages> {
-    let p = plan(call)?;
+    let p = checked(call)?;
     let ba = gemm::matmul(&call.input("b")?.to_f32_vec(), &call.input("a")?.to_f32_vec(), p.m, p.r, p.n);
     let scale = p.scale as f32;
     let delta: Vec<f32> = ba.iter().map(|v| scale * v).collect();

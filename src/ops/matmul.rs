@@ -31,7 +31,7 @@ pub static MATMUL: Operation = Operation {
     bench_dims: &[&[512, 1024, 1024], &[512, 1024, 3072], &[512, 4096, 1024]],
 };
 
-fn plan(call: &Call) -> Result<(usize, usize, usize)> {
+fn checked(call: &Call) -> Result<(usize, usize, usize)> {
     let (m, k) = float_matrix(call, "a")?;
     let (kb, n) = float_matrix(call, "b")?;
     if kb != k {
@@ -42,14 +42,14 @@ fn plan(call: &Call) -> Result<(usize, usize, usize)> {
 
 /// The product in f64 (nalgebra).
 fn reference(call: &Call) -> Result<Stages> {
-    let (m, k, n) = plan(call)?;
+    let (m, k, n) = checked(call)?;
     let c = matmul_f64(&call.input("a")?.to_f64_vec(), &call.input("b")?.to_f64_vec(), m, k, n);
     Ok(Stages(vec![("output".into(), Tensor::from_f64(vec![m, n], &c))]))
 }
 
 /// The product on the f32 GEMM (matrixmultiply's sgemm).
 fn fast(call: &Call) -> Result<Stages> {
-    let (m, k, n) = plan(call)?;
+    let (m, k, n) = checked(call)?;
     let c = gemm::matmul(&call.input("a")?.to_f32_vec(), &call.input("b")?.to_f32_vec(), m, k, n);
     Ok(Stages(vec![("output".into(), Tensor::from_f32(vec![m, n], &c))]))
 }

@@ -27,7 +27,7 @@ pub static RESHAPE: Operation = Operation {
 };
 
 /// The new shape, with the -1 resolved.
-fn plan(call: &Call) -> Result<Vec<usize>> {
+fn checked(call: &Call) -> Result<Vec<usize>> {
     let x = call.input("x")?;
     let v = call.param("shape").ok_or_else(|| call.error("parameter 'shape' missing"))?;
     let entries = int_list(call, "shape", v)?;
@@ -71,7 +71,7 @@ fn plan(call: &Call) -> Result<Vec<usize>> {
 
 /// Every output element gathered from the input element with its flat index.
 fn reference(call: &Call) -> Result<Stages> {
-    let shape = plan(call)?;
+    let shape = checked(call)?;
     let x = call.input("x")?;
     // Row-major order is kept: output flat index i is input flat index i.
     let in_shape = x.shape.clone();
@@ -87,7 +87,7 @@ fn reference(call: &Call) -> Result<Stages> {
 
 /// The input's bytes under the new shape.
 fn fast(call: &Call) -> Result<Stages> {
-    let shape = plan(call)?;
+    let shape = checked(call)?;
     let x = call.input("x")?;
     let mut out = Stages::default();
     out.push("output", like(x, shape, x.data.clone()));

@@ -29,13 +29,13 @@ pub static SLICE: Operation = Operation {
 };
 
 /// Per axis, the first input index, the step and the output length.
-struct Plan {
+struct Checked {
     start: Vec<usize>,
     step: Vec<usize>,
     out_shape: Vec<usize>,
 }
 
-fn plan(call: &Call) -> Result<Plan> {
+fn checked(call: &Call) -> Result<Checked> {
     let x = call.input("x")?;
     let rank = x.shape.len();
     let v = call.param("ranges").ok_or_else(|| call.error("parameter 'ranges' missing"))?;
@@ -46,7 +46,7 @@ fn plan(call: &Call) -> Result<Plan> {
     if ranges.len() > rank {
         return Err(call.error(format!("ranges has {} entries but x has rank {rank} (shape {:?})", ranges.len(), x.shape)));
     }
-    let mut plan = Plan { start: vec![0; rank], step: vec![1; rank], out_shape: x.shape.clone() };
+    let mut c = Checked { start: vec![0; rank], step: vec![1; rank], out_shape: x.shape.clone() };
     for (d, r) in ranges.iter().enumerate() {
         let parts = match r.as_array() {
             Some(p) if p.len() == 3 => p,
@@ -71,16 +71,16 @@ fn plan(call: &Call) -> Result<Plan> {
         let stop = stop.map(clamp).unwrap_or(len);
         // ⌈(stop − start) / step⌉, written so a huge step cannot overflow.
         let count = if stop > start { (stop - start - 1) / step + 1 } else { 0 };
-        plan.start[d] = start as usize;
-        plan.step[d] = step as usize;
-        plan.out_shape[d] = count as usize;
+        c.start[d] = start as usize;
+        c.step[d] = step as usize;
+        c.out_shape[d] = count as usize;
     }
-    Ok(plan)
+    Ok(c)
 }
 
 /// Output index i on axis d is input index start[d] + i·step[d].
 fn reference(call: &Call) -> Result<Stages> {
-    let p = plan(call)?;
+    let p = checked(call)?;
     let x = call.input("x")?;
     let output = gather(x, p.out_shape.clone(), |ix| ix.iter().enumerate().map(|(d, &i)| p.start[d] + i * p.step[d]).collect());
     let mut out = Stages::default();
@@ -90,7 +90,7 @@ fn reference(call: &Call) -> Result<Stages> {
 
 /// The sliced view (an offset and a step per axis) copied out in runs.
 fn fast(call: &Call) -> Result<Stages> {
-    let p = plan(call)?;
+    let p = checked(call)?;
     let x = call.input("x")?;
     let in_strides = strides(&x.shape);
     let offset = p.start.iter().zip(&in_strides).map(|(s, st)| s * st).sum();

@@ -31,14 +31,14 @@ pub static SPLIT: Operation = Operation {
     bench_dims: BENCH_WEIGHTS,
 };
 
-struct Plan {
+struct Checked {
     axis: usize,
     index: usize,
     first_shape: Vec<usize>,
     second_shape: Vec<usize>,
 }
 
-fn plan(call: &Call) -> Result<Plan> {
+fn checked(call: &Call) -> Result<Checked> {
     let x = call.input("x")?;
     let rank = x.shape.len();
     if rank == 0 {
@@ -57,12 +57,12 @@ fn plan(call: &Call) -> Result<Plan> {
     first_shape[axis] = index;
     let mut second_shape = x.shape.clone();
     second_shape[axis] = x.shape[axis] - index;
-    Ok(Plan { axis, index, first_shape, second_shape })
+    Ok(Checked { axis, index, first_shape, second_shape })
 }
 
 /// Each part gathered element by element; the second's index shifted by `index`.
 fn reference(call: &Call) -> Result<Stages> {
-    let p = plan(call)?;
+    let p = checked(call)?;
     let x = call.input("x")?;
     let first = gather(x, p.first_shape.clone(), |ix| ix.to_vec());
     let second = gather(x, p.second_shape.clone(), |ix| {
@@ -78,7 +78,7 @@ fn reference(call: &Call) -> Result<Stages> {
 
 /// Each contiguous block of x cut in two at the split point.
 fn fast(call: &Call) -> Result<Stages> {
-    let p = plan(call)?;
+    let p = checked(call)?;
     let x = call.input("x")?;
     let es = x.dtype.size();
     let outer: usize = x.shape[..p.axis].iter().product();

@@ -99,7 +99,7 @@ pub static SVF_APPLY: Operation = Operation {
 };
 
 /// The checked arguments both implementations work from.
-struct Plan {
+struct Checked {
     m: usize,
     n: usize,
     k: usize,
@@ -110,7 +110,7 @@ struct Plan {
 /// it decides and `final_shape` must agree; otherwise the result is transposed
 /// iff `final_shape` is `[n, m]` with `m ≠ n`. Anything else is an error — a
 /// silently wrong orientation of a square matrix is the classic porting bug.
-fn plan(call: &Call) -> Result<Plan> {
+fn checked(call: &Call) -> Result<Checked> {
     let (m, n) = call.matrix_dims("source")?;
     let (um, k) = call.matrix_dims("u")?;
     let (vn, vk) = call.matrix_dims("v")?;
@@ -161,7 +161,7 @@ fn plan(call: &Call) -> Result<Plan> {
             return Err(call.error(format!("final_shape {final_shape:?} is neither [{m}, {n}] nor [{n}, {m}]")));
         }
     };
-    Ok(Plan { m, n, k, transpose })
+    Ok(Checked { m, n, k, transpose })
 }
 
 /// The reference SVF: every stage computed in f64, for clarity over speed.
@@ -172,7 +172,7 @@ fn plan(call: &Call) -> Result<Plan> {
 /// (a port writes bf16 from its own f32 result), even though it is a double
 /// rounding compared with f64 → bf16 directly.
 fn reference(call: &Call) -> Result<Stages> {
-    let p = plan(call)?;
+    let p = checked(call)?;
     let (m, n, k) = (p.m, p.n, p.k);
     let source = call.input("source")?;
     let offsets = call.input("offsets")?;
@@ -241,7 +241,7 @@ fn row_major(a: &DMatrix<f64>) -> Vec<f64> {
 /// kept stage is the same bits either way: the same operations on the same
 /// values, only their storage differs.
 fn fast(call: &Call) -> Result<Stages> {
-    let p = plan(call)?;
+    let p = checked(call)?;
     let (m, n, k) = (p.m, p.n, p.k);
     let source = call.input("source")?;
     let (u, v) = (call.input("u")?.f32s(), call.input("v")?.f32s());

@@ -2,7 +2,7 @@
 //! weighted sum of the task vectors added back to the base. A short sum, so
 //! the two implementations stay close (how each rounds: `kernels/merge.rs`).
 
-use super::kernels::merge::{plan, sample_inputs, task_vectors_f32, task_vectors_f64, BENCH_MERGES, INPUTS, TASK_VECTORS};
+use super::kernels::merge::{checked, sample_inputs, task_vectors_f32, task_vectors_f64, BENCH_MERGES, INPUTS, TASK_VECTORS};
 use super::{Call, Operation, Param, ParamKind, Sample, Stage, StageDtype, Stages};
 use crate::compare::tolerance::Tolerance;
 use super::kernels::elementwise::{zip_in_place, zip_into};
@@ -56,7 +56,7 @@ fn weights(call: &Call, t: usize) -> Result<Vec<f64>> {
 
 /// Every stage in f64, the sum over tasks in task order.
 fn reference(call: &Call) -> Result<Stages> {
-    let p = plan(call)?;
+    let p = checked(call)?;
     let lambdas = weights(call, p.t)?;
     let base = p.base.to_f64_vec();
     let tv = task_vectors_f64(&base, &p.tasks.to_f64_vec());
@@ -72,7 +72,7 @@ fn reference(call: &Call) -> Result<Stages> {
 
 /// f32 throughout: each λ rounded once, each product and partial sum rounded.
 fn fast(call: &Call) -> Result<Stages> {
-    let p = plan(call)?;
+    let p = checked(call)?;
     let lambdas = weights(call, p.t)?;
     let base = p.base.to_f32_vec();
     let tv = task_vectors_f32(&base, &p.tasks.to_f32_vec());

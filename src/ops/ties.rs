@@ -10,7 +10,7 @@
 //! `kernels/merge.rs`) can legitimately disagree about a few whole elements,
 //! and the limits allow a small fraction of such elements (`FLIPS`).
 
-use super::kernels::merge::{plan, sample_inputs, task_vectors_f32, task_vectors_f64, BENCH_MERGES, INPUTS, TASK_VECTORS};
+use super::kernels::merge::{checked, sample_inputs, task_vectors_f32, task_vectors_f64, BENCH_MERGES, INPUTS, TASK_VECTORS};
 use super::{Call, Operation, Param, ParamKind, Sample, Stage, StageDtype, Stages};
 use crate::compare::tolerance::Tolerance;
 use super::kernels::elementwise::{zip_in_place, zip_into};
@@ -132,7 +132,7 @@ pub fn kept_count(density: f64, n: usize) -> usize {
 /// order (lower index first), and NaN ranks above every number (as in
 /// torch.topk).
 fn reference(call: &Call) -> Result<Stages> {
-    let p = plan(call)?;
+    let p = checked(call)?;
     let params = ties_params(call, p.n)?;
     let (n, k) = (p.n, params.k);
     let base = p.base.to_f64_vec();
@@ -208,7 +208,7 @@ fn sign_f64(x: f64) -> f64 {
 /// bit pattern orders like the value, and every NaN is mapped to one key
 /// above +inf.
 fn fast(call: &Call) -> Result<Stages> {
-    let p = plan(call)?;
+    let p = checked(call)?;
     let params = ties_params(call, p.n)?;
     let (n, k) = (p.n, params.k);
     let base = p.base.to_f32_vec();

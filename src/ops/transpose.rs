@@ -28,12 +28,12 @@ pub static TRANSPOSE: Operation = Operation {
 };
 
 /// Output axis `i` is input axis `perm[i]`.
-struct Plan {
+struct Checked {
     perm: Vec<usize>,
     out_shape: Vec<usize>,
 }
 
-fn plan(call: &Call) -> Result<Plan> {
+fn checked(call: &Call) -> Result<Checked> {
     let x = call.input("x")?;
     let rank = x.shape.len();
     let perm: Vec<usize> = match call.param("dims") {
@@ -57,12 +57,12 @@ fn plan(call: &Call) -> Result<Plan> {
         }
     };
     let out_shape = perm.iter().map(|&p| x.shape[p]).collect();
-    Ok(Plan { perm, out_shape })
+    Ok(Checked { perm, out_shape })
 }
 
 /// Every output element gathered from the input index the permutation names.
 fn reference(call: &Call) -> Result<Stages> {
-    let p = plan(call)?;
+    let p = checked(call)?;
     let x = call.input("x")?;
     // Output axis i is input axis perm[i]: input index[perm[i]] = output index[i].
     let output = gather(x, p.out_shape, |ix| {
@@ -79,7 +79,7 @@ fn reference(call: &Call) -> Result<Stages> {
 
 /// The permuted view copied out in runs and 32×32 tiles.
 fn fast(call: &Call) -> Result<Stages> {
-    let p = plan(call)?;
+    let p = checked(call)?;
     let x = call.input("x")?;
     let in_strides = strides(&x.shape);
     let steps: Vec<usize> = p.perm.iter().map(|&a| in_strides[a]).collect();

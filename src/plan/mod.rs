@@ -176,7 +176,7 @@ impl LoadedPlan {
     pub fn parse(path: &Path, bytes: &[u8], allow_outside_paths: bool) -> Result<LoadedPlan> {
         let yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
         let value: serde_json::Value = if yaml {
-            crate::format::strict_json::parse_yaml(bytes).map_err(|e| Error::json(path, format!("not YAML: {e}")))?
+            crate::format::strict_json::parse_yaml(bytes).map_err(|e| Error::yaml(path, e.to_string()))?
         } else {
             crate::format::strict_json::parse(bytes).map_err(|e| Error::json(path, format!("not JSON: {e}")))?
         };

@@ -30,13 +30,13 @@ enum Other<'a> {
     Value(f64),
 }
 
-struct Plan<'a> {
+struct Checked<'a> {
     a: &'a Tensor,
     other: Other<'a>,
     alpha: f64,
 }
 
-fn plan<'a>(call: &Call<'a>) -> Result<Plan<'a>> {
+fn checked<'a>(call: &Call<'a>) -> Result<Checked<'a>> {
     let a = float_input(call, "a")?;
     let value = number(call, "value")?;
     let alpha = number(call, "alpha")?.unwrap_or(1.0);
@@ -52,13 +52,13 @@ fn plan<'a>(call: &Call<'a>) -> Result<Plan<'a>> {
             Other::Tensor(b)
         }
     };
-    Ok(Plan { a, other, alpha })
+    Ok(Checked { a, other, alpha })
 }
 
 /// The reference: a + sign·alpha·b in f64, from the parameters as given.
 /// Subtracting is adding the negated multiple, exactly.
 pub(crate) fn reference(call: &Call, sign: f64) -> Result<Stages> {
-    let p = plan(call)?;
+    let p = checked(call)?;
     let a = p.a.to_f64_vec();
     let alpha = sign * p.alpha;
     let y: Vec<f64> = match p.other {
@@ -75,7 +75,7 @@ pub(crate) fn reference(call: &Call, sign: f64) -> Result<Stages> {
 /// otherwise they differ by at most one rounding of alpha·b, inside the
 /// stage's limits.)
 pub(crate) fn fast(call: &Call, negate: bool) -> Result<Stages> {
-    let p = plan(call)?;
+    let p = checked(call)?;
     // torch.sub is torch.add with −alpha; negation is exact, so this is also
     // a − alpha·b bit for bit.
     let alpha = if negate { -(p.alpha as f32) } else { p.alpha as f32 };

@@ -9,7 +9,7 @@
 //! a concatenation along the wrong axis — and a bit-exact gate says where.
 //!
 //! In each operation both implementations share one argument check (its
-//! `plan`, which turns parameters into plain numbers or a one-line error
+//! `checked`, which turns parameters into plain numbers or a one-line error
 //! naming what is wrong), so they can only differ in how they move bytes:
 //! * the reference maps every output element to its input element through
 //!   explicit multi-indices, one element at a time ([`gather`]);

@@ -42,14 +42,14 @@ pub(crate) const TASK_VECTORS: Stage = Stage {
 };
 
 /// The shapes both implementations work from: T tasks of N elements each.
-pub(crate) struct Plan<'a> {
+pub(crate) struct Checked<'a> {
     pub base: &'a Tensor,
     pub tasks: &'a Tensor,
     pub t: usize,
     pub n: usize,
 }
 
-pub(crate) fn plan<'a>(call: &Call<'a>) -> Result<Plan<'a>> {
+pub(crate) fn checked<'a>(call: &Call<'a>) -> Result<Checked<'a>> {
     let base = call.input("base")?;
     let tasks = call.input("tasks")?;
     for (name, x) in [("base", base), ("tasks", tasks)] {
@@ -65,7 +65,7 @@ pub(crate) fn plan<'a>(call: &Call<'a>) -> Result<Plan<'a>> {
             base.shape
         )));
     }
-    Ok(Plan { base, tasks, t: tasks.shape[0], n: base.numel() })
+    Ok(Checked { base, tasks, t: tasks.shape[0], n: base.numel() })
 }
 
 /// τ[t, i] = tasks[t, i] − base[i], in f64 (the reference).

@@ -40,19 +40,19 @@ impl Opened {
     }
 }
 
-pub(super) struct TensorPlan<'a> {
+pub(super) struct TensorSetup<'a> {
     pub(super) left: &'a TensorEntry,
     pub(super) right: &'a TensorEntry,
     /// LEFT's `baseline.historical_reproducible`.
     pub(super) historical_reproducible: Option<bool>,
     /// Every stage this tensor has or must have, before `--stages` (for checking `--stages` names).
     pub(super) all_stages: Vec<String>,
-    pub(super) stages: Vec<StagePlan<'a>>,
+    pub(super) stages: Vec<StageSetup<'a>>,
     /// The stage whose sha256 is `final_sha256`.
     pub(super) final_stage: Option<String>,
 }
 
-pub(super) struct StagePlan<'a> {
+pub(super) struct StageSetup<'a> {
     pub(super) name: String,
     /// The stage whose sha256 is `final_sha256`: re-hashed when a hash mode is on.
     pub(super) is_final: bool,
@@ -74,7 +74,7 @@ pub(super) struct Present<'a> {
     pub(super) stage: &'a str,
 }
 
-pub(super) fn plan_tensor<'a>(l: &'a Opened, r: &'a Opened, lt: &'a TensorEntry, opts: &CheckOptions) -> Result<TensorPlan<'a>> {
+pub(super) fn set_up_tensor<'a>(l: &'a Opened, r: &'a Opened, lt: &'a TensorEntry, opts: &CheckOptions) -> Result<TensorSetup<'a>> {
     let name = lt.name.as_str();
     let rt = r.loaded.report.tensor(name).ok_or_else(|| {
         Error::tensor(r.path(), name, None, format!("missing from this report (selected from {})", l.path().display()))
@@ -160,7 +160,7 @@ pub(super) fn plan_tensor<'a>(l: &'a Opened, r: &'a Opened, lt: &'a TensorEntry,
         if le.is_none() && re.is_none() {
             continue; // an optional stage neither side produced
         }
-        stages.push(StagePlan {
+        stages.push(StageSetup {
             is_final: false,
             name: stage.clone(),
             tol,
@@ -180,7 +180,7 @@ pub(super) fn plan_tensor<'a>(l: &'a Opened, r: &'a Opened, lt: &'a TensorEntry,
     for s in &mut stages {
         s.is_final = final_stage.as_deref() == Some(s.name.as_str());
     }
-    Ok(TensorPlan { left: lt, right: rt, historical_reproducible, all_stages: names, stages, final_stage })
+    Ok(TensorSetup { left: lt, right: rt, historical_reproducible, all_stages: names, stages, final_stage })
 }
 
 /// The bundle must hold the stage the report lists, with the report's dtype and shape.
@@ -249,7 +249,7 @@ pub(super) fn params_diff(l: &TensorEntry, r: &TensorEntry) -> String {
         .join("; ")
 }
 
-pub(super) fn check_stage_selection(sel: &StageSelection, plans: &[TensorPlan]) -> Result<()> {
+pub(super) fn check_stage_selection(sel: &StageSelection, plans: &[TensorSetup]) -> Result<()> {
     let StageSelection::Named(names) = sel else { return Ok(()) };
     for n in names {
         if !plans.iter().any(|p| p.all_stages.contains(n)) {
