@@ -97,10 +97,19 @@ fn through_fifo(args: &[&str], dir: &Path, fifo: &Path) -> (Output, Vec<u8>) {
         std::thread::spawn(move || std::fs::read(fifo).unwrap())
     };
     let o = parity(args, dir);
-    // A command that never opened the FIFO leaves the reader waiting: open
-    // it for writing once so the reader sees an end.
+    // The reader ends at the writer's close; give it time to see it.
+    let start = std::time::Instant::now();
+    while !reader.is_finished() && start.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // A command that never opened the FIFO leaves the reader waiting in its
+    // open: open it for writing once, without blocking (O_NONBLOCK: a
+    // blocking open with no reader left would wait forever), so the reader
+    // sees an end and the test fails on what it read instead of hanging.
     if !reader.is_finished() {
-        let _ = std::fs::OpenOptions::new().write(true).open(fifo);
+        use std::os::unix::fs::OpenOptionsExt;
+        const O_NONBLOCK: i32 = 0o4000; // Linux
+        let _ = std::fs::OpenOptions::new().write(true).custom_flags(O_NONBLOCK).open(fifo);
     }
     (o, reader.join().unwrap())
 }
