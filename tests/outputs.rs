@@ -340,3 +340,14 @@ fn copy_files_copies_subdirectories() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("1_Pooling/config.json"));
 }
 
+
+/// `--output /dev/stdout` while standard output is a pipe: /dev/stdout is a
+/// link to `/proc/self/fd/1`, a link to `pipe:[…]`, which names no path; the
+/// kernel follows it and the result comes out on the pipe.
+#[test]
+fn output_to_dev_stdout_through_a_pipe_comes_out_on_the_pipe() {
+    let ws = workspace();
+    let o = parity(&["inspect", "left", "--output", "/dev/stdout"], ws.path());
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("tensors"), "{}", String::from_utf8_lossy(&o.stdout));
+}

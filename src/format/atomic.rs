@@ -52,31 +52,47 @@ impl Dest {
 /// the absent file it names, which the write creates.
 pub fn resolve(path: &Path) -> Result<Dest> {
     use std::os::unix::fs::FileTypeExt;
+    // What the path names once every link is followed — by the kernel, so
+    // that /proc's links (`/dev/stdout` → `/proc/self/fd/1` → `pipe:[…]`),
+    // which name no path, are followed too.
+    match std::fs::metadata(path) {
+        Ok(meta) => {
+            let t = meta.file_type();
+            if t.is_char_device() || t.is_fifo() || t.is_socket() {
+                // Opened by the path given: open follows the links as stat did.
+                return Ok(Dest::Through(path.to_path_buf()));
+            }
+            if t.is_file() {
+                let linked = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+                // The file a link names is the one replaced (the link stays).
+                let at = if linked { std::fs::canonicalize(path).map_err(|e| Error::io(path, e))? } else { path.to_path_buf() };
+                return Ok(Dest::Replace(at));
+            }
+            let what = if t.is_dir() { "a directory" } else if t.is_block_device() { "a block device" } else { "not a regular file" };
+            Err(Error::OutputNotWritable {
+                path: path.to_path_buf(),
+                message: format!("is {what}: parity writes a regular file, or through a character device, FIFO or socket"),
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => dangling(path),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// Where a write to an absent `path` lands: the path itself, or, when it is
+/// a dangling symbolic link (chain), the absent file the last link names,
+/// which the write creates.
+fn dangling(path: &Path) -> Result<Dest> {
     let mut at = path.to_path_buf();
     // The kernel's own limit on links followed in one lookup (MAXSYMLINKS).
     for _ in 0..40 {
-        let meta = match std::fs::symlink_metadata(&at) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Dest::Replace(at)),
-            Err(e) => return Err(Error::io(path, e)),
-        };
-        let t = meta.file_type();
-        if t.is_symlink() {
-            let target = std::fs::read_link(&at).map_err(|e| Error::io(&at, e))?;
-            at = if target.is_absolute() { target } else { dir_of(&at).join(target) };
-            continue;
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let target = std::fs::read_link(&at).map_err(|e| Error::io(&at, e))?;
+                at = if target.is_absolute() { target } else { dir_of(&at).join(target) };
+            }
+            _ => return Ok(Dest::Replace(at)),
         }
-        if t.is_file() {
-            return Ok(Dest::Replace(at));
-        }
-        if t.is_char_device() || t.is_fifo() || t.is_socket() {
-            return Ok(Dest::Through(at));
-        }
-        let what = if t.is_dir() { "a directory" } else if t.is_block_device() { "a block device" } else { "not a regular file" };
-        return Err(Error::OutputNotWritable {
-            path: path.to_path_buf(),
-            message: format!("is {what}: parity writes a regular file, or through a character device, FIFO or socket"),
-        });
     }
     Err(Error::OutputNotWritable { path: path.to_path_buf(), message: "too many levels of symbolic links".into() })
 }
