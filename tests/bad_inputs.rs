@@ -861,6 +861,11 @@ fn rows() -> Vec<Row> {
             a.extend(["--partition".into(), "0/3".into()]);
             a
         }),
+        row("diff --top-diffs with a format that does not list them", Refused(&["--top-diffs", "--format json"]), |fx| {
+            let mut a = fx.diff();
+            a.extend(["--top-diffs".into(), "3".into()]);
+            a
+        }),
         row("diff --output is a directory", Refused(&["outdir"]), |fx| {
             fx.make_dir("outdir");
             let mut a = fx.diff();

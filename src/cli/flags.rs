@@ -155,7 +155,7 @@ pub struct DiffArgs {
     /// Compare only the K-th of N byte-balanced parts of the pairs (for a CI matrix).
     #[arg(long, value_name = "K/N", value_parser = Partition::from_str)]
     pub partition: Option<Partition>,
-    /// Show the N largest divergences per differing tensor (JSON).
+    /// List the N largest divergences per differing tensor (with --format json only).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub top_diffs: usize,
     /// Who reads the result: text, json (parity.diff.v1), junit (one testcase per tensor), markdown,

@@ -158,6 +158,15 @@ fn diff(args: flags::DiffArgs) -> Result<Outcome> {
         }
         None => None,
     };
+    // The largest divergences are a JSON list; no other format shows them,
+    // so asking for them elsewhere would be silently ignored.
+    if args.top_diffs > 0 && args.format != parity::render::Format::Json {
+        return Err(Error::Usage(format!(
+            "parity diff --top-diffs {}: the largest divergences are listed with --format json only (not {})",
+            args.top_diffs,
+            args.format.name()
+        )));
+    }
     if let Some(out) = &args.output.file {
         let mut inputs = vec![(args.left.clone(), "the left checkpoint"), (args.right.clone(), "the right checkpoint")];
         inputs.extend(args.tolerances.clone().map(|t| (t, "the tolerance profile")));
