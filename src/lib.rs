@@ -20,8 +20,8 @@
 //!    headers).
 //! 7. Commands: [`check`] (a report pair), [`diff`] (a checkpoint pair),
 //!    [`apply`] (a plan over a checkpoint), [`inspect`] (one checkpoint).
-//! 8. [`render`] — text, JSON, JUnit, Markdown and HTML, shared by the commands.
-//! 9. [`golden`] — the gate CI runs over the shipped golden cases.
+//! 8. [`golden`] — the gate CI runs over the shipped golden cases.
+//! 9. [`render`] — text, JSON, JUnit, Markdown and HTML of every command's outcome, the gate's included.
 //!
 //! The command line (clap) lives in the binary, `src/main.rs` and `src/cli/`.
 
@@ -45,8 +45,8 @@ pub mod check;
 pub mod diff;
 pub mod inspect;
 
-pub mod render;
-
 pub mod golden;
+
+pub mod render;
 
 pub use error::{Error, Result};

@@ -14,7 +14,7 @@ fn every_golden_case_passes_for_both_implementations() {
         .filter(|r| !r.passed)
         .map(|r| format!("{} / {}: {}", r.case, r.implementation, r.summary))
         .collect();
-    assert!(failed.is_empty(), "failing gates:\n{}\n\n{}", failed.join("\n"), outcome.render());
+    assert!(failed.is_empty(), "failing gates:\n{}\n\n{}", failed.join("\n"), parity::render::gate::render(&outcome));
     let cases: std::collections::BTreeSet<&str> = outcome.rows.iter().map(|r| r.case.as_str()).collect();
     assert_eq!(outcome.rows.len(), 2 * cases.len(), "each case is gated for fast and for reference");
     assert!(cases.contains("svf_minilm_query"), "the real-model case is gated");

@@ -20,8 +20,10 @@ const LAYERS: &[(&str, bool, &[&str])] = &[
     // Runs of the catalog over files: a report replayed, a plan resolved.
     ("runs", false, &["replay", "plan"]),
     ("commands", false, &["check", "diff", "apply", "inspect"]),
-    ("renderers", true, &["render"]),
+    // The golden gate runs check, diff and apply over the shipped cases.
     ("gate", true, &["golden"]),
+    // Every command's outcome, the gate's included, in each output format.
+    ("renderers", true, &["render"]),
 ];
 
 /// Files of the crate root that are no layer's: the binary, the library's

@@ -332,7 +332,7 @@ fn replay(args: flags::ReplayArgs) -> Result<Outcome> {
 /// `parity gate`: the golden cases, as CI runs them.
 fn gate(args: flags::GateArgs) -> Result<Outcome> {
     let outcome = parity::golden::gate(&args.dir, &args.case)?;
-    print_stdout(&outcome.render())?;
+    print_stdout(&parity::render::gate::render(&outcome))?;
     Ok(Outcome::of(outcome.passed()))
 }
 

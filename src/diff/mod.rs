@@ -291,7 +291,7 @@ fn compare_pair(left: &Checkpoint, right: &Checkpoint, t: &PairToCompare, opts: 
     } else {
         Status::Differs
     };
-    d.metrics = Some(metrics::json::metrics(&m));
+    d.metrics = Some((&m).into());
     Ok(d)
 }
 
@@ -324,7 +324,7 @@ fn transposed(ls: Stage, right: &Checkpoint, r: &Located, tol: &Tolerance, top_d
     let rs = Stage { dtype: r.dtype, shape: ls.shape, bytes: Bytes::Memory(&out) };
     let m: Metrics = metrics::measure_stages(ls, rs, tol, top_diffs, CHUNK, &|_| {})?;
     let failures = limits_broken(&m, tol);
-    Ok(Transposed { matches: failures.is_empty(), metrics: Some(metrics::json::metrics(&m)), failures })
+    Ok(Transposed { matches: failures.is_empty(), metrics: Some((&m).into()), failures })
 }
 
 /// sha256 over what decides a run: both sides' tensor headers (name, dtype,

@@ -6,6 +6,7 @@
 //! a merge of N partitions byte-identical to one unpartitioned run.
 
 use super::pairing::Partition;
+use crate::compare::metrics::json::MetricsRecord;
 use serde::{Deserialize, Serialize};
 
 pub const SCHEMA: &str = "parity.diff.v1";
@@ -98,7 +99,7 @@ pub struct Transposed {
     /// The values match (within the tolerance) with RIGHT read transposed.
     pub matches: bool,
     /// Metrics of LEFT against RIGHT transposed, when they were taken.
-    pub metrics: Option<serde_json::Value>,
+    pub metrics: Option<MetricsRecord>,
     pub failures: Vec<String>,
 }
 
@@ -123,7 +124,7 @@ pub struct TensorDiff {
     pub content_hash_right: Option<String>,
     pub limits: Option<Limits>,
     /// `check`'s metrics (plus `sqnr_db`), for every compared pair.
-    pub metrics: Option<serde_json::Value>,
+    pub metrics: Option<MetricsRecord>,
     /// Which limits failed, one phrase each.
     pub failures: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]

@@ -3,7 +3,7 @@
 //! max |right − left|) the numpy oracle expects for every tensor. The gate
 //! runs each and holds parity's answer to the oracle's.
 
-use super::GateRow;
+use super::{GateFailure, GateRow};
 use crate::diff::outcome::DiffOutcome;
 use crate::diff::{self, DiffOptions, Limit};
 use crate::error::{Error, Result};
@@ -58,21 +58,18 @@ pub fn gate(dir: &Path, case: &str) -> Result<Vec<GateRow>> {
         let outcome = diff::diff(&dir.join(&c.left), &dir.join(&c.right), &opts)?;
         let problems = disagreements(&outcome, &run.expected);
         let against = if run.args.is_empty() { "numpy exact".to_string() } else { format!("numpy {}", run.args.join(" ")) };
+        let passed = problems.is_empty();
         rows.push(GateRow {
             case: case.to_string(),
             implementation: "diff".into(),
             against,
             tensors: outcome.tensors.len(),
-            passed: problems.is_empty(),
+            passed,
             summary: match problems.first() {
                 None => format!("statuses as expected: {}", summary(&outcome)),
                 Some(p) => p.clone(),
             },
-            detail: if problems.is_empty() {
-                String::new()
-            } else {
-                format!("{}\n{}", problems.join("\n"), crate::render::diff::render(&outcome, crate::render::Format::Text))
-            },
+            failure: (!passed).then(|| GateFailure { problems, check: None, diff: Some(Box::new(outcome)) }),
         });
     }
     Ok(rows)
@@ -119,10 +116,8 @@ fn disagreements(o: &DiffOutcome, expected: &BTreeMap<String, Expected>) -> Vec<
         if t.status.name() != e.status {
             out.push(format!("{name}: expected {}, parity says {}", e.status, t.status.name()));
         }
-        let max_abs = t.metrics.as_ref().and_then(|m| m.get("max_abs")).and_then(|v| match v {
-            serde_json::Value::Number(n) => n.as_f64(),
-            _ => Some(f64::INFINITY),
-        });
+        // A non-finite max_abs (NaN, ±inf) counts as infinitely far.
+        let max_abs = t.metrics.as_ref().map(|m| m.max_abs.as_f64()).map(|x| if x.is_finite() { x } else { f64::INFINITY });
         if let (Some(want), Some(got)) = (e.max_abs, max_abs) {
             // Both are |r − l| of f64-exact decodes, taken in f64: equal but
             // for the last bit where a subtraction rounds.

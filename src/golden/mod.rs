@@ -22,7 +22,6 @@ use crate::error::{Error, Result};
 use crate::ops::{Implementation, StageDtype};
 use crate::replay::{self, ReplayOptions};
 use std::collections::BTreeSet;
-use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 pub mod diff_case;
@@ -55,8 +54,16 @@ pub struct GateRow {
     pub passed: bool,
     /// The closest call, or the first failure, in one phrase.
     pub summary: String,
-    /// The full text of a failing row.
-    pub detail: String,
+    /// What a failing row found, for its full report (None when it passed).
+    pub failure: Option<GateFailure>,
+}
+
+/// A failing row's evidence: the disagreements with the oracle, then the
+/// outcomes of the commands that ran (rendered as those commands render them).
+pub struct GateFailure {
+    pub problems: Vec<String>,
+    pub check: Option<Box<crate::check::CheckOutcome>>,
+    pub diff: Option<Box<crate::diff::outcome::DiffOutcome>>,
 }
 
 pub struct GateOutcome {
@@ -158,18 +165,15 @@ pub fn gate(dir: &Path, cases: &[String]) -> Result<GateOutcome> {
             };
             let outcome = check::check(&oracle, &out, &check)?;
             let against = crate::format::report::LoadedReport::load(&oracle)?.report.producer.implementation;
+            let (tensors, passed, summary) = (outcome.tensor_count(), outcome.passed(), outcome.tightest_summary());
             rows.push(GateRow {
                 case: case.clone(),
                 implementation: implementation.name().to_string(),
                 against,
-                tensors: outcome.tensor_count(),
-                passed: outcome.passed(),
-                summary: outcome.tightest_summary(),
-                detail: if outcome.passed() {
-                    String::new()
-                } else {
-                    crate::render::render(&outcome, crate::render::Format::Text)
-                },
+                tensors,
+                passed,
+                summary,
+                failure: (!passed).then(|| GateFailure { problems: Vec::new(), check: Some(Box::new(outcome)), diff: None }),
             });
         }
     }
@@ -270,41 +274,3 @@ fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-impl GateOutcome {
-    pub fn render(&self) -> String {
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "golden gate: {} — {}, manifest OK ({} verified)\n",
-            self.dir.display(),
-            crate::compare::numbers::count(self.rows.iter().map(|r| r.case.as_str()).collect::<BTreeSet<_>>().len() as u64, "case"),
-            crate::compare::numbers::count(self.files_verified as u64, "file")
-        );
-        let w = self.rows.iter().map(|r| r.case.len()).max().unwrap_or(4).max(4);
-        let a = self.rows.iter().map(|r| r.against.chars().count()).max().unwrap_or(7).max(10);
-        let _ = writeln!(s, "{:<w$} {:<15} {:<a$} {:>7}  {:<7}  {}", "case", "implementation", "against", "tensors", "verdict", "closest to its limit");
-        for r in &self.rows {
-            let _ = writeln!(
-                s,
-                "{:<w$} {:<15} {:<a$} {:>7}  {:<7}  {}",
-                r.case,
-                r.implementation,
-                r.against,
-                r.tensors,
-                if r.passed { "PASS" } else { "FAIL" },
-                r.summary
-            );
-        }
-        let failed: Vec<&GateRow> = self.rows.iter().filter(|r| !r.passed).collect();
-        for r in &failed {
-            let _ = writeln!(s, "\n── {} / {} ──\n{}", r.case, r.implementation, r.detail);
-        }
-        let _ = writeln!(
-            s,
-            "\n{} of {} passed",
-            self.rows.len() - failed.len(),
-            crate::compare::numbers::count(self.rows.len() as u64, "gate")
-        );
-        s
-    }
-}

@@ -5,7 +5,7 @@
 //! (`--strict-stage-tolerances`, built-in profile) and diffs the output model
 //! against the oracle's with the case's tolerances.
 
-use super::GateRow;
+use super::{GateFailure, GateRow};
 use crate::apply::{self, ApplyOptions};
 use crate::check::{self, CheckOptions, Modes};
 use crate::diff::{self, DiffOptions};
@@ -71,26 +71,18 @@ pub fn gate(dir: &Path, case: &str, work: &Path) -> Result<Vec<GateRow>> {
             let bad: Vec<String> = diffed.tensors.iter().filter(|t| !t.status.ok()).map(|t| format!("{} {}", t.name, t.status.name())).collect();
             problems.push(format!("model: {}", bad.join(", ")));
         }
+        let passed = problems.is_empty();
         rows.push(GateRow {
             case: case.to_string(),
             implementation: format!("apply {}", implementation.name()),
             against: "numpy-f32 plan".into(),
             tensors: checked.tensor_count(),
-            passed: problems.is_empty(),
+            passed,
             summary: match problems.first() {
                 None => format!("stages: {}; model: {} as the oracle's", checked.tightest_summary(), crate::compare::numbers::count(diffed.tensors.len() as u64, "tensor")),
                 Some(p) => p.clone(),
             },
-            detail: if problems.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    "{}\n{}\n{}",
-                    problems.join("\n"),
-                    crate::render::render(&checked, crate::render::Format::Text),
-                    crate::render::diff::render(&diffed, crate::render::Format::Text)
-                )
-            },
+            failure: (!passed).then(|| GateFailure { problems, check: Some(Box::new(checked)), diff: Some(Box::new(diffed)) }),
         });
     }
     Ok(rows)

@@ -20,26 +20,9 @@ pub fn render(o: &DiffOutcome, format: Format) -> String {
     }
 }
 
-pub(super) fn f(v: &serde_json::Value, key: &str) -> Option<f64> {
-    match v.get(key)? {
-        serde_json::Value::Number(n) => n.as_f64(),
-        serde_json::Value::String(s) if s == "inf" => Some(f64::INFINITY),
-        serde_json::Value::String(s) if s == "-inf" => Some(f64::NEG_INFINITY),
-        serde_json::Value::String(_) => Some(f64::NAN),
-        _ => None,
-    }
-}
-
-fn u(v: &serde_json::Value, key: &str) -> Option<u64> {
-    v.get(key)?.as_u64()
-}
-
-fn index(v: &serde_json::Value, key: &str) -> String {
-    match v.get(key).and_then(|i| i.as_array()) {
-        Some(ix) => {
-            let ix: Vec<usize> = ix.iter().filter_map(|x| x.as_u64().map(|x| x as usize)).collect();
-            format!(" at {}", numbers::index(&ix))
-        }
+fn index(ix: &Option<Vec<usize>>) -> String {
+    match ix {
+        Some(ix) => format!(" at {}", numbers::index(ix)),
         None => String::new(),
     }
 }
@@ -67,13 +50,12 @@ pub(super) fn shape_cell(t: &TensorDiff) -> String {
 /// elements not bit-equal, SQNR.
 pub(super) fn metric_cells(t: &TensorDiff) -> [String; 5] {
     let Some(m) = &t.metrics else { return Default::default() };
-    // An integer tensor's max_abs is a JSON integer, exact: shown in full.
-    let exact = m.get("max_abs").and_then(|v| v.as_u64());
-    let max_abs = f(m, "max_abs").map(|x| format!("{}{}", numbers::diff(x, exact), if x > 0.0 { index(m, "max_abs_index") } else { String::new() }));
-    let ulp = u(m, "max_ulp").map(numbers::thousands).unwrap_or_else(|| "-".into());
-    let neq = u(m, "not_bit_equal").map(numbers::thousands).unwrap_or_else(|| "-".into());
-    let sqnr = f(m, "sqnr_db").map(numbers::db).unwrap_or_default();
-    [max_abs.unwrap_or_default(), f(m, "mean_abs").map(numbers::short).unwrap_or_default(), ulp, neq, sqnr]
+    // An integer tensor's max_abs is exact: shown in full.
+    let x = m.max_abs.as_f64();
+    let max_abs = format!("{}{}", numbers::diff(x, m.max_abs.exact_u64()), if x > 0.0 { index(&m.max_abs_index) } else { String::new() });
+    let ulp = m.max_ulp.map(numbers::thousands).unwrap_or_else(|| "-".into());
+    let neq = m.not_bit_equal.map(numbers::thousands).unwrap_or_else(|| "-".into());
+    [max_abs, numbers::short(m.mean_abs.0), ulp, neq, numbers::db(m.sqnr_db.0)]
 }
 
 /// Why a tensor is not identical, in one phrase.

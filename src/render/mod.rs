@@ -12,6 +12,7 @@ mod html;
 mod json;
 pub mod apply;
 pub mod diff;
+pub mod gate;
 pub mod inspect;
 mod junit;
 mod markdown;

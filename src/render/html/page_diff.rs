@@ -10,7 +10,7 @@ use super::page_check::plots_2d;
 /// `parity diff`'s page: the sides, the counts per status, every pair in the
 /// verdict table, and a section per `differs` pair with its plots.
 pub(in crate::render) fn render_diff(o: &DiffOutcome) -> String {
-    use super::diff::{f, metric_cells, side_line, summary_line, why};
+    use super::diff::{metric_cells, side_line, summary_line, why};
     let mut out = String::new();
     let w = &mut out;
     let _ = write!(
@@ -83,11 +83,11 @@ pub(in crate::render) fn render_diff(o: &DiffOutcome) -> String {
             "<tr data-status=\"{k}\"><td>{name}</td><td class=\"{class}\">{k}</td><td>{}</td><td>{}</td>{}{}{}{}{}<td>{}</td></tr>",
             esc(&super::diff::dtype_cell(t)),
             esc(&super::diff::shape_cell(t)),
-            keyed(m.and_then(|m| f(m, "max_abs")), &cells[0]),
-            keyed(m.and_then(|m| f(m, "mean_abs")), &cells[1]),
-            keyed(m.and_then(|m| m.get("max_ulp")?.as_u64()).map(|u| u as f64), &cells[2]),
-            keyed(m.and_then(|m| m.get("not_bit_equal")?.as_u64()).map(|u| u as f64), &cells[3]),
-            keyed(m.and_then(|m| f(m, "sqnr_db")), &cells[4]),
+            keyed(m.map(|m| m.max_abs.as_f64()), &cells[0]),
+            keyed(m.map(|m| m.mean_abs.0), &cells[1]),
+            keyed(m.and_then(|m| m.max_ulp).map(|u| u as f64), &cells[2]),
+            keyed(m.and_then(|m| m.not_bit_equal).map(|u| u as f64), &cells[3]),
+            keyed(m.map(|m| m.sqnr_db.0), &cells[4]),
             esc(&why(t))
         );
     }
