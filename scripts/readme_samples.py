@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Every sample output in README.md, produced by the commands the README shows.
+"""Every sample output in README.md and docs/*.md, produced by the commands the pages show.
 
-    python3 scripts/readme_samples.py [--parity BIN]     # rewrite README.md's samples
+    python3 scripts/readme_samples.py [--parity BIN]     # rewrite the pages' samples
     python3 scripts/readme_samples.py --check [--parity BIN]
-                                                         # exit 1 if README.md differs
+                                                         # exit 1 if a page differs
 
 Run it with a Python that has the oracle installed (`pip install ./oracle`;
 `scripts/test` makes target/oracle-venv): the oracle's commands run as
@@ -11,12 +11,17 @@ Run it with a Python that has the oracle installed (`pip install ./oracle`;
 to target/debug/parity, else target/release/parity. `tests/readme_samples.rs`
 runs `--check` with the binary under test.
 
-A sample sits in README.md between `<!-- sample: NAME -->` and
+The pages are README.md and every docs/*.md holding a sample (or the port
+file, below). A sample sits between `<!-- sample: NAME -->` and
 `<!-- /sample -->`; the block in between is rewritten from the commands in
-SAMPLES below, which are the README's own command lines (`/tmp/demo` and
-`/tmp/plan` stand for scratch directories made here). The Python file of the
-port example is read from the README too (the ```python block after
-`<!-- file: port.py -->`), so what the README shows is what runs.
+SAMPLES below, which are the pages' own command lines (`/tmp/demo` and
+`/tmp/plan` stand for scratch directories made here). Every sample in
+SAMPLES must be on some page, and every marker on a page must be in
+SAMPLES; the samples run in SAMPLES's order, whatever page shows them, as
+later ones use what earlier ones wrote. The Python file of the port example
+is read from its page too (the ```python block after
+`<!-- file: port.py -->`, on exactly one page), so what the page shows is
+what runs.
 
 Determinism: parity's outputs are the same bytes on every SIMD path and on
 every x86-64 CPU with FMA (tests/gemm_order.rs, tests/simd_paths.rs), but
@@ -43,6 +48,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
+DOCS = REPO / "docs"
 
 # The oracle's numpy on every machine computes with the same BLAS kernel
 # (see the module docstring); one thread, as the sizes here are tiny.
@@ -50,7 +56,7 @@ ENV = {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_NUM_THREADS": "1"}
 
 
 class Run:
-    """One command: `show` is the line the README prints after `$ ` (None: not
+    """One command: `show` is the line the page prints after `$ ` (None: not
     printed), `cmd` what runs (default: `show`), `keep` abridges its output
     lines, `cwd` is relative to the repository or a scratch directory."""
 
@@ -97,11 +103,12 @@ def head(n):
 
 
 def port_check(lines):
-    """The port's check: the table, the details of the first two failing
-    stages, then the final hash and the verdicts."""
+    """The port's check: the table, the details of the first failing stage,
+    the second's down to its explanation, then the final hash and the
+    verdicts."""
     details = [i for i, l in enumerate(lines) if re.match(r"^  \w+: FAIL$", l)]
-    end = details[2] if len(details) > 2 else next(i for i, l in enumerate(lines) if l.startswith("  final hash"))
     hashes = next(i for i, l in enumerate(lines) if l.startswith("  final hash"))
+    end = next(i for i in range(details[1], hashes) if lines[i].startswith("    explanation: ")) + 1
     return lines[:end] + ["  …"] + lines[hashes:]
 
 
@@ -159,14 +166,19 @@ SAMPLES = {
 }
 
 
-def port_py(readme: str) -> str:
-    m = re.search(r"<!-- file: port\.py -->\s*```python\n(.*?)```", readme, re.S)
-    if not m:
-        sys.exit("README.md: no ```python block after <!-- file: port.py -->")
-    return m.group(1)
+PORT = re.compile(r"<!-- file: port\.py -->\s*```python\n(.*?)```", re.S)
 
 
-def render(parity: Path, readme: str) -> dict[str, str]:
+def port_py(pages: dict[Path, str]) -> str:
+    """The port example's Python file, from the one page that shows it."""
+    found = [(page, m.group(1)) for page, text in pages.items() for m in PORT.finditer(text)]
+    if len(found) != 1:
+        where = ", ".join(name(page) for page, _ in found) or "no page"
+        sys.exit(f"{len(found)} ```python blocks after <!-- file: port.py --> ({where}); there must be exactly one, in README.md or docs/*.md")
+    return found[0][1]
+
+
+def render(parity: Path, port: str) -> dict[str, str]:
     """Each sample's block, from running its commands now."""
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -180,7 +192,7 @@ def render(parity: Path, readme: str) -> dict[str, str]:
         # This interpreter's own directory (a venv's bin, not resolved) so
         # that `python3` is the one with the oracle installed.
         env = dict(os.environ, **ENV, PATH=f"{shim}:{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
-        (scratch["/tmp/demo"] / "port.py").write_text(port_py(readme).replace("/tmp/demo", str(scratch["/tmp/demo"])))
+        (scratch["/tmp/demo"] / "port.py").write_text(port.replace("/tmp/demo", str(scratch["/tmp/demo"])))
 
         def real(text: str) -> str:
             for shown, path in scratch.items():
@@ -214,20 +226,40 @@ def render(parity: Path, readme: str) -> dict[str, str]:
 MARK = re.compile(r"(<!-- sample: ([\w-]+) -->\n)(.*?)(<!-- /sample -->)", re.S)
 
 
-def rewrite(readme: str, blocks: dict[str, str]) -> str:
-    found = set()
+def name(page: Path) -> str:
+    return str(page.relative_to(REPO))
+
+
+def pages() -> dict[Path, str]:
+    """README.md and every docs/*.md holding a sample or the port file, with their text."""
+    out = {README: README.read_text()}
+    for page in sorted(DOCS.glob("*.md")):
+        text = page.read_text()
+        if MARK.search(text) or PORT.search(text):
+            out[page] = text
+    return out
+
+
+def rewrite(page: Path, text: str, blocks: dict[str, str], found: set[str]) -> str:
+    """`text` with each of its samples' blocks replaced; adds their names to `found`."""
 
     def sub(m):
         found.add(m.group(2))
         if m.group(2) not in blocks:
-            sys.exit(f"README.md: sample '{m.group(2)}' has no commands in scripts/readme_samples.py")
+            sys.exit(f"{name(page)}: sample '{m.group(2)}' has no commands in scripts/readme_samples.py")
         return m.group(1) + blocks[m.group(2)] + m.group(4)
 
-    text = MARK.sub(sub, readme)
+    return MARK.sub(sub, text)
+
+
+def rewrite_all(texts: dict[Path, str], blocks: dict[str, str]) -> dict[Path, str]:
+    """Every page rewritten; every sample must be on one page or more."""
+    found: set[str] = set()
+    new = {page: rewrite(page, text, blocks, found) for page, text in texts.items()}
     missing = set(blocks) - found
     if missing:
-        sys.exit(f"README.md: no <!-- sample: NAME --> marker for {', '.join(sorted(missing))}")
-    return text
+        sys.exit(f"README.md, docs/*.md: no <!-- sample: NAME --> marker for {', '.join(sorted(missing))}")
+    return new
 
 
 def cpu_runs_the_pinned_blas() -> str | None:
@@ -252,7 +284,7 @@ def cpu_runs_the_pinned_blas() -> str | None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--check", action="store_true", help="compare instead of writing; exit 1 if README.md is stale")
+    ap.add_argument("--check", action="store_true", help="compare instead of writing; exit 1 if a page's samples are stale")
     ap.add_argument("--parity", type=Path, help="the parity binary (default target/debug/parity, else target/release/parity)")
     args = ap.parse_args()
     parity = args.parity or next((p for p in (REPO / "target/debug/parity", REPO / "target/release/parity") if p.is_file()), None)
@@ -262,21 +294,24 @@ def main() -> int:
     if why_not:
         print(f"readme samples NOT CHECKED: {why_not}")
         return 0 if args.check else 2
-    readme = README.read_text()
-    new = rewrite(readme, render(parity, readme))
+    texts = pages()
+    new = rewrite_all(texts, render(parity, port_py(texts)))
+    changed = [page for page in texts if new[page] != texts[page]]
+    names = ", ".join(name(page) for page in texts)
     if not args.check:
-        if new != readme:
-            README.write_text(new)
-            print("README.md: samples rewritten")
-        else:
-            print("README.md: samples already current")
+        for page in changed:
+            page.write_text(new[page])
+            print(f"{name(page)}: samples rewritten")
+        if not changed:
+            print(f"{names}: samples already current")
         return 0
-    if new != readme:
-        diff = difflib.unified_diff(readme.splitlines(), new.splitlines(), "README.md", "README.md (commands now)", lineterm="", n=1)
-        print("\n".join(diff))
-        print("README.md's samples differ from what the commands print now: run python3 scripts/readme_samples.py")
+    if changed:
+        for page in changed:
+            diff = difflib.unified_diff(texts[page].splitlines(), new[page].splitlines(), name(page), f"{name(page)} (commands now)", lineterm="", n=1)
+            print("\n".join(diff))
+        print(f"{', '.join(name(page) for page in changed)}: samples differ from what the commands print now: run python3 scripts/readme_samples.py")
         return 1
-    print(f"README.md: {len(SAMPLES)} samples match what the commands print")
+    print(f"{names}: {len(SAMPLES)} samples match what the commands print")
     return 0
 
 

@@ -14,9 +14,9 @@
 //! output rows, never k. Measured as well, not only argued: a build whose
 //! GEMM is held to the AVX2+FMA kernel (`MMTEST_FEATURE=avx,avx2,fma`)
 //! writes the same bytes as the default build for every golden case, the
-//! README's plan and its random SVF demo (docs in README "Numerics").
+//! README's plan and its random SVF demo (docs in docs/numerics.md).
 //!
-//! What this does *not* cover, and the README says so: a CPU without FMA
+//! What this does *not* cover, and docs/numerics.md says so: a CPU without FMA
 //! (matrixmultiply's AVX-only or plain-Rust kernel rounds the product and
 //! the sum separately, two roundings instead of one), where GEMM-derived
 //! stages differ in their low bits; a build of that kind fails this test.

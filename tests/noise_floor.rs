@@ -286,9 +286,9 @@ fn an_honest_minilm_sized_replay_passes_the_noise_floor() {
 
 #[test]
 fn the_readme_port_that_forgets_to_renormalise_still_fails() {
-    // README "Is the port worse…": normalization written as 1, so every
-    // later F32 stage is the baseline's divided by the normalisation factor
-    // and final_bf16 is that rounded to bf16.
+    // README's port (docs/check.md, "Is the port worse…"): normalization
+    // written as 1, so every later F32 stage is the baseline's divided by the
+    // normalisation factor and final_bf16 is that rounded to bf16.
     let dir = tempfile::tempdir().unwrap();
     let (left, right) = case(
         dir.path(),
