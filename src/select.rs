@@ -1,6 +1,7 @@
 //! Which tensors and stages a command works on — the selections every
 //! command shares, below them all: `--select PAT` (by name), `--layers A..B`
-//! (by layer number), `--stages all|a,b` (by stage).
+//! (by layer number), `--stages all|a,b` (by stage), and `--map REGEX=REPLACEMENT`
+//! (how RIGHT's names are paired with LEFT's).
 //!
 //! `--select`:
 //! A pattern with glob metacharacters (`*`, `?`, `[`) is a glob over the
@@ -153,4 +154,38 @@ mod tests {
         assert_eq!(layer_number("model.layers.x.weight"), None);
         assert_eq!(layer_number("h.weight"), None);
     }
+}
+
+/// `--map 'REGEX=REPLACEMENT'`: a rename rule for RIGHT's names. Split at
+/// the last `=`; the replacement may use `$1`, `${name}` as the regex crate
+/// defines them.
+#[derive(Clone, Debug)]
+pub struct NameMap {
+    pub rule: String,
+    regex: regex::Regex,
+    replacement: String,
+}
+
+impl NameMap {
+    pub fn apply(&self, name: &str) -> String {
+        self.regex.replace_all(name, self.replacement.as_str()).into_owned()
+    }
+}
+
+impl FromStr for NameMap {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<NameMap> {
+        let (re, rep) = s
+            .rsplit_once('=')
+            .ok_or_else(|| Error::Usage(format!("--map '{s}': expected REGEX=REPLACEMENT")))?;
+        if re.is_empty() {
+            return Err(Error::Usage(format!("--map '{s}': the regex is empty")));
+        }
+        let regex = regex::Regex::new(re).map_err(|e| Error::Usage(format!("--map '{s}': invalid regex: {}", one_line(&e.to_string()))))?;
+        Ok(NameMap { rule: s.to_string(), regex, replacement: rep.to_string() })
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -264,12 +264,19 @@ fn a_shape_mismatch_fails_the_gate_without_metrics() {
 }
 
 #[test]
-fn a_dtype_mismatch_fails_with_metrics_on_decoded_values_and_no_ulp() {
+fn floats_of_different_dtypes_are_compared_by_value_with_no_ulp() {
+    // A bf16 port of an f32 run: the values decode exactly, and are equal.
     let l = f32_tensor(&[2], &[1.0, 2.0]);
     let r = bf16_tensor(&[2], &[0x3F80, 0x4000]);
     let s = compare_stage(l.view(), r.view(), &LOOSE, 0);
-    assert_eq!(s.verdict, Verdict::Fail);
-    assert_eq!(s.failures, vec!["dtype F32 (left) vs BF16 (right)".to_string()]);
+    assert_eq!(s.verdict, Verdict::Pass, "{:?}", s.failures);
+    // A limit in ULPs counts units of one dtype: it cannot hold across two.
+    let by_ulp = compare_stage(l.view(), r.view(), &LOOSE.with_max_ulp(4), 0);
+    assert_eq!(by_ulp.failures, vec!["dtype F32 (left) vs BF16 (right): max_ulp 4 counts units of one dtype".to_string()]);
+    // Beyond the limits by value, it fails by value.
+    let r = bf16_tensor(&[2], &[0x3F80, 0x4040]); // 1.0, 3.0
+    let far = compare_stage(l.view(), r.view(), &Tolerance::gate(0.5, 1.0), 0);
+    assert_eq!(far.failures, vec!["max_abs 1 > 0.5".to_string()]);
     let m = s.metrics.unwrap();
     assert_eq!(m.max_abs, 0.0);
     assert_eq!(m.max_ulp, None);

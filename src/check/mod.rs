@@ -12,6 +12,7 @@
 //!    pipeline order, so the outcome is the same whatever the thread count.
 
 mod modes;
+mod onset;
 mod outcome;
 mod setup;
 mod provenance;
@@ -19,10 +20,13 @@ mod run;
 pub mod noise_floor;
 pub mod suggest;
 
+pub use onset::{Divergence, Onset, DEFAULT_ONSET_FACTOR};
 pub use outcome::{ByteDiff, CheckOutcome, HashFacts, ModeResult, ModeResults, Side, TensorResult};
 
 use crate::compare::profile::Profile;
+use crate::compare::tolerance::Tolerance;
 use crate::error::Result;
+use crate::format::dtype::DType;
 use crate::format::report::TensorEntry;
 use rayon::prelude::*;
 use std::path::Path;
@@ -41,6 +45,67 @@ pub struct Modes {
 }
 
 pub use crate::select::StageSelection;
+
+/// Tolerances for the stages no profile names (a captured run's module
+/// classes are no catalog operation): torch.testing's per-element rule
+/// `|right − left| ≤ atol + rtol·|left|`, every element (no mismatch allowed).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct DefaultTolerance {
+    /// `--atol`, `--rtol`: for every dtype.
+    pub atol: Option<f64>,
+    pub rtol: Option<f64>,
+    /// `--dtype-defaults torch`: `torch.testing.assert_close`'s defaults per
+    /// dtype, for whichever of atol/rtol was not given.
+    pub torch_dtype_defaults: bool,
+}
+
+impl DefaultTolerance {
+    pub fn is_set(&self) -> bool {
+        self.atol.is_some() || self.rtol.is_some() || self.torch_dtype_defaults
+    }
+
+    /// The (rtol, atol) of `torch.testing.assert_close` for a dtype: floats
+    /// by their precision, integers and bool exact. FP8 has no torch default
+    /// (assert_close refuses it): parity uses its unit roundoff as rtol and
+    /// its smallest normal as atol, the rule torch's own defaults follow.
+    pub fn torch_defaults(dtype: DType) -> (f64, f64) {
+        match dtype {
+            DType::F64 => (1e-7, 1e-7),
+            DType::F32 => (1.3e-6, 1e-5),
+            DType::F16 => (1e-3, 1e-5),
+            DType::BF16 => (1.6e-2, 1e-5),
+            DType::F8E4M3 => (0.0625, 2f64.powi(-6)),
+            DType::F8E5M2 => (0.125, 2f64.powi(-14)),
+            DType::I64 | DType::I32 | DType::I8 | DType::U8 | DType::BOOL => (0.0, 0.0),
+        }
+    }
+
+    /// The tolerance of a stage whose values are `dtype` (the narrower of the
+    /// two sides'), or None when no default was asked for.
+    pub fn for_dtype(&self, dtype: DType) -> Option<Tolerance> {
+        if !self.is_set() {
+            return None;
+        }
+        let (rtol, atol) = if self.torch_dtype_defaults { Self::torch_defaults(dtype) } else { (0.0, 0.0) };
+        let (rtol, atol) = (self.rtol.unwrap_or(rtol), self.atol.unwrap_or(atol));
+        Some(Tolerance::unlimited().with_allclose(rtol, atol, 0.0))
+    }
+
+    /// Where a stage's limits came from, for a reader.
+    pub fn origin(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(a) = self.atol {
+            parts.push(format!("--atol {}", crate::compare::numbers::short(a)));
+        }
+        if let Some(r) = self.rtol {
+            parts.push(format!("--rtol {}", crate::compare::numbers::short(r)));
+        }
+        if self.torch_dtype_defaults {
+            parts.push("--dtype-defaults torch".into());
+        }
+        parts.join(" ")
+    }
+}
 
 
 #[derive(Clone, Debug)]
@@ -77,6 +142,16 @@ pub struct CheckOptions {
     /// With `plots`: also plot the stages whose names match one of these
     /// globs (`--plot-stages`), passing ones included.
     pub plot_stages: Vec<glob::Pattern>,
+    /// `--atol/--rtol/--dtype-defaults`: the limits of stages no profile names.
+    pub default_tolerance: DefaultTolerance,
+    /// `--map REGEX=REPLACEMENT`: rename RIGHT's tensors before pairing.
+    pub map: Vec<crate::select::NameMap>,
+    /// `--onset-factor F`: a stage whose relative error exceeds F × the
+    /// median of those before it (and F × its dtype's unit roundoff) is the
+    /// onset (see [`onset`]).
+    pub onset_factor: f64,
+    /// `--fail-on-onset`: an onset fails the check even when every gate passes.
+    pub fail_on_onset: bool,
 }
 
 impl Default for CheckOptions {
@@ -93,6 +168,10 @@ impl Default for CheckOptions {
             explain: true,
             plots: false,
             plot_stages: Vec::new(),
+            default_tolerance: DefaultTolerance::default(),
+            map: Vec::new(),
+            onset_factor: DEFAULT_ONSET_FACTOR,
+            fail_on_onset: false,
         }
     }
 }
@@ -103,10 +182,14 @@ impl Default for CheckOptions {
 pub fn check(left: &Path, right: &Path, opts: &CheckOptions) -> Result<CheckOutcome> {
     use setup::{check_stage_selection, set_up_tensor, Opened};
     let l = Opened::open(left, opts.allow_outside_paths)?;
-    let r = Opened::open(right, opts.allow_outside_paths)?;
+    let mut r = Opened::open(right, opts.allow_outside_paths)?;
+    // --map: RIGHT's tensors take the names they pair under; their bundle
+    // keys stay as written.
+    let right_names = rename_right(&mut r, &opts.map)?;
     let selection = crate::select::Selection::new(&opts.select)?;
     let chosen = selection.apply(&l.loaded.report.tensors, |t| t.name.as_str())?;
-    let plans = chosen.iter().map(|t| set_up_tensor(&l, &r, t, opts)).collect::<Result<Vec<_>>>()?;
+    let right_index: setup::RightIndex = r.loaded.report.tensors.iter().map(|t| (t.name.as_str(), t)).collect();
+    let plans = chosen.iter().map(|t| set_up_tensor(&l, &r, &right_index, t, opts)).collect::<Result<Vec<_>>>()?;
     check_stage_selection(&opts.stages, &plans)?;
 
     let total: usize = plans.iter().map(|p| p.stages.len()).sum();
@@ -114,6 +197,9 @@ pub fn check(left: &Path, right: &Path, opts: &CheckOptions) -> Result<CheckOutc
     let results: Vec<Result<TensorResult>> = plans.par_iter().map(|p| run::run_tensor(p, opts, &bar)).collect();
     bar.finish_and_clear();
     let mut tensors = results.into_iter().collect::<Result<Vec<_>>>()?;
+    for t in &mut tensors {
+        t.right_name = right_names.get(&t.name).cloned();
+    }
     if opts.explain || opts.plots {
         for (p, t) in plans.iter().zip(tensors.iter_mut()) {
             run::explain_failures(p, t, opts)?;
@@ -130,9 +216,40 @@ pub fn check(left: &Path, right: &Path, opts: &CheckOptions) -> Result<CheckOutc
         left: l.side(),
         right: r.side(),
         profile: opts.profile.origin().to_string(),
+        first_divergence: onset::first_divergence(&tensors),
+        onset: onset::onset(&tensors, opts.onset_factor),
+        onset_factor: opts.onset_factor,
+        fail_on_onset: opts.fail_on_onset,
         tensors,
         modes,
         top_diffs: opts.top_diffs,
     })
+}
+
+/// Apply `--map` to RIGHT's tensor names; returns new name → RIGHT's own
+/// name for each renamed tensor. Two of RIGHT's tensors under one name
+/// could not be paired: refused, naming both.
+fn rename_right(r: &mut setup::Opened, map: &[crate::select::NameMap]) -> Result<std::collections::HashMap<String, String>> {
+    let mut renamed = std::collections::HashMap::new();
+    if map.is_empty() {
+        return Ok(renamed);
+    }
+    let mut seen: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let path = r.path().to_path_buf();
+    for t in &mut r.loaded.report.tensors {
+        let new = map.iter().fold(t.name.clone(), |n, m| m.apply(&n));
+        if let Some(other) = seen.insert(new.clone(), t.name.clone()) {
+            return Err(crate::error::Error::tensor(
+                &path,
+                &t.name,
+                None,
+                format!("--map renames both '{other}' and this tensor to '{new}': each name must pair with one tensor"),
+            ));
+        }
+        if new != t.name {
+            renamed.insert(new.clone(), std::mem::replace(&mut t.name, new));
+        }
+    }
+    Ok(renamed)
 }
 

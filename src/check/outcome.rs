@@ -73,6 +73,8 @@ impl HashFacts {
 #[derive(Clone, Debug)]
 pub struct TensorResult {
     pub name: String,
+    /// RIGHT's own name, when `--map` renamed it to pair with LEFT's.
+    pub right_name: Option<String>,
     pub operation: String,
     /// Stages in pipeline order.
     pub stages: Vec<StageResult>,
@@ -130,6 +132,15 @@ pub struct CheckOutcome {
     pub tensors: Vec<TensorResult>,
     pub modes: ModeResults,
     pub top_diffs: usize,
+    /// The first gated stage that fails, in execution order.
+    pub first_divergence: Option<super::onset::Divergence>,
+    /// The first stage whose relative error jumps (reported even when every
+    /// gate passes).
+    pub onset: Option<super::onset::Onset>,
+    /// The `--onset-factor` the onset was looked for with.
+    pub onset_factor: f64,
+    /// `--fail-on-onset`: an onset fails the check.
+    pub fail_on_onset: bool,
 }
 
 impl CheckOutcome {
@@ -190,7 +201,7 @@ impl CheckOutcome {
 
     /// Every enabled strictness mode holds.
     pub fn passed(&self) -> bool {
-        self.modes.all().iter().all(|(_, m)| !m.enabled || m.holds)
+        self.modes.all().iter().all(|(_, m)| !m.enabled || m.holds) && !(self.fail_on_onset && self.onset.is_some())
     }
     /// 0 when [`passed`](Self::passed), else 1 (setup errors never get here: they are `Err`).
     pub fn exit_code(&self) -> i32 {

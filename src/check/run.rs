@@ -35,6 +35,7 @@ pub(super) fn run_tensor(p: &TensorSetup, opts: &CheckOptions, bar: &indicatif::
     }
     Ok(TensorResult {
         name: p.left.name.clone(),
+        right_name: None,
         operation: p.left.operation.clone(),
         passed: first_failing_stage.is_none(),
         first_failing_stage,

@@ -9,6 +9,7 @@ use crate::compare::numbers::{self, short_hash};
 use crate::compare::tolerance::Tolerance;
 use crate::error::{Error, Result};
 use crate::format::bundle::{Bundle, Region};
+use crate::format::dtype::DType;
 use crate::format::report::{LoadedReport, StageEntry, TensorEntry};
 use crate::format::tensor::TensorView;
 use std::path::{Path, PathBuf};
@@ -74,9 +75,18 @@ pub(super) struct Present<'a> {
     pub(super) stage: &'a str,
 }
 
-pub(super) fn set_up_tensor<'a>(l: &'a Opened, r: &'a Opened, lt: &'a TensorEntry, opts: &CheckOptions) -> Result<TensorSetup<'a>> {
+/// RIGHT's tensors by the name they pair under (after `--map`).
+pub(super) type RightIndex<'a> = std::collections::HashMap<&'a str, &'a TensorEntry>;
+
+pub(super) fn set_up_tensor<'a>(
+    l: &'a Opened,
+    r: &'a Opened,
+    right: &RightIndex<'a>,
+    lt: &'a TensorEntry,
+    opts: &CheckOptions,
+) -> Result<TensorSetup<'a>> {
     let name = lt.name.as_str();
-    let rt = r.loaded.report.tensor(name).ok_or_else(|| {
+    let rt = *right.get(name).ok_or_else(|| {
         Error::tensor(r.path(), name, None, format!("missing from this report (selected from {})", l.path().display()))
     })?;
     if rt.operation != lt.operation {
@@ -130,21 +140,29 @@ pub(super) fn set_up_tensor<'a>(l: &'a Opened, r: &'a Opened, lt: &'a TensorEntr
         if !opts.stages.includes(stage) {
             continue;
         }
-        let tol = opts.profile.tolerance(op, stage).ok_or_else(|| {
-            let why = match registry_op {
-                Some(o) => format!(
-                    "not a stage of {op} (its stages: {}) and the tolerance profile has no complete \"*\" entry (required, max_abs, mean_abs) for it: add one with --tolerances, or leave the stage out with --stages",
+        let le = lt.stages.get_key_value(stage.as_str());
+        let re = rt.stages.get_key_value(stage.as_str());
+        // The profile first; then --atol/--rtol/--dtype-defaults, by the
+        // dtype of the values compared (the narrower side's).
+        let narrower = compared_dtype(le.map(|(_, e)| e.dtype), re.map(|(_, e)| e.dtype));
+        let tol = opts.profile.tolerance(op, stage).or_else(|| narrower.and_then(|d| opts.default_tolerance.for_dtype(d))).ok_or_else(|| {
+            let why = match (registry_op, opts.profile.star_missing(op)) {
+                (_, Some(missing)) => format!(
+                    "the tolerance profile ({}) has a \"*\" entry for {op} that lacks {} (a \"*\" entry stands for every stage the profile does not name, so it needs required, max_abs and mean_abs), and no --atol/--rtol or --dtype-defaults was given",
+                    opts.profile.origin(),
+                    missing.join(", ")
+                ),
+                (Some(o), None) => format!(
+                    "not a stage of {op} (its stages: {}) and the tolerance profile has no complete \"*\" entry (required, max_abs, mean_abs) for it: add one with --tolerances, give --atol/--rtol or --dtype-defaults torch, or leave the stage out with --stages",
                     o.stages.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")
                 ),
-                None => format!(
-                    "operation '{op}' is not in parity's registry and the tolerance profile ({}) has no tolerance for this stage (give operations.{op}.{stage} or \"*\" in --tolerances)",
+                (None, None) => format!(
+                    "operation '{op}' is not in parity's registry and the tolerance profile ({}) has no tolerance for this stage (give operations.{op}.{stage} or \"*\" in --tolerances, or --atol/--rtol or --dtype-defaults torch)",
                     opts.profile.origin()
                 ),
             };
             Error::tensor(l.path(), name, Some(stage), why)
         })?;
-        let le = lt.stages.get_key_value(stage.as_str());
-        let re = rt.stages.get_key_value(stage.as_str());
         if tol.required {
             for (side, e) in [(l, le), (r, re)] {
                 if e.is_none() {
@@ -181,6 +199,19 @@ pub(super) fn set_up_tensor<'a>(l: &'a Opened, r: &'a Opened, lt: &'a TensorEntr
         s.is_final = final_stage.as_deref() == Some(s.name.as_str());
     }
     Ok(TensorSetup { left: lt, right: rt, historical_reproducible, all_stages: names, stages, final_stage })
+}
+
+/// The dtype whose tolerance a stage pair is held to: the narrower float of
+/// the two (a bf16 port of an f32 run is held to bf16's limits), else
+/// whichever side has the stage.
+pub(super) fn compared_dtype(left: Option<DType>, right: Option<DType>) -> Option<DType> {
+    match (left, right) {
+        (Some(l), Some(r)) => match (l.unit_roundoff(), r.unit_roundoff()) {
+            (Some(ul), Some(ur)) if ur > ul => Some(r),
+            _ => Some(l),
+        },
+        (l, r) => l.or(r),
+    }
 }
 
 /// The bundle must hold the stage the report lists, with the report's dtype and shape.

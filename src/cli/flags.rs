@@ -139,19 +139,14 @@ pub struct DiffArgs {
     /// globs to limits; the first matching glob applies.
     #[arg(long, value_name = "FILE")]
     pub tolerances: Option<PathBuf>,
-    /// allclose against LEFT: |right − left| ≤ atol + rtol·|left| (default: exact).
-    #[arg(long, value_name = "X")]
-    pub atol: Option<f64>,
-    /// See --atol.
-    #[arg(long, value_name = "Y")]
-    pub rtol: Option<f64>,
+    #[command(flatten)]
+    pub allclose: AllcloseFlags,
     #[command(flatten)]
     pub select: SelectFlag,
     #[command(flatten)]
     pub layers: LayersFlag,
-    /// Rename RIGHT's tensors before pairing (regex, applied in order); repeatable.
-    #[arg(long = "map", value_name = "REGEX=REPLACEMENT", value_parser = NameMap::from_str)]
-    pub maps: Vec<NameMap>,
+    #[command(flatten)]
+    pub map: MapFlag,
     /// Compare only the K-th of N byte-balanced parts of the pairs (for a CI matrix).
     #[arg(long, value_name = "K/N", value_parser = Partition::from_str)]
     pub partition: Option<Partition>,
@@ -195,6 +190,21 @@ pub struct CheckArgs {
     /// A tolerance profile (parity.tolerances.v1 JSON), merged over the built-in one.
     #[arg(long, value_name = "FILE")]
     pub tolerances: Option<PathBuf>,
+    #[command(flatten)]
+    pub allclose: AllcloseFlags,
+    /// Per-dtype limits for the stages no tolerance profile names (with --atol/--rtol,
+    /// those win); gated as with --strict-stage-tolerances.
+    #[arg(long, value_enum, value_name = "WHOSE")]
+    pub dtype_defaults: Option<DtypeDefaults>,
+    #[command(flatten)]
+    pub map: MapFlag,
+    /// The onset is the first stage whose relative error ‖right − left‖/‖left‖ exceeds F × the
+    /// median of the stages before it (and F × its dtype's unit roundoff); F > 1.
+    #[arg(long, value_name = "F", default_value_t = parity::check::DEFAULT_ONSET_FACTOR)]
+    pub onset_factor: f64,
+    /// Exit 1 when an onset is found, even if every gate passes (without it, a warning).
+    #[arg(long)]
+    pub fail_on_onset: bool,
     #[command(flatten)]
     pub select: SelectFlag,
     /// `all`, or a comma-separated list of stages to compare.
@@ -276,6 +286,35 @@ pub struct OpsArgs {
 
 // Flags several commands share, each defined once and flattened into the
 // commands that take it (so its help text is the same everywhere).
+
+/// `--atol X --rtol Y`: torch.testing's per-element rule.
+#[derive(Args, Debug)]
+pub struct AllcloseFlags {
+    /// Limits as torch.testing.assert_close: every element |right − left| ≤ atol + rtol·|left|
+    /// (diff: default exact; check: for the stages no tolerance profile names, gated as with
+    /// --strict-stage-tolerances). A missing one of the two is 0.
+    #[arg(long, value_name = "X")]
+    pub atol: Option<f64>,
+    /// See --atol.
+    #[arg(long, value_name = "Y")]
+    pub rtol: Option<f64>,
+}
+
+/// `--map REGEX=REPLACEMENT`.
+#[derive(Args, Debug)]
+pub struct MapFlag {
+    /// Rename RIGHT's tensors before pairing (regex, applied in order; $1 refers to a group); repeatable.
+    #[arg(long = "map", id = "map", value_name = "REGEX=REPLACEMENT", value_parser = NameMap::from_str)]
+    pub maps: Vec<NameMap>,
+}
+
+/// `--dtype-defaults`: whose per-dtype tolerances.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DtypeDefaults {
+    /// torch.testing.assert_close's: f64 1e-7/1e-7, f32 1.3e-6/1e-5, f16 1e-3/1e-5,
+    /// bf16 1.6e-2/1e-5 (rtol/atol); integers exact.
+    Torch,
+}
 
 /// `--select PAT`.
 #[derive(Args, Debug)]

@@ -5,7 +5,7 @@ pub mod flags;
 use clap::Parser;
 
 use flags::{Cli, Command};
-use parity::check::{CheckOptions, Modes};
+use parity::check::{CheckOptions, DefaultTolerance, Modes};
 use parity::error::{Error, Result};
 use parity::diff::{DiffOptions, Limit};
 use parity::replay::ReplayOptions;
@@ -138,15 +138,9 @@ fn apply(args: flags::ApplyArgs) -> Result<Outcome> {
 
 /// `parity diff`: two checkpoints, tensor by tensor.
 fn diff(args: flags::DiffArgs) -> Result<Outcome> {
-    let limit = match (args.atol, args.rtol) {
-        (None, None) => Limit::Exact,
-        (a, r) => {
-            let (atol, rtol) = (a.unwrap_or(0.0), r.unwrap_or(0.0));
-            if !(atol >= 0.0 && rtol >= 0.0) {
-                return Err(Error::Usage(format!("--atol {atol} --rtol {rtol}: both must be numbers ≥ 0")));
-            }
-            Limit::AllClose { atol, rtol }
-        }
+    let limit = match allclose(&args.allclose)? {
+        None => Limit::Exact,
+        Some((atol, rtol)) => Limit::AllClose { atol: atol.unwrap_or(0.0), rtol: rtol.unwrap_or(0.0) },
     };
     let profile = match &args.tolerances {
         Some(path) => {
@@ -175,7 +169,7 @@ fn diff(args: flags::DiffArgs) -> Result<Outcome> {
     let opts = DiffOptions {
         select: args.select.patterns,
         layers: args.layers.range,
-        maps: args.maps,
+        maps: args.map.maps,
         limit,
         profile,
         partition: args.partition,
@@ -186,6 +180,19 @@ fn diff(args: flags::DiffArgs) -> Result<Outcome> {
     let outcome = parity::diff::diff(&args.left, &args.right, &opts)?;
     emit(&parity::render::diff::render(&outcome, args.format), args.output.file.as_deref())?;
     Ok(Outcome::of(outcome.passed()))
+}
+
+/// `--atol/--rtol`, refused unless numbers ≥ 0 (None when neither is given).
+fn allclose(f: &flags::AllcloseFlags) -> Result<Option<(Option<f64>, Option<f64>)>> {
+    if f.atol.is_none() && f.rtol.is_none() {
+        return Ok(None);
+    }
+    let (atol, rtol) = (f.atol.unwrap_or(0.0), f.rtol.unwrap_or(0.0));
+    // Also refuses NaN: it compares false.
+    if !(atol >= 0.0 && rtol >= 0.0) {
+        return Err(Error::Usage(format!("--atol {atol} --rtol {rtol}: both must be numbers ≥ 0")));
+    }
+    Ok(Some((f.atol, f.rtol)))
 }
 
 /// `parity merge-results`: the partitions of one diff, combined.
@@ -247,9 +254,16 @@ fn check(args: flags::CheckArgs) -> Result<Outcome> {
         Some(path) => parity::ops::builtin_profile().merge_file(path)?,
         None => parity::ops::builtin_profile(),
     };
+    let (atol, rtol) = allclose(&args.allclose)?.unwrap_or_default();
+    let default_tolerance = DefaultTolerance { atol, rtol, torch_dtype_defaults: args.dtype_defaults == Some(flags::DtypeDefaults::Torch) };
+    // Not `> 1.0` alone: NaN must be refused too.
+    if !(args.onset_factor > 1.0 && args.onset_factor.is_finite()) {
+        return Err(Error::Usage(format!("--onset-factor {}: must be a number > 1 (a stage is the onset when its relative error exceeds F × the typical error before it)", args.onset_factor)));
+    }
     let opts = CheckOptions {
         modes: Modes {
-            strict_stage_tolerances: args.strict_stage_tolerances,
+            // A tolerance given is a tolerance enforced.
+            strict_stage_tolerances: args.strict_stage_tolerances || default_tolerance.is_set(),
             strict_hash: args.strict_hash,
             strict_historical_hash: args.strict_historical_hash,
         },
@@ -267,6 +281,10 @@ fn check(args: flags::CheckArgs) -> Result<Outcome> {
             .iter()
             .map(|g| glob::Pattern::new(g).map_err(|e| Error::Usage(format!("--plot-stages '{g}': not a glob: {e}"))))
             .collect::<Result<Vec<_>>>()?,
+        default_tolerance,
+        map: args.map.maps,
+        onset_factor: args.onset_factor,
+        fail_on_onset: args.fail_on_onset,
     };
     if !args.plot_stages.is_empty() && args.format != parity::render::Format::Html {
         return Err(Error::Usage("--plot-stages: plots are drawn only with --format html".into()));

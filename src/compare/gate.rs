@@ -125,8 +125,16 @@ pub(crate) fn judge_stages(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<StageResult> {
     let mut failures = Vec::new();
+    // Floats of different widths (a bf16 port of an f32 run) are compared by
+    // value, as `diff` does: each side decodes exactly to f64. Only a limit
+    // counted in one dtype's units (max_ulp) cannot apply; any other pair of
+    // dtypes (an integer against a float) is a different kind of value.
     if left.dtype != right.dtype {
-        failures.push(format!("dtype {} (left) vs {} (right)", left.dtype, right.dtype));
+        if !(left.dtype.is_float() && right.dtype.is_float()) {
+            failures.push(format!("dtype {} (left) vs {} (right)", left.dtype, right.dtype));
+        } else if let Some(ulp) = tol.max_ulp {
+            failures.push(format!("dtype {} (left) vs {} (right): max_ulp {ulp} counts units of one dtype", left.dtype, right.dtype));
+        }
     }
     let metrics = if left.shape == right.shape {
         Some(metrics::measure_stages(left, right, tol, top_diffs, chunk, progress)?)

@@ -235,6 +235,15 @@ impl Profile {
         !self.tensors.is_empty()
     }
 
+    /// The limits an operation's `"*"` entry lacks to stand for a stage on
+    /// its own (`required`, `max_abs`, `mean_abs`), when it has one that is
+    /// incomplete; None when it has none or a complete one.
+    pub fn star_missing(&self, operation: &str) -> Option<Vec<&'static str>> {
+        let star = self.ops.get(operation)?.star.as_ref()?;
+        let missing = star.missing();
+        (!missing.is_empty()).then_some(missing)
+    }
+
     /// Whether the profile has anything for this operation.
     pub fn knows(&self, operation: &str) -> bool {
         self.ops.contains_key(operation)

@@ -1,43 +1,12 @@
 //! How `parity diff` pairs tensors, and which pairs one job takes:
-//! `--map 'REGEX=REPLACEMENT'` renames RIGHT's tensors, `--partition K/N`
-//! splits the pairs into byte-balanced parts. (Which tensors: `crate::select`.)
+//! `--map 'REGEX=REPLACEMENT'` renames RIGHT's tensors (the rule is
+//! `crate::select::NameMap`, shared with `check`), `--partition K/N` splits
+//! the pairs into byte-balanced parts. (Which tensors: `crate::select`.)
 
 use crate::error::{Error, Result};
 use std::str::FromStr;
 
-/// `--map 'REGEX=REPLACEMENT'`: a rename rule for RIGHT's names. Split at
-/// the last `=`; the replacement may use `$1`, `${name}` as the regex crate
-/// defines them.
-#[derive(Clone, Debug)]
-pub struct NameMap {
-    pub rule: String,
-    regex: regex::Regex,
-    replacement: String,
-}
-
-impl NameMap {
-    pub fn apply(&self, name: &str) -> String {
-        self.regex.replace_all(name, self.replacement.as_str()).into_owned()
-    }
-}
-
-impl FromStr for NameMap {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<NameMap> {
-        let (re, rep) = s
-            .rsplit_once('=')
-            .ok_or_else(|| Error::Usage(format!("--map '{s}': expected REGEX=REPLACEMENT")))?;
-        if re.is_empty() {
-            return Err(Error::Usage(format!("--map '{s}': the regex is empty")));
-        }
-        let regex = regex::Regex::new(re).map_err(|e| Error::Usage(format!("--map '{s}': invalid regex: {}", one_line(&e.to_string()))))?;
-        Ok(NameMap { rule: s.to_string(), regex, replacement: rep.to_string() })
-    }
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
+pub use crate::select::NameMap;
 
 /// `--partition K/N`: this job compares the K-th of N byte-balanced parts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

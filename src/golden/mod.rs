@@ -156,12 +156,8 @@ pub fn gate(dir: &Path, cases: &[String]) -> Result<GateOutcome> {
                 select: vec![],
                 stages: StageSelection::All,
                 top_diffs: 3,
-                allow_outside_paths: false,
-                progress: false,
                 verify_hashes: true,
-                explain: true,
-                plots: false,
-                plot_stages: Vec::new(),
+                ..CheckOptions::default()
             };
             let outcome = check::check(&oracle, &out, &check)?;
             let against = crate::format::report::LoadedReport::load(&oracle)?.report.producer.implementation;

@@ -30,6 +30,22 @@ pub(super) fn render(o: &CheckOutcome) -> String {
             "presence": o.presence_diff,
         },
         "top_diffs": o.top_diffs,
+        "first_divergence": o.first_divergence.as_ref().map(|d| json!({
+            "tensor": d.tensor,
+            "stage": d.stage,
+            "failures": d.failures,
+        })),
+        "onset": o.onset.as_ref().map(|n| json!({
+            "tensor": n.tensor,
+            "stage": n.stage,
+            "relative_error": num(n.relative_error),
+            "median_before": n.median_before.map(num),
+            "unit_roundoff": num(n.unit_roundoff),
+            "factor": num(n.factor),
+            "threshold": num(n.threshold),
+        })),
+        "onset_factor": num(o.onset_factor),
+        "fail_on_onset": o.fail_on_onset,
         "tensors": o.tensors.iter().map(tensor).collect::<Vec<_>>(),
     });
     let mut s = serde_json::to_string_pretty(&v).expect("JSON values always serialize");
@@ -52,7 +68,7 @@ fn side(s: &Side) -> Value {
 
 fn tensor(t: &TensorResult) -> Value {
     let h = &t.hashes;
-    json!({
+    let mut v = json!({
         "name": t.name,
         "operation": t.operation,
         "verdict": if t.passed { "pass" } else { "fail" },
@@ -75,7 +91,13 @@ fn tensor(t: &TensorResult) -> Value {
             })),
         },
         "stages": t.stages.iter().map(stage).collect::<Vec<_>>(),
-    })
+    });
+    // RIGHT's own name, only where --map renamed it (keys keep their order:
+    // it goes right after "name").
+    if let (Some(rn), Value::Object(m)) = (&t.right_name, &mut v) {
+        m.shift_insert(1, "right_name".into(), Value::from(rn.as_str()));
+    }
+    v
 }
 
 fn stage(s: &StageResult) -> Value {

@@ -323,6 +323,31 @@ fn mode_state(enabled: bool, holds: bool) -> &'static str {
     }
 }
 
+/// Where the run went wrong, one line each: the first gated stage that
+/// fails, and the onset of the error (a warning when every gate passes).
+/// None of either: no line.
+fn where_lines(o: &CheckOutcome) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(d) = &o.first_divergence {
+        out.push(format!("first divergence: {} · {}: {}", d.tensor, d.stage, d.failures.join("; ")));
+    }
+    if let Some(n) = &o.onset {
+        let base = match n.median_before {
+            Some(m) if m > n.unit_roundoff => format!("the median relative error {} of the stages before it", short(m)),
+            _ => format!("the unit roundoff {} of its dtype", short(n.unit_roundoff)),
+        };
+        let warn = if o.passed() && o.first_divergence.is_none() { "warning: " } else { "" };
+        out.push(format!(
+            "{warn}onset: {} · {}: relative error {} > {} × {base}",
+            n.tensor,
+            n.stage,
+            short(n.relative_error),
+            short(n.factor)
+        ));
+    }
+    out
+}
+
 fn overall_line(o: &CheckOutcome) -> String {
     let any = o.modes.all().iter().any(|(_, m)| m.enabled);
     if !any {

@@ -74,6 +74,9 @@ pub(super) fn render(o: &CheckOutcome) -> String {
             }
         }
     }
+    for line in where_lines(o) {
+        let _ = writeln!(w, "{line}");
+    }
     let _ = writeln!(w, "{}", overall_line(o));
     out
 }
