@@ -75,6 +75,9 @@ pub struct TensorResult {
     pub name: String,
     /// RIGHT's own name, when `--map` renamed it to pair with LEFT's.
     pub right_name: Option<String>,
+    /// RIGHT's operation, when it is named otherwise than LEFT's (module
+    /// classes of a port; catalog operations must agree).
+    pub right_operation: Option<String>,
     pub operation: String,
     /// Stages in pipeline order.
     pub stages: Vec<StageResult>,

@@ -36,6 +36,7 @@ pub(super) fn run_tensor(p: &TensorSetup, opts: &CheckOptions, bar: &indicatif::
     Ok(TensorResult {
         name: p.left.name.clone(),
         right_name: None,
+        right_operation: (p.right.operation != p.left.operation).then(|| p.right.operation.clone()),
         operation: p.left.operation.clone(),
         passed: first_failing_stage.is_none(),
         first_failing_stage,

@@ -205,6 +205,10 @@ pub struct CheckArgs {
     /// Exit 1 when an onset is found, even if every gate passes (without it, a warning).
     #[arg(long)]
     pub fail_on_onset: bool,
+    /// Text and Markdown: list every tensor and every reason (beyond 32 tensors, passing
+    /// ones are otherwise counted, and reasons that repeat are grouped).
+    #[arg(long)]
+    pub verbose: bool,
     #[command(flatten)]
     pub select: SelectFlag,
     /// `all`, or a comma-separated list of stages to compare.

@@ -317,7 +317,8 @@ fn check(args: flags::CheckArgs) -> Result<Outcome> {
             eprintln!("suggest-tolerances: {note}");
         }
     }
-    let mut rendered = parity::render::render(&outcome, args.format);
+    let listing = if args.verbose { parity::render::Listing::Every } else { parity::render::Listing::Auto };
+    let mut rendered = parity::render::render_listing(&outcome, args.format, listing);
     let mut passed = outcome.passed();
     if args.noise_floor {
         let floor = parity::check::noise_floor::noise_floor(&args.left, &args.right, &opts)?;

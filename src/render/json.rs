@@ -94,8 +94,13 @@ fn tensor(t: &TensorResult) -> Value {
     });
     // RIGHT's own name, only where --map renamed it (keys keep their order:
     // it goes right after "name").
-    if let (Some(rn), Value::Object(m)) = (&t.right_name, &mut v) {
-        m.shift_insert(1, "right_name".into(), Value::from(rn.as_str()));
+    if let Value::Object(m) = &mut v {
+        if let Some(ro) = &t.right_operation {
+            m.shift_insert(2, "right_operation".into(), Value::from(ro.as_str()));
+        }
+        if let Some(rn) = &t.right_name {
+            m.shift_insert(1, "right_name".into(), Value::from(rn.as_str()));
+        }
     }
     v
 }

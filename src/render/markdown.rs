@@ -6,7 +6,7 @@ use super::md::{cell, code, html, table};
 use super::*;
 use std::fmt::Write;
 
-pub(super) fn render(o: &CheckOutcome) -> String {
+pub(super) fn render(o: &CheckOutcome, listing: Listing) -> String {
     let mut out = String::new();
     let w = &mut out;
     let any_mode = o.modes.all().iter().any(|(_, m)| m.enabled);
@@ -27,9 +27,16 @@ pub(super) fn render(o: &CheckOutcome) -> String {
     );
     let _ = writeln!(w, "| mode | verdict | reasons |\n|---|---|---|");
     for (flag, m) in o.modes.all() {
-        let _ = writeln!(w, "| `--{flag}` | {} | {} |", mode_state(m.enabled, m.holds), cell(&m.reasons.join("; ")));
+        let _ = writeln!(w, "| `--{flag}` | {} | {} |", mode_state(m.enabled, m.holds), cell(&grouped_reasons(&m.reasons, listing).join("; ")));
     }
-    for t in &o.tensors {
+    let where_went_wrong = where_lines(o);
+    if !where_went_wrong.is_empty() {
+        let _ = writeln!(w);
+        for line in where_went_wrong {
+            let _ = writeln!(w, "- {}", cell(&line));
+        }
+    }
+    for t in o.tensors.iter().filter(|t| listed(o, t, listing)) {
         let mark = if t.passed { "✅" } else { "❌" };
         let first =
             t.first_failing_stage.as_deref().map(|s| format!(", first failing stage {}", code(s))).unwrap_or_default();
@@ -80,6 +87,9 @@ pub(super) fn render(o: &CheckOutcome) -> String {
                 d.replace("```", "'''")
             );
         }
+    }
+    if let Some(line) = unlisted_line(o, listing) {
+        let _ = writeln!(w, "\n{line}");
     }
     let _ = writeln!(w, "\n{}", overall_line(o));
     out

@@ -54,13 +54,97 @@ impl Format {
 
 /// The outcome in one format. Every format carries the same facts.
 pub fn render(outcome: &CheckOutcome, format: Format) -> String {
+    render_listing(outcome, format, Listing::Auto)
+}
+
+/// How much text and Markdown list: a captured run has thousands of tensors.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Listing {
+    /// Every tensor's table when there are at most [`LIST_EVERY_UP_TO`];
+    /// beyond that, the tensors that fail or need a detail block in full and
+    /// the rest as a count, and a mode's reasons grouped by what they say.
+    #[default]
+    Auto,
+    /// `--verbose`: every table and every reason.
+    Every,
+}
+
+/// Up to this many tensors, text and Markdown list every one (a report of a
+/// pipeline's few weight tensors reads best whole); a captured forward pass
+/// has thousands, and a reader needs the failures, not 3 MB of passes.
+pub const LIST_EVERY_UP_TO: usize = 32;
+
+/// [`render`] with `--verbose`'s choice. JSON, JUnit and HTML always hold everything.
+pub fn render_listing(outcome: &CheckOutcome, format: Format, listing: Listing) -> String {
     match format {
-        Format::Text => text::render(outcome),
+        Format::Text => text::render(outcome, listing),
         Format::Json => json::render(outcome),
         Format::Junit => junit::render(outcome),
-        Format::Markdown => markdown::render(outcome),
+        Format::Markdown => markdown::render(outcome, listing),
         Format::Html => html::render(outcome),
     }
+}
+
+/// Whether a tensor gets its table in text and Markdown.
+fn listed(o: &CheckOutcome, t: &TensorResult, listing: Listing) -> bool {
+    listing == Listing::Every
+        || o.tensors.len() <= LIST_EVERY_UP_TO
+        || !t.passed
+        || t.stages.iter().any(|s| s.verdict == Verdict::Fail || wants_detail(s, o.top_diffs))
+}
+
+/// The line that counts the tensors not listed (None when all are).
+fn unlisted_line(o: &CheckOutcome, listing: Listing) -> Option<String> {
+    let n = o.tensors.iter().filter(|t| !listed(o, t, listing)).count();
+    (n > 0).then(|| {
+        format!(
+            "{} {} every stage (not listed: --verbose lists them)",
+            numbers::count(n as u64, "tensor"),
+            if n == 1 { "passes" } else { "pass" }
+        )
+    })
+}
+
+/// A mode's reasons as a reader takes them in: beyond a few, reasons that
+/// say the same of many tensors (`NAME: no historical_final_sha256`) become
+/// one line, `5,000 tensors: no historical_final_sha256 (first: a, b, c)`.
+fn grouped_reasons(reasons: &[String], listing: Listing) -> Vec<String> {
+    const FEW: usize = 8;
+    if listing == Listing::Every || reasons.len() <= FEW {
+        return reasons.to_vec();
+    }
+    // Grouped by what follows the tensor name, in order of first appearance.
+    let mut groups: Vec<(&str, Vec<(&str, &str)>)> = Vec::new();
+    let mut whole: Vec<&str> = Vec::new();
+    for r in reasons {
+        // "NAME: what (details): more" is grouped by "what": the details
+        // (hashes, counts) differ from tensor to tensor.
+        match r.split_once(": ") {
+            Some((name, why)) => {
+                let what = why.split(" (").next().unwrap_or(why).split(": ").next().unwrap_or(why);
+                match groups.iter_mut().find(|(w, _)| *w == what) {
+                    Some((_, names)) => names.push((name, why)),
+                    None => groups.push((what, vec![(name, why)])),
+                }
+            }
+            None => whole.push(r),
+        }
+    }
+    let mut out: Vec<String> = whole.into_iter().map(str::to_string).collect();
+    for (what, names) in groups {
+        if names.len() == 1 {
+            out.push(format!("{}: {}", names[0].0, names[0].1));
+        } else {
+            let first: Vec<&str> = names.iter().take(3).map(|(n, _)| *n).collect();
+            out.push(format!(
+                "{}: {what} (first: {}{}; --verbose lists each)",
+                numbers::count(names.len() as u64, "tensor"),
+                first.join(", "),
+                if names.len() > 3 { ", …" } else { "" }
+            ));
+        }
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------

@@ -4,7 +4,7 @@
 use super::*;
 use std::fmt::Write;
 
-pub(super) fn render(o: &CheckOutcome) -> String {
+pub(super) fn render(o: &CheckOutcome, listing: Listing) -> String {
     let mut out = String::new();
     let w = &mut out;
     let _ = writeln!(w, "parity check");
@@ -19,8 +19,12 @@ pub(super) fn render(o: &CheckOutcome) -> String {
         let _ = writeln!(w, "\ntensors and stages present differ:");
         push_indented(w, d, "  ");
     }
-    for t in &o.tensors {
-        let _ = write!(w, "\n{}  {}  {}", t.name, t.operation, tensor_verdict(t));
+    for t in o.tensors.iter().filter(|t| listed(o, t, listing)) {
+        let op = match &t.right_operation {
+            Some(ro) => format!("{} (RIGHT: {ro})", t.operation),
+            None => t.operation.clone(),
+        };
+        let _ = write!(w, "\n{}  {op}  {}", t.name, tensor_verdict(t));
         match &t.first_failing_stage {
             Some(s) => {
                 let _ = writeln!(w, "  first failing stage: {s}");
@@ -56,10 +60,14 @@ pub(super) fn render(o: &CheckOutcome) -> String {
         }
         let _ = writeln!(w, "\n  {}", hash_line(t));
     }
+    if let Some(line) = unlisted_line(o, listing) {
+        let _ = writeln!(w, "\n{line}");
+    }
     let _ = writeln!(w);
     for (flag, m) in o.modes.all() {
+        let reasons = grouped_reasons(&m.reasons, listing);
         let _ = write!(w, "--{flag:<24} {}", mode_state(m.enabled, m.holds));
-        match (m.enabled, m.reasons.as_slice()) {
+        match (m.enabled, reasons.as_slice()) {
             (_, []) => {
                 let _ = writeln!(w);
             }
