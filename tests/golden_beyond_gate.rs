@@ -40,12 +40,8 @@ fn run(case: &str, implementation: Implementation, oracle: &str, profile: Profil
         select: vec![],
         stages: StageSelection::All,
         top_diffs: 3,
-        allow_outside_paths: false,
-        progress: false,
         verify_hashes: true,
-        explain: true,
-        plots: false,
-        plot_stages: Vec::new(),
+        ..CheckOptions::default()
     };
     let outcome = check::check(&oracle, &out, &check).unwrap_or_else(|e| panic!("{case}: check: {e}"));
     assert!(

@@ -20,7 +20,7 @@ mod run;
 pub mod noise_floor;
 pub mod suggest;
 
-pub use onset::{Divergence, Onset, DEFAULT_ONSET_FACTOR};
+pub use onset::{relative_errors, Divergence, Onset, StageError, DEFAULT_ONSET_FACTOR};
 pub use outcome::{ByteDiff, CheckOutcome, HashFacts, ModeResult, ModeResults, Side, TensorResult};
 
 use crate::compare::profile::Profile;

@@ -64,6 +64,26 @@ fn suites(o: &CheckOutcome) -> Vec<Suite> {
     if !modes.is_empty() {
         suites.push(Suite { name: "parity modes".into(), properties: vec![], cases: modes });
     }
+    // Where the run went wrong: properties a CI viewer shows beside the
+    // verdicts (the onset's own failure, with --fail-on-onset, is a case).
+    let mut properties = Vec::new();
+    if let Some(d) = &o.first_divergence {
+        properties.push(("first_divergence".to_string(), format!("{} · {}: {}", d.tensor, d.stage, d.failures.join("; "))));
+    }
+    if let Some(n) = &o.onset {
+        let line = where_lines(o).into_iter().find(|l| l.contains("onset: ")).unwrap_or_default();
+        properties.push(("onset".to_string(), line.trim_start_matches("warning: ").trim_start_matches("onset: ").to_string()));
+        if o.fail_on_onset {
+            let message = format!("--fail-on-onset: onset at {} · {}", n.tensor, n.stage);
+            let case = Case { name: "--fail-on-onset".into(), classname: "parity.modes".into(), properties: vec![], outcome: CaseOutcome::Failure { message, detail: line } };
+            properties.push(("fail_on_onset".into(), "true".into()));
+            suites.push(Suite { name: "where the run went wrong".into(), properties, cases: vec![case] });
+            return suites;
+        }
+    }
+    if !properties.is_empty() {
+        suites.push(Suite { name: "where the run went wrong".into(), properties, cases: vec![] });
+    }
     suites
 }
 

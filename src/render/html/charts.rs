@@ -268,3 +268,56 @@ pub(super) fn profile(w: &mut String, p: &ErrorProfile, title: &str, limit: f64)
     );
 }
 
+
+/// The relative error of every stage of a run in execution order, log
+/// scale, with the onset and the first divergence marked: how the error
+/// grows along the run, and where it jumps. Drawn for runs of modules (the
+/// stages the onset is looked for in), when there are two or more.
+pub(super) fn error_growth(w: &mut String, o: &crate::check::CheckOutcome) {
+    let errors = crate::check::relative_errors(&o.tensors);
+    if errors.len() < 2 {
+        return;
+    }
+    let (x0, y0, width, height) = (60.0, 10.0, 560.0, 160.0);
+    let values: Vec<f64> = errors.iter().map(|e| e.relative_error).collect();
+    let (lo, hi) = log_range(&values).map(|(lo, hi)| if hi > lo { (lo, hi) } else { (lo - 1.0, hi + 1.0) }).unwrap_or((-1.0, 1.0));
+    // Zero errors (bit-identical stages) sit on the floor, infinite ones on the ceiling.
+    let y = |v: f64| {
+        let t = if !v.is_finite() {
+            1.0
+        } else if v <= 0.0 {
+            0.0
+        } else {
+            (v.log10() - lo) / (hi - lo)
+        };
+        y0 + height * (1.0 - t)
+    };
+    let n = (errors.len() - 1) as f64;
+    let x = |i: usize| x0 + width * i as f64 / n;
+    let pts: Vec<String> = values.iter().enumerate().map(|(i, &v)| format!("{:.1},{:.1}", x(i), y(v))).collect();
+    let _ = write!(
+        w,
+        "<figure><figcaption>Relative error ‖right − left‖ / ‖left‖ of each of {} stages in execution order (log scale)</figcaption>\n<svg class=\"plot\" viewBox=\"0 0 640 200\" width=\"640\" height=\"200\"><rect class=\"frame\" x=\"{x0}\" y=\"{y0}\" width=\"{width}\" height=\"{height}\"/><polyline class=\"line\" points=\"{}\"/>",
+        numbers::thousands(errors.len() as u64),
+        pts.join(" ")
+    );
+    let at = |tensor: &str, stage: &str| errors.iter().position(|e| e.tensor == tensor && e.stage == stage);
+    let marks = [
+        o.onset.as_ref().and_then(|n| at(&n.tensor, &n.stage)).map(|i| (i, "onset", format!("onset: {} · {}", o.onset.as_ref().unwrap().tensor, o.onset.as_ref().unwrap().stage))),
+        o.first_divergence.as_ref().and_then(|d| at(&d.tensor, &d.stage)).map(|i| (i, "limit", format!("first divergence: {} · {}", o.first_divergence.as_ref().unwrap().tensor, o.first_divergence.as_ref().unwrap().stage))),
+    ];
+    for (i, class, title) in marks.into_iter().flatten() {
+        let xi = x(i);
+        let _ = write!(w, "<line class=\"{class}\" x1=\"{xi:.1}\" x2=\"{xi:.1}\" y1=\"{y0}\" y2=\"{}\"><title>{}</title></line>", y0 + height, esc(&title));
+    }
+    let _ = writeln!(
+        w,
+        "<text class=\"tick\" x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text><text class=\"tick\" x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text></svg></figure>",
+        x0 - 3.0,
+        y0 + 8.0,
+        esc(&short(10f64.powf(hi))),
+        x0 - 3.0,
+        y0 + height,
+        esc(&short(10f64.powf(lo))),
+    );
+}

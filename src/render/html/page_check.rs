@@ -39,6 +39,10 @@ pub(in crate::render) fn render(o: &CheckOutcome) -> String {
         );
     }
     let _ = writeln!(w, "</table>");
+    for line in where_lines(o) {
+        let _ = writeln!(w, "<p class=\"where\">{}</p>", esc(&line));
+    }
+    error_growth(w, o);
     verdict_table(w, o);
     let failing: Vec<(&TensorResult, &StageResult)> =
         o.tensors.iter().flat_map(|t| t.stages.iter().map(move |s| (t, s))).filter(|(_, s)| sectioned(s)).collect();
