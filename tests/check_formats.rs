@@ -122,6 +122,10 @@ fn json_is_parity_check_v1_with_every_number() {
             "tolerances",
             "differences",
             "top_diffs",
+            "first_divergence",
+            "onset",
+            "onset_factor",
+            "fail_on_onset",
             "tensors"
         ]
     );
@@ -177,9 +181,11 @@ fn junit_has_a_testsuite_per_tensor_and_a_testcase_per_stage() {
     let (_p, o) = failing();
     let xml = render(&o, Format::Junit);
     let (suites, cases, failures, names) = junit_counts(&xml);
-    // The tensor's suite: 10 stages + the strict-hash case; then the modes suite.
-    assert_eq!(names, vec![NAME.to_string(), "parity modes".to_string()]);
-    assert_eq!(suites, 2);
+    // The tensor's suite: 10 stages + the strict-hash case; then the modes
+    // suite; then where the run went wrong (properties only, no case).
+    assert_eq!(names, vec![NAME.to_string(), "parity modes".to_string(), "where the run went wrong".to_string()]);
+    assert_eq!(suites, 3);
+    assert!(xml.contains("<property name=\"first_divergence\" value=\"model.layers.0.mlp.down_proj.weight · u_scaled: "), "{xml}");
     assert_eq!(cases, 10 + 1 + 2);
     // u_scaled, matmul_pre_norm, and --strict-stage-tolerances.
     assert_eq!(failures, 3);
