@@ -2,6 +2,8 @@
 
 * `ReportWriter` writes parity.report.v1 reports with their stage bundle and
   components file, from numpy arrays or torch tensors.
+* `capture` records every module call of a PyTorch model as such a report,
+  streamed to disk as the forward runs (needs torch, imported only then).
 * `svf_apply_f32` / `svf_apply_f64` compute svf_apply (SPEC §3) the torch-like
   f32 way and in f64; `decompose_f32` gives torch.svd-layout components.
 * `parity_oracle.ops` is the operation catalog (svf_apply included) with the
@@ -27,6 +29,7 @@ _EXPORTS = {
     "dumps_report": "report",
     "library_versions": "report",
     "safe_key": "report",
+    "capture": "torch_capture",
     "SVF_INPUTS": "svf",
     "SVF_STAGES": "svf",
     "decompose_f32": "svf",
@@ -50,6 +53,7 @@ __all__ = [
     "SVF_INPUTS",
     "SVF_STAGES",
     "atomic_write_bytes",
+    "capture",
     "decompose_f32",
     "dumps_report",
     "library_versions",
@@ -77,6 +81,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
         svf_params,
     )
     from .tensorio import SUPPORTED_DTYPES, atomic_write_bytes, load_tensors, sha256_hex, to_numpy
+    from .torch_capture import capture
 
 
 def __getattr__(name: str) -> Any:

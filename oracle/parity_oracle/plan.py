@@ -399,15 +399,26 @@ def _check_step_fields(path: Path, step: dict) -> None:
 
 
 _LAYER_SEGMENTS = ("layers", "layer", "h", "blocks", "block")
-_U64 = re.compile(r"^\+?[0-9]+$")
+# What Rust's `str::parse::<u64>` accepts: ASCII digits after an optional
+# "+", nothing else (fullmatch: `$` would also let a trailing newline in).
+_U64 = re.compile(r"\+?[0-9]+")
+# What Rust's `str::trim` removes: Unicode White_Space. Python's str.strip()
+# also removes U+001C..U+001F, which Rust keeps (and then refuses).
+_RUST_WHITESPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+
+
+def _parse_u64(text: str) -> int | None:
+    if _U64.fullmatch(text) and int(text) < 2**64:
+        return int(text)
+    return None
 
 
 def layer_number(name: str) -> int | None:
     """The integer path segment after layers/layer/h/blocks/block, if any."""
     parts = re.split(r"[./]", name)
     for a, b in zip(parts, parts[1:]):
-        if a in _LAYER_SEGMENTS and _U64.match(b) and int(b) < 2**64:
-            return int(b)
+        if a in _LAYER_SEGMENTS and _parse_u64(b) is not None:
+            return _parse_u64(b)
     return None
 
 
@@ -421,11 +432,8 @@ class LayerRange:
         bad = PlanError(f"--layers '{text}': expected START..END with whole numbers, START < END "
                         "(END exclusive), e.g. 0..4")
         a, sep, b = text.partition("..")
-        a, b = a.strip(), b.strip()
-        if not sep or not _U64.match(a) or not _U64.match(b):
-            raise bad
-        start, end = int(a), int(b)
-        if start >= end:
+        start, end = _parse_u64(a.strip(_RUST_WHITESPACE)), _parse_u64(b.strip(_RUST_WHITESPACE))
+        if not sep or start is None or end is None or start >= end:
             raise bad
         return LayerRange(start, end)
 

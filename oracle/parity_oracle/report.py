@@ -218,27 +218,14 @@ class ReportWriter:
 
     def report(self) -> dict[str, Any]:
         """The report as it will be written (keys in the contract's order)."""
-        producer = dict(self._producer)
-        versions = library_versions()
-        if self._saw_torch and "torch" in sys.modules:
-            versions["torch"] = str(getattr(sys.modules["torch"], "__version__", "unknown"))
-        versions.update(producer.get("versions", {}))
-        ordered_producer = {
-            "name": producer["name"],
-            "implementation": producer["implementation"],
-            "versions": versions,
-        }
-        ordered_producer.update({k: v for k, v in producer.items() if k not in ordered_producer})
-        out: dict[str, Any] = {
-            "schema": SCHEMA,
-            "producer": ordered_producer,
-            "stage_bundle": self.stage_bundle,
-        }
-        if self._component_arrays:
-            out["components"] = self.components
-        out["baseline"] = dict(self._baseline)
-        out["tensors"] = [dict(e) for e in self._entries]
-        return out
+        return assemble_report(
+            producer=self._producer,
+            stage_bundle=self.stage_bundle,
+            components=self.components if self._component_arrays else None,
+            baseline=self._baseline,
+            tensors=self._entries,
+            saw_torch=self._saw_torch,
+        )
 
     def write(self) -> dict[str, Any]:
         """Write the stage bundle, the components file (if any) and the report.
@@ -260,6 +247,43 @@ class ReportWriter:
             atomic_write_bytes(comp_path, serialize_tensors(self._component_arrays))
         atomic_write_bytes(self.path, dumps_report(report).encode("utf-8"))
         return report
+
+
+def assemble_report(
+    *,
+    producer: Mapping[str, Any],
+    stage_bundle: str,
+    components: str | None,
+    baseline: Mapping[str, Any],
+    tensors: list[Mapping[str, Any]],
+    saw_torch: bool,
+) -> dict[str, Any]:
+    """A report's top level in the contract's key order, from a producer and
+    baseline already checked (`_check_producer`, `_check_baseline`) and the
+    tensor entries. One definition for every writer in the package (the
+    in-memory `ReportWriter` and the streamed `capture`), so their reports
+    cannot drift apart in layout or in the versions they record."""
+    producer = dict(producer)
+    versions = library_versions()
+    if saw_torch and "torch" in sys.modules:
+        versions["torch"] = str(getattr(sys.modules["torch"], "__version__", "unknown"))
+    versions.update(producer.get("versions", {}))
+    ordered_producer = {
+        "name": producer["name"],
+        "implementation": producer["implementation"],
+        "versions": versions,
+    }
+    ordered_producer.update({k: v for k, v in producer.items() if k not in ordered_producer})
+    out: dict[str, Any] = {
+        "schema": SCHEMA,
+        "producer": ordered_producer,
+        "stage_bundle": stage_bundle,
+    }
+    if components is not None:
+        out["components"] = components
+    out["baseline"] = dict(baseline)
+    out["tensors"] = [dict(e) for e in tensors]
+    return out
 
 
 def dumps_report(report: Mapping[str, Any]) -> str:
