@@ -24,6 +24,9 @@
 //! 9. [`render`] — text, JSON, JUnit, Markdown and HTML of every command's outcome, the gate's included.
 //!
 //! The command line (clap) lives in the binary, `src/main.rs` and `src/cli/`.
+//!
+//! A Rust port records its own side of a forward pass with [`capture`]
+//! (`format::report::capture`, re-exported here): `docs/capture.md`.
 
 pub mod error;
 pub mod numeric;
@@ -50,3 +53,5 @@ pub mod golden;
 pub mod render;
 
 pub use error::{Error, Result};
+/// Recording a Rust port's forward pass as a report, while it runs.
+pub use format::report::capture;

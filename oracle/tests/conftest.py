@@ -10,6 +10,7 @@ imported as installed.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -74,3 +75,18 @@ def validate_report(report_schema):
         validator.validate(report)
 
     return validate
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under scripts/test (and so in CI) torch and transformers are installed
+    and PARITY_REQUIRE_TORCH is set: a test skipped for want of one of them
+    there is a failure, never a silent pass."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.skipped or not os.environ.get("PARITY_REQUIRE_TORCH"):
+        return
+    reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if "torch" in reason or "transformers" in reason:
+        report.outcome = "failed"
+        report.longrepr = f"PARITY_REQUIRE_TORCH is set but the test skipped: {reason}"

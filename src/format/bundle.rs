@@ -295,14 +295,21 @@ impl BundleWriter {
 
     /// Append one tensor under its full key.
     pub fn append(&mut self, key: &str, t: &Tensor) -> Result<()> {
+        self.append_view(key, t.view())
+    }
+
+    /// Append one tensor, borrowed, under its full key: its bytes go from
+    /// where they lie to the file (through the 1 MiB write buffer, which a
+    /// tensor larger than it bypasses).
+    pub fn append_view(&mut self, key: &str, t: TensorView<'_>) -> Result<()> {
         use std::io::Write;
         let dest = self.staged.dest().to_path_buf();
         if !self.keys.insert(key.to_string()) {
             return Err(Error::bundle(&dest, format!("tensor '{key}' written twice")));
         }
-        self.file.write_all(&t.data).map_err(|e| Error::io(&dest, e))?;
+        self.file.write_all(t.data).map_err(|e| Error::io(&dest, e))?;
         let end = self.at + t.data.len() as u64;
-        self.entries.push((key.to_string(), t.dtype, t.shape.clone(), self.at, end));
+        self.entries.push((key.to_string(), t.dtype, t.shape.to_vec(), self.at, end));
         self.at = end;
         Ok(())
     }

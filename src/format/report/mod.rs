@@ -11,6 +11,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use std::path::{Component, Path, PathBuf};
 
+pub mod capture;
 pub mod write;
 
 pub const SCHEMA: &str = "parity.report.v1";

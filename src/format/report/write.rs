@@ -4,6 +4,7 @@ use super::{Baseline, Producer, Report, StageEntry, TensorEntry, SCHEMA};
 use crate::format::{atomic, bundle};
 use crate::error::{Error, Result};
 use crate::format::stages::{Params, Stages};
+use crate::format::tensor::TensorView;
 use indexmap::IndexMap;
 use std::path::{Path, PathBuf};
 
@@ -17,6 +18,20 @@ pub struct TensorRun {
     /// The stage whose hash becomes `final_sha256` (the operation's last stage).
     pub final_stage: String,
     pub historical_final_sha256: Option<String>,
+}
+
+/// One tensor's run with its stages borrowed (a port's own buffers, or a
+/// [`TensorRun`]'s tensors): what [`RunWriter::push_view`] writes.
+pub struct TensorRunView<'a> {
+    pub name: &'a str,
+    pub key: &'a str,
+    pub operation: &'a str,
+    pub params: &'a Params,
+    /// Stages in pipeline order.
+    pub stages: &'a [(&'a str, TensorView<'a>)],
+    /// The stage whose hash becomes `final_sha256`.
+    pub final_stage: &'a str,
+    pub historical_final_sha256: Option<&'a str>,
 }
 
 /// The bundle path that goes with a report: `x.json` → `x_stages.safetensors`.
@@ -116,7 +131,9 @@ pub fn write_run(
 /// A run written tensor by tensor (see [`write_run`] for the pair's rules):
 /// each [`push`](RunWriter::push) hashes a tensor's stages and appends them
 /// to the bundle, so the caller may drop them at once — `replay` holds one
-/// tensor's stages at a time, not the bundle's.
+/// tensor's stages at a time, not the bundle's, and a capture
+/// ([`super::capture`]) none at all: [`push_view`](RunWriter::push_view)
+/// writes from the port's own buffers.
 pub struct RunWriter {
     report_path: PathBuf,
     bundle: bundle::BundleWriter,
@@ -132,39 +149,55 @@ impl RunWriter {
         Ok(RunWriter { report_path, bundle, tensors: Vec::new() })
     }
 
-    /// Hash one tensor's stages and append them to the bundle. The stages
-    /// are hashed on every core while this thread writes them (sha256 is the
-    /// costly part; each hash is independent, so the order cannot matter).
+    /// Hash one tensor's stages and append them to the bundle.
     pub fn push(&mut self, run: &TensorRun) -> Result<()> {
+        let stages: Vec<(&str, TensorView<'_>)> = run.stages.0.iter().map(|(s, t)| (s.as_str(), t.view())).collect();
+        self.push_view(&TensorRunView {
+            name: &run.name,
+            key: &run.key,
+            operation: &run.operation,
+            params: &run.params,
+            stages: &stages,
+            final_stage: &run.final_stage,
+            historical_final_sha256: run.historical_final_sha256.as_deref(),
+        })
+    }
+
+    /// Hash one tensor's borrowed stages and append them to the bundle,
+    /// straight from where they lie (no copy of the values is made). The
+    /// stages are hashed on every core while this thread writes them
+    /// (sha256 is the costly part; each hash is independent, so the order
+    /// cannot matter).
+    pub fn push_view(&mut self, run: &TensorRunView<'_>) -> Result<()> {
         use rayon::prelude::*;
         let (hashes, written) = rayon::join(
-            || run.stages.0.par_iter().map(|(_, t)| t.sha256()).collect::<Vec<String>>(),
+            || run.stages.par_iter().map(|(_, t)| t.sha256()).collect::<Vec<String>>(),
             || -> Result<()> {
                 // Widest dtype first (stable: declared order among equals),
                 // so this tensor's F64/F32 stages stay aligned to their
                 // element size after a previous tensor's whole-word stages.
-                let mut order: Vec<&(String, _)> = run.stages.0.iter().collect();
+                let mut order: Vec<&(&str, TensorView<'_>)> = run.stages.iter().collect();
                 order.sort_by_key(|(_, t)| std::cmp::Reverse(t.dtype.size()));
                 for (stage, t) in order {
-                    self.bundle.append(&bundle::tensor_key(&run.key, stage), t)?;
+                    self.bundle.append_view(&bundle::tensor_key(run.key, stage), *t)?;
                 }
                 Ok(())
             },
         );
         written?;
         let mut stages = IndexMap::new();
-        for ((stage, t), sha256) in run.stages.0.iter().zip(hashes) {
-            stages.insert(stage.clone(), StageEntry { dtype: t.dtype, shape: t.shape.clone(), sha256 });
+        for ((stage, t), sha256) in run.stages.iter().zip(hashes) {
+            stages.insert(stage.to_string(), StageEntry { dtype: t.dtype, shape: t.shape.to_vec(), sha256 });
         }
-        let final_sha256 = stages.get(&run.final_stage).map(|e| e.sha256.clone());
+        let final_sha256 = stages.get(run.final_stage).map(|e| e.sha256.clone());
         self.tensors.push(TensorEntry {
-            name: run.name.clone(),
-            key: run.key.clone(),
-            operation: run.operation.clone(),
+            name: run.name.to_string(),
+            key: run.key.to_string(),
+            operation: run.operation.to_string(),
             params: run.params.clone(),
             stages,
             final_sha256,
-            historical_final_sha256: run.historical_final_sha256.clone(),
+            historical_final_sha256: run.historical_final_sha256.map(str::to_string),
         });
         Ok(())
     }
