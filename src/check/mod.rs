@@ -152,6 +152,20 @@ pub struct CheckOptions {
     pub onset_factor: f64,
     /// `--fail-on-onset`: an onset fails the check even when every gate passes.
     pub fail_on_onset: bool,
+    /// `--logits GLOB`: stages (`TENSOR` for all its stages, or
+    /// `TENSOR.STAGE`) that also get token metrics over their last axis.
+    pub logits: Vec<glob::Pattern>,
+    /// `--min-top1`/`--max-kl`: limits of the `--logits` stages, over the profile's.
+    pub logit_limits: LogitLimits,
+}
+
+/// Token limits given on the command line for every `--logits` stage.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LogitLimits {
+    /// The share of positions (0..1) whose top-1 tokens must agree.
+    pub min_top1: Option<f64>,
+    /// The largest mean KL divergence (nats) of softmax(right) from softmax(left).
+    pub max_kl: Option<f64>,
 }
 
 impl Default for CheckOptions {
@@ -172,6 +186,8 @@ impl Default for CheckOptions {
             map: Vec::new(),
             onset_factor: DEFAULT_ONSET_FACTOR,
             fail_on_onset: false,
+            logits: Vec::new(),
+            logit_limits: LogitLimits::default(),
         }
     }
 }
@@ -191,6 +207,13 @@ pub fn check(left: &Path, right: &Path, opts: &CheckOptions) -> Result<CheckOutc
     let right_index: setup::RightIndex = r.loaded.report.tensors.iter().map(|t| (t.name.as_str(), t)).collect();
     let plans = chosen.iter().map(|t| set_up_tensor(&l, &r, &right_index, t, opts)).collect::<Result<Vec<_>>>()?;
     check_stage_selection(&opts.stages, &plans)?;
+    for g in &opts.logits {
+        if !plans.iter().flat_map(|p| &p.stages).any(|s| s.logits && setup::logits_glob_matches(g, s.tensor, &s.name)) {
+            return Err(crate::error::Error::Usage(format!(
+                "--logits '{g}': matches no compared stage (a glob over TENSOR or TENSOR.STAGE, e.g. 'lm_head' or 'model.output_logits')"
+            )));
+        }
+    }
 
     let total: usize = plans.iter().map(|p| p.stages.len()).sum();
     let bar = crate::progress::bar(opts.progress, total as u64, "check");

@@ -96,7 +96,11 @@ pub(super) fn run_stage(s: &StageSetup, top_diffs: usize, rehash: bool) -> Resul
             );
             lh?;
             rh?;
-            result
+            let mut result = result?;
+            if s.logits {
+                with_logits(&mut result, l, r)?;
+            }
+            Ok(result)
         }
         (Some(l), None) => {
             verify_sha(l)?;
@@ -108,6 +112,24 @@ pub(super) fn run_stage(s: &StageSetup, top_diffs: usize, rehash: bool) -> Resul
         }
         (None, None) => unreachable!("planned stages exist on at least one side"),
     }
+}
+
+/// `--logits`: token metrics of a stage whose sides have one shape of at
+/// least one axis and float values; their limits (`min_top1`, `max_kl`)
+/// join the stage's gate.
+fn with_logits(result: &mut StageResult, l: &Present, r: &Present) -> Result<()> {
+    let (ls, rs) = (l.stage(), r.stage());
+    if ls.shape != rs.shape || ls.shape.is_empty() || !ls.dtype.is_float() || !rs.dtype.is_float() {
+        return Ok(());
+    }
+    let m = crate::compare::logits::measure(ls, rs)?;
+    let broken = crate::compare::logits::limits_broken(&m, &result.tolerance);
+    if !broken.is_empty() {
+        result.failures.extend(broken);
+        result.verdict = gate::Verdict::Fail;
+    }
+    result.logits = Some(m);
+    Ok(())
 }
 
 /// Equal final hashes claim equal final stages, and different ones different

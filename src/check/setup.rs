@@ -55,6 +55,10 @@ pub(super) struct TensorSetup<'a> {
 
 pub(super) struct StageSetup<'a> {
     pub(super) name: String,
+    /// The tensor's name (LEFT's).
+    pub(super) tensor: &'a str,
+    /// `--logits` names it: token metrics over the last axis.
+    pub(super) logits: bool,
     /// The stage whose sha256 is `final_sha256`: re-hashed when a hash mode is on.
     pub(super) is_final: bool,
     pub(super) tol: Tolerance,
@@ -183,8 +187,18 @@ pub(super) fn set_up_tensor<'a>(
         if le.is_none() && re.is_none() {
             continue; // an optional stage neither side produced
         }
+        let logits = opts.logits.iter().any(|g| logits_glob_matches(g, name, stage));
+        let mut tol = tol;
+        if logits {
+            // --min-top1/--max-kl win over the profile: the flags are what
+            // this run was asked to hold.
+            tol.min_top1 = opts.logit_limits.min_top1.or(tol.min_top1);
+            tol.max_kl = opts.logit_limits.max_kl.or(tol.max_kl);
+        }
         stages.push(StageSetup {
             is_final: false,
+            tensor: name,
+            logits,
             name: stage.clone(),
             tol,
             left: le.map(|(k, e)| present(l, lt, k, e)).transpose()?,
@@ -204,6 +218,12 @@ pub(super) fn set_up_tensor<'a>(
         s.is_final = final_stage.as_deref() == Some(s.name.as_str());
     }
     Ok(TensorSetup { left: lt, right: rt, historical_reproducible, all_stages: names, stages, final_stage })
+}
+
+/// Whether a `--logits` glob names this stage: the tensor (all its stages)
+/// or `TENSOR.STAGE`.
+pub(super) fn logits_glob_matches(g: &glob::Pattern, tensor: &str, stage: &str) -> bool {
+    g.matches(tensor) || g.matches(&format!("{tensor}.{stage}"))
 }
 
 /// The dtype whose tolerance a stage pair is held to: the narrower float of

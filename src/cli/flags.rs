@@ -205,6 +205,19 @@ pub struct CheckArgs {
     /// Exit 1 when an onset is found, even if every gate passes (without it, a warning).
     #[arg(long)]
     pub fail_on_onset: bool,
+    /// Token metrics for these stages (a glob over TENSOR or TENSOR.STAGE, comma-separated):
+    /// per position over the last axis, top-1 agreement, top-5 overlap, and the KL divergence of
+    /// softmax(right) from softmax(left); gated by a profile's min_top1 and max_kl.
+    #[arg(long, value_name = "GLOB,…", value_delimiter = ',')]
+    pub logits: Vec<String>,
+    /// With --logits: the share of positions (0..1) whose top-1 tokens must agree (over a
+    /// profile's min_top1).
+    #[arg(long, value_name = "F", requires = "logits")]
+    pub min_top1: Option<f64>,
+    /// With --logits: the largest mean KL divergence in nats of softmax(right) from
+    /// softmax(left) (over a profile's max_kl).
+    #[arg(long, value_name = "NATS", requires = "logits")]
+    pub max_kl: Option<f64>,
     /// Text and Markdown: list every tensor and every reason (beyond 32 tensors, passing
     /// ones are otherwise counted, and reasons that repeat are grouped).
     #[arg(long)]

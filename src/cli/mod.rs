@@ -257,6 +257,12 @@ fn check(args: flags::CheckArgs) -> Result<Outcome> {
     let (atol, rtol) = allclose(&args.allclose)?.unwrap_or_default();
     let default_tolerance = DefaultTolerance { atol, rtol, torch_dtype_defaults: args.dtype_defaults == Some(flags::DtypeDefaults::Torch) };
     // Not `> 1.0` alone: NaN must be refused too.
+    if let Some(f) = args.min_top1.filter(|f| !(0.0..=1.0).contains(f)) {
+        return Err(Error::Usage(format!("--min-top1 {f}: must be a share of positions in [0, 1]")));
+    }
+    if let Some(k) = args.max_kl.filter(|k| !(*k >= 0.0)) {
+        return Err(Error::Usage(format!("--max-kl {k}: must be a number of nats ≥ 0")));
+    }
     if !(args.onset_factor > 1.0 && args.onset_factor.is_finite()) {
         return Err(Error::Usage(format!("--onset-factor {}: must be a number > 1 (a stage is the onset when its relative error exceeds F × the typical error before it)", args.onset_factor)));
     }
@@ -285,6 +291,12 @@ fn check(args: flags::CheckArgs) -> Result<Outcome> {
         map: args.map.maps,
         onset_factor: args.onset_factor,
         fail_on_onset: args.fail_on_onset,
+        logits: args
+            .logits
+            .iter()
+            .map(|g| glob::Pattern::new(g).map_err(|e| Error::Usage(format!("--logits '{g}': not a glob: {e}"))))
+            .collect::<Result<Vec<_>>>()?,
+        logit_limits: parity::check::LogitLimits { min_top1: args.min_top1, max_kl: args.max_kl },
     };
     if !args.plot_stages.is_empty() && args.format != parity::render::Format::Html {
         return Err(Error::Usage("--plot-stages: plots are drawn only with --format html".into()));

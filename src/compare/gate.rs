@@ -55,6 +55,8 @@ pub struct StageResult {
     /// For a failing stage, what its differences look like (filled in beside
     /// the explanation, from the same read, when the caller asks for plots).
     pub plots: Option<super::plots::StagePlots>,
+    /// Token metrics, for a stage `check --logits` names.
+    pub logits: Option<super::logits::LogitMetrics>,
 }
 
 impl StageResult {
@@ -79,6 +81,7 @@ impl StageResult {
             failures: vec![format!("missing on the {side} (optional stage: reported, not gated)")],
             explanation: None,
             plots: None,
+            logits: None,
         }
     }
 }
@@ -161,6 +164,7 @@ pub(crate) fn judge_stages(
         failures,
         explanation: None,
         plots: None,
+        logits: None,
     })
 }
 

@@ -13,10 +13,12 @@
 //!   failing stage (one more read of it, tests in memory);
 //! * [`plots`] — bounded summaries of a failing stage's differences for the
 //!   HTML page (histogram, heatmap, row/column profiles), from the same read;
+//! * [`logits`] — token metrics of a logits stage (top-1, top-5, KL);
 //! * [`numbers`] — how the comparer's numbers are written for people.
 
 pub mod explain;
 pub mod gate;
+pub mod logits;
 pub mod metrics;
 pub mod numbers;
 pub mod plots;

@@ -42,6 +42,7 @@
 //!   | `rtol`, `atol` | … and at most `max_mismatch_fraction` (default 0) of the elements break \|right − left\| ≤ atol + rtol·\|left\| (a missing one of the two counts as 0) |
 //!   | `max_mismatch_fraction` | the share of elements (0..1) allowed to break the rtol/atol rule |
 //!   | `noise_floor_m`, `noise_floor_eps` | with `--noise-floor`: RIGHT's RMS error against the f64 reference ≤ m · LEFT's + ε (defaults 2 and 0) |
+//!   | `min_top1`, `max_kl` | a stage `check --logits` names: the share of positions (0..1) whose top-1 tokens agree ≥ this, and the mean KL divergence (nats) of softmax(right) from softmax(left) ≤ this |
 //!   | `why` | free text, a string or one string per limit: where the numbers came from (`--suggest-tolerances` writes it); no verdict depends on it |
 //!
 //!   The optional limits (`min_cosine`, `max_ulp`, `rtol`, `atol`,
@@ -60,8 +61,8 @@
 //!   operation with no tolerance at all is a setup error naming it.
 //! * A stage name the registry does not list for a registry operation is an
 //!   error (a typo catch); give extra stages a tolerance with `"*"`.
-//! * Limits must be non-negative numbers; `min_cosine` lies in [-1, 1] and
-//!   `max_mismatch_fraction` in [0, 1].
+//! * Limits must be non-negative numbers; `min_cosine` lies in [-1, 1],
+//!   `max_mismatch_fraction` and `min_top1` in [0, 1].
 
 use super::tolerance::Tolerance;
 use crate::error::{did_you_mean, Error, Result};
@@ -316,6 +317,10 @@ struct Override {
     noise_floor_m: Option<Option<f64>>,
     #[serde(default, deserialize_with = "present")]
     noise_floor_eps: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "present")]
+    min_top1: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "present")]
+    max_kl: Option<Option<f64>>,
     /// Free text on where the limits came from; checked for shape, then dropped.
     #[serde(default)]
     #[allow(dead_code)]
@@ -359,6 +364,8 @@ impl Override {
             max_mismatch_fraction: self.max_mismatch_fraction.unwrap_or(base.max_mismatch_fraction),
             noise_m: self.noise_floor_m.unwrap_or(base.noise_m),
             noise_eps: self.noise_floor_eps.unwrap_or(base.noise_eps),
+            min_top1: self.min_top1.unwrap_or(base.min_top1),
+            max_kl: self.max_kl.unwrap_or(base.max_kl),
         }
     }
 
@@ -375,6 +382,8 @@ impl Override {
             max_mismatch_fraction: self.max_mismatch_fraction.or(base.max_mismatch_fraction),
             noise_floor_m: self.noise_floor_m.or(base.noise_floor_m),
             noise_floor_eps: self.noise_floor_eps.or(base.noise_floor_eps),
+            min_top1: self.min_top1.or(base.min_top1),
+            max_kl: self.max_kl.or(base.max_kl),
             why: Why,
         }
     }
@@ -391,6 +400,8 @@ impl Override {
             max_mismatch_fraction: self.max_mismatch_fraction.flatten(),
             noise_m: self.noise_floor_m.flatten(),
             noise_eps: self.noise_floor_eps.flatten(),
+            min_top1: self.min_top1.flatten(),
+            max_kl: self.max_kl.flatten(),
         })
     }
 
@@ -426,9 +437,16 @@ fn validate(path: &Path, op: &str, stage: &str, t: &Tolerance) -> Result<()> {
             return bad("min_cosine", "in [-1, 1]", c);
         }
     }
-    if let Some(f) = t.max_mismatch_fraction {
-        if !(0.0..=1.0).contains(&f) {
-            return bad("max_mismatch_fraction", "in [0, 1]", f);
+    for (field, v) in [("max_mismatch_fraction", t.max_mismatch_fraction), ("min_top1", t.min_top1)] {
+        if let Some(f) = v {
+            if !(0.0..=1.0).contains(&f) {
+                return bad(field, "in [0, 1]", f);
+            }
+        }
+    }
+    if let Some(v) = t.max_kl {
+        if v.is_nan() || v < 0.0 {
+            return bad("max_kl", "a number ≥ 0", v);
         }
     }
     for (field, v) in [("noise_floor_m", t.noise_m), ("noise_floor_eps", t.noise_eps)] {

@@ -36,6 +36,14 @@ pub struct Tolerance {
     pub noise_m: Option<f64>,
     #[serde(default, rename = "noise_floor_eps", skip_serializing_if = "Option::is_none")]
     pub noise_eps: Option<f64>,
+    /// A logits stage (`check --logits`): the fraction of positions whose
+    /// top-1 tokens must agree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_top1: Option<f64>,
+    /// A logits stage: the largest mean KL divergence (nats) of
+    /// softmax(right) from softmax(left).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_kl: Option<f64>,
 }
 
 /// The default `m` of the noise-floor rule: torch's dynamo accuracy check
@@ -63,6 +71,8 @@ impl Tolerance {
             max_mismatch_fraction: None,
             noise_m: None,
             noise_eps: None,
+            min_top1: None,
+            max_kl: None,
         }
     }
     /// No limit at all (a required gate that every finite pair passes; NaN

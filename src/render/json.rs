@@ -120,6 +120,22 @@ fn stage(s: &StageResult) -> Value {
         "tolerance": tolerance(&s.tolerance),
         "metrics": s.metrics.as_ref().map(metrics),
         "explanation": s.explanation.as_ref().map(|e| e.json()),
+        "logits": s.logits.as_ref().map(logits),
+    })
+}
+
+/// `--logits` token metrics: fractions as numbers in [0, 1], KL in nats.
+fn logits(m: &crate::compare::logits::LogitMetrics) -> Value {
+    json!({
+        "positions": m.positions,
+        "vocab": m.vocab,
+        "top1_agree": m.top1_agree,
+        "top1_agreement": num(m.top1_agreement),
+        "top5_overlap": num(m.top5_overlap),
+        "kl_mean": num(m.kl_mean),
+        "kl_p99": num(m.kl_p99),
+        "kl_max": num(m.kl_max),
+        "kl_nan_positions": m.kl_nan,
     })
 }
 
@@ -133,6 +149,8 @@ fn tolerance(t: &Tolerance) -> Value {
         "rtol": t.rtol.map(num),
         "atol": t.atol.map(num),
         "max_mismatch_fraction": t.max_mismatch_fraction.map(num),
+        "min_top1": t.min_top1.map(num),
+        "max_kl": t.max_kl.map(num),
     })
 }
 

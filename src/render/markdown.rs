@@ -63,6 +63,11 @@ pub(super) fn render(o: &CheckOutcome, listing: Listing) -> String {
             .collect();
         let _ = write!(w, "{}", table(&head, &rows));
         let _ = writeln!(w, "\n{}", cell(&hash_line(t)));
+        for s in &t.stages {
+            if let Some(line) = logits_line(s) {
+                let _ = writeln!(w, "\n**{}** {}", cell(&s.stage), cell(&line));
+            }
+        }
         // Outside the folded details: the explanation is what a reader came for.
         for s in t.stages.iter().filter(|s| s.explanation.is_some()) {
             if let Some(line) = explanation_line(s) {

@@ -90,7 +90,7 @@ fn listed(o: &CheckOutcome, t: &TensorResult, listing: Listing) -> bool {
     listing == Listing::Every
         || o.tensors.len() <= LIST_EVERY_UP_TO
         || !t.passed
-        || t.stages.iter().any(|s| s.verdict == Verdict::Fail || wants_detail(s, o.top_diffs))
+        || t.stages.iter().any(|s| s.verdict == Verdict::Fail || s.logits.is_some() || wants_detail(s, o.top_diffs))
 }
 
 /// The line that counts the tensors not listed (None when all are).
@@ -345,6 +345,12 @@ fn detail_lines(s: &StageResult, top_diffs: usize) -> Vec<String> {
         }
     }
     out
+}
+
+/// `tokens: 128 positions × 1,000 tokens: top-1 agrees at …`, for a
+/// `--logits` stage.
+fn logits_line(s: &StageResult) -> Option<String> {
+    s.logits.as_ref().map(|m| format!("tokens: {}", crate::compare::logits::line(m)))
 }
 
 /// `explanation: constant scale c = 0.5: …`, one line, when a bug fits.

@@ -52,6 +52,11 @@ pub(super) fn render(o: &CheckOutcome, listing: Listing) -> String {
         for line in table(&rows) {
             let _ = writeln!(w, "  {line}");
         }
+        for s in &t.stages {
+            if let Some(line) = logits_line(s) {
+                let _ = writeln!(w, "  {}: {line}", s.stage);
+            }
+        }
         for s in t.stages.iter().filter(|s| wants_detail(s, o.top_diffs)) {
             let _ = writeln!(w, "\n  {}: {}", s.stage, stage_verdict(s));
             for line in detail_lines(s, o.top_diffs) {

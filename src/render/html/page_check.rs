@@ -105,7 +105,13 @@ pub(super) fn verdict_table(w: &mut String, o: &CheckOutcome) {
                 },
                 num(m.map(|m| m.sqnr_db), m.map(|m| numbers::db(m.sqnr_db)).unwrap_or_default()),
                 esc(&tolerance_cell(s)),
-                s.explanation.as_ref().map(|e| esc(&e.sentence())).unwrap_or_default()
+                // The explanation column also carries a --logits stage's token metrics.
+                [s.explanation.as_ref().map(|e| e.sentence()), s.logits.as_ref().map(crate::compare::logits::line)]
+                    .into_iter()
+                    .flatten()
+                    .map(|t| esc(&t))
+                    .collect::<Vec<_>>()
+                    .join("<br>")
             );
         }
     }
