@@ -23,7 +23,6 @@ write waits for a disk).
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import resource
@@ -32,6 +31,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+# The tests' ±1 ULP copy of a model (oracle/tests/honest_noise.py).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "oracle" / "tests"))
+from honest_noise import honest_noise  # noqa: E402
 
 SEQ = 128
 
@@ -45,20 +48,6 @@ def build():
     model = transformers.BertModel(cfg).eval()
     ids = torch.randint(0, cfg.vocab_size, (1, SEQ), generator=torch.Generator().manual_seed(1))
     return model, ids
-
-
-def honest_noise(model, seed):
-    import torch
-
-    m = copy.deepcopy(model)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in m.parameters():
-            bits = p.data.view(torch.int32)
-            step = torch.randint(0, 2, p.shape, generator=g, dtype=torch.int32) * 2 - 1
-            nonzero = p.data != 0
-            bits[nonzero] += step[nonzero]
-    return m
 
 
 def capture_to(model, ids, path):

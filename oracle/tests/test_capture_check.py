@@ -22,6 +22,7 @@ transformers = pytest.importorskip("transformers")
 
 from parity_oracle import capture  # noqa: E402
 
+from honest_noise import honest_noise as one_ulp_noise  # noqa: E402
 from test_capture import parity  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -47,15 +48,7 @@ def runs(tmp_path_factory):
     ids = torch.randint(0, 200, (1, 16), generator=torch.Generator().manual_seed(1))
 
     def honest_noise(seed):
-        m = copy.deepcopy(reference)
-        g = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            for p in m.parameters():
-                bits = p.data.view(torch.int32)
-                step = torch.randint(0, 2, p.shape, generator=g, dtype=torch.int32) * 2 - 1
-                nonzero = p.data != 0
-                bits[nonzero] += step[nonzero]
-        return m
+        return one_ulp_noise(reference, seed)
 
     def quick_gelu(x):
         # The sigmoid approximation of GELU some ports use: x·σ(1.702x).

@@ -11,7 +11,6 @@ KL(softmax(left) ‖ softmax(right)) in f64.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 
@@ -25,6 +24,7 @@ from safetensors.numpy import load_file  # noqa: E402
 
 from parity_oracle import capture  # noqa: E402
 
+from honest_noise import honest_noise as one_ulp_noise  # noqa: E402
 from test_capture import parity  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -54,15 +54,7 @@ def runs(tmp_path_factory):
     ids = torch.randint(0, VOCAB, (BATCH, SEQ), generator=torch.Generator().manual_seed(1))
 
     def honest_noise(seed):
-        m = copy.deepcopy(reference)
-        g = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            for p in m.parameters():
-                bits = p.data.view(torch.int32)
-                step = torch.randint(0, 2, p.shape, generator=g, dtype=torch.int32) * 2 - 1
-                nonzero = p.data != 0
-                bits[nonzero] += step[nonzero]
-        return m
+        return one_ulp_noise(reference, seed)
 
     ports = {"noisy": honest_noise(1)}
     # A temperature bug: the final norm's weight halved halves every logit.
