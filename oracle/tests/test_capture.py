@@ -727,6 +727,177 @@ def test_a_kernel_copy_error_that_is_not_about_support_fails_the_run(tmp_path, m
     assert list(tmp_path.iterdir()) == []
 
 
+# ---------------------------------------------------------------- direct layout, background hashing
+
+
+def _arrays():
+    rng = np.random.default_rng(0)
+    return [
+        ("a", rng.standard_normal((3, 5)).astype(np.float32)),
+        ("b", rng.standard_normal(7)),  # f64 after 60 bytes: misaligned unless spooled
+        ("c", np.arange(6, dtype=np.int64)),
+        ("d", np.ones(3, dtype=np.float16)),
+        ("e", np.zeros(0, dtype=np.float32)),
+        ("f", np.ones(5, dtype=np.int8)),
+    ]
+
+
+def _bundle_bytes(path, arrays, **options) -> tuple[bytes, dict, "bundle_stream.StreamedBundle"]:
+    b = bundle_stream.StreamedBundle(path, **options)
+    returned = {}
+    for key, arr in arrays:
+        returned[key] = b.append(key, arr)[2]
+    shas = b.sha256s()
+    b.commit()
+    for key, arr in arrays:
+        assert shas[key] == hashlib.sha256(arr.tobytes()).hexdigest(), key
+        assert returned[key] in (None, shas[key]), key
+    return Path(path).read_bytes(), shas, b
+
+
+def _read_with_safetensors(path) -> dict:
+    import safetensors.numpy
+
+    return safetensors.numpy.load_file(str(path))
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_a_direct_bundle_fills_its_header_room_and_is_read_by_safetensors_and_parity(tmp_path, background):
+    by_key = dict(_arrays())
+    arrays = [("c", by_key["c"]), ("a", by_key["a"]), ("g", np.ones(8, np.float32)), ("d", by_key["d"])]
+    data, _, b = _bundle_bytes(tmp_path / "d.safetensors", arrays, header_room=1000, hash_in_background=background)
+    assert b.header_room == 1000
+    n = int.from_bytes(data[:8], "little")
+    assert n == 1000 and data[8 + 1000 - 1 : 8 + 1000] == b" "  # padded with spaces to fill the room
+    header = json.loads(data[8 : 8 + n])
+    assert b.direct is False  # committed
+    assert list(header) == ["c", "a", "g", "d"]  # append order, not grouped by width
+    assert [header[k]["data_offsets"] for k in header] == [[0, 48], [48, 108], [108, 140], [140, 146]]
+    assert len(data) == 8 + n + 146
+    got = _read_with_safetensors(tmp_path / "d.safetensors")
+    for key, arr in arrays:
+        assert got[key].dtype == arr.dtype and np.array_equal(got[key], arr), key
+    r = parity("inspect", tmp_path / "d.safetensors")
+    assert r.returncode == 0, r.stderr
+    assert leftovers(tmp_path) == []
+
+
+def test_a_misaligned_append_falls_back_to_exactly_the_spooled_bytes(tmp_path):
+    arrays = _arrays()
+    spooled, _, _ = _bundle_bytes(tmp_path / "s.safetensors", arrays)
+    b = bundle_stream.StreamedBundle(tmp_path / "d.safetensors", header_room=4096, hash_in_background=True)
+    b.append(*arrays[0])
+    assert b.direct
+    b.append(*arrays[1])  # an f64 at data offset 60
+    assert not b.direct and not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
+    for key, arr in arrays[2:]:
+        b.append(key, arr)
+    shas = b.sha256s()
+    b.commit()
+    assert (tmp_path / "d.safetensors").read_bytes() == spooled
+    assert all(shas[k] == hashlib.sha256(a.tobytes()).hexdigest() for k, a in arrays)
+    got = _read_with_safetensors(tmp_path / "d.safetensors")
+    assert all(np.array_equal(got[k], a) for k, a in arrays)
+    assert leftovers(tmp_path) == []
+
+
+def test_a_header_that_outgrows_its_room_falls_back_to_exactly_the_spooled_bytes(tmp_path):
+    arrays = [(f"tensor.{i}.a_long_key_to_fill_the_header", np.full(4, i, np.float32)) for i in range(40)]
+    spooled, _, _ = _bundle_bytes(tmp_path / "s.safetensors", arrays)
+    data, _, b = _bundle_bytes(tmp_path / "d.safetensors", arrays, header_room=256, hash_in_background=True)
+    assert data == spooled and int.from_bytes(data[:8], "little") > 256
+    assert leftovers(tmp_path) == []
+
+
+def test_a_bert_capture_stays_direct_and_its_header_fills_the_room(tmp_path, validate_report):
+    model, inputs = tiny_bert()
+    with torch.no_grad(), capture(model, tmp_path / "t.json", producer=PRODUCER) as run:
+        model(**inputs)
+        assert run._bundle.direct
+    data = (tmp_path / "t_stages.safetensors").read_bytes()
+    assert int.from_bytes(data[:8], "little") == run._bundle.header_room
+    assert_whole(tmp_path / "t.json", validate_report)
+    assert leftovers(tmp_path) == []
+
+
+class _Doubler(nn.Module):
+    """Changes its child's output in place after the child's hooks ran."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = nn.Linear(4, 4)
+
+    def forward(self, x):
+        y = self.inner(x)
+        y.mul_(2)
+        y.add_(1)
+        return y
+
+
+def test_an_output_changed_in_place_after_its_hook_is_captured_as_the_hook_saw_it(tmp_path, validate_report):
+    torch.manual_seed(0)
+    model = _Doubler()
+    x = torch.randn(3, 4)
+    with torch.no_grad():
+        expected = model.inner(x).clone()
+    run_capture(model, tmp_path / "t.json", x)
+    assert_whole(tmp_path / "t.json", validate_report)
+    got = bundle_of(tmp_path / "t.json")
+    assert np.array_equal(got["tensor.inner.output"], expected.numpy())
+    assert np.array_equal(got["tensor.model.output"], (expected * 2 + 1).numpy())
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("swallowed", [False, True])
+def test_a_hasher_failure_fails_the_capture_and_writes_nothing(tmp_path, monkeypatch, swallowed):
+    """The worker's error fails the run as a failed write in the hook does:
+    raised by the next append (inside the forward) or at exit; no report,
+    no bundle, no temporary, every hook removed."""
+    real = bundle_stream._Hasher._hash
+    calls = [0]
+
+    def failing(self, fd, offset, length):
+        calls[0] += 1
+        if calls[0] == 2:
+            raise OSError(errno.EIO, "Input/output error")
+        return real(self, fd, offset, length)
+
+    monkeypatch.setattr(bundle_stream._Hasher, "_hash", failing)
+    net = Net()
+    with pytest.raises((OSError, RuntimeError)) as e:
+        with torch.no_grad(), capture(net, tmp_path / "t.json", producer=PRODUCER):
+            try:
+                net(torch.ones(1, 4))
+            except OSError:
+                if not swallowed:
+                    raise
+    err = e.value if isinstance(e.value, OSError) else e.value.__cause__
+    assert isinstance(err, OSError) and err.errno == errno.EIO
+    assert list(tmp_path.iterdir()) == [] and sum(forward_hook_counts(net).values()) == 0
+
+
+def test_a_hasher_failure_on_the_last_stage_fails_at_exit_and_keeps_the_old_report(tmp_path, monkeypatch):
+    """No append comes after the last stage: its hash's failure is raised
+    on exit, and the report and bundle already there stay as they were."""
+    path = tmp_path / "t.json"
+    run_capture(Net(), path, torch.ones(1, 4))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    real = bundle_stream._Hasher._hash
+    calls = [0]
+
+    def failing_last(self, fd, offset, length):
+        calls[0] += 1
+        if calls[0] == len(net_order()):
+            raise OSError(errno.EIO, "Input/output error")
+        return real(self, fd, offset, length)
+
+    monkeypatch.setattr(bundle_stream._Hasher, "_hash", failing_last)
+    with pytest.raises(OSError, match="Input/output"):
+        run_capture(Net(), path, torch.full((1, 4), 2.0))
+    assert calls[0] == len(net_order())
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
 # ---------------------------------------------------------------- grad modes
 
 
