@@ -38,7 +38,11 @@ Hashing: each tensor's sha256 is of exactly the bytes written. By default
 `hash_in_background=True` the array is only written by `append` (which
 returns None for the digest) and one worker thread reads the bytes back
 from the file — the page cache, just written — and hashes them while the
-producer goes on; `sha256s()` waits for it. The worker reads only the file,
+producer goes on, at nice `WORKER_NICE` so that it takes only cycles the
+producer leaves idle (on a machine whose cores the producer keeps busy, a
+worker at equal priority slowed a PyTorch forward by more than the hashing
+it took off it); `sha256s()` hashes what is still queued on the calling
+thread, beside the worker, and waits for both. The worker reads only the file,
 never the caller's array, so a producer may change or free its array as
 soon as `append` returns. A worker error is raised by the next `append`
 and by `sha256s()`/`commit()`, so it fails the run as a failed write does.
@@ -90,6 +94,10 @@ MAX_HEADER = 100_000_000
 # The background hasher reads a stage back from the file in pieces of at
 # most this many bytes (small enough to stay in a core's L2 cache).
 HASH_CHUNK = 1 << 18
+
+# The hasher thread's niceness (Linux: per thread): it should take only
+# cycles the producer leaves idle, not slow it.
+WORKER_NICE = 19
 
 # Widest element first: with the header padded to 8 bytes and every spool a
 # multiple of its element size, each tensor starts aligned to its own size.
@@ -375,9 +383,17 @@ class _Hasher:
         self._tasks.put((key, fd, offset, length))
 
     def drain(self) -> None:
-        """Wait until every task submitted so far is done (or skipped)."""
-        if self._thread is not None:
-            self._tasks.join()
+        """Return when every task submitted so far is done (or skipped): the
+        calling thread hashes what is still queued alongside the worker."""
+        if self._thread is None:
+            return
+        while True:
+            try:
+                task = self._tasks.get_nowait()
+            except queue.Empty:
+                break
+            self._do(task)
+        self._tasks.join()
 
     def stop(self, cancel: bool = False) -> None:
         """Finish (or, cancelled, skip) what is queued and end the thread."""
@@ -392,18 +408,27 @@ class _Hasher:
             raise self.failure
 
     def _run(self) -> None:
+        if WORKER_NICE and hasattr(os, "setpriority"):
+            try:  # Linux: this thread only
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WORKER_NICE)
+            except OSError:
+                pass
         while True:
             task = self._tasks.get()
-            try:
-                if task is None:
-                    return
-                if self.failure is None and not self._cancelled:
-                    key, fd, offset, length = task
-                    self.shas[key] = self._hash(fd, offset, length)
-            except BaseException as e:  # noqa: BLE001 - handed to the producer's thread
-                self.failure = e
-            finally:
+            if task is None:
                 self._tasks.task_done()
+                return
+            self._do(task)
+
+    def _do(self, task) -> None:
+        try:
+            if self.failure is None and not self._cancelled:
+                key, fd, offset, length = task
+                self.shas[key] = self._hash(fd, offset, length)
+        except BaseException as e:  # noqa: BLE001 - handed to the producer's thread
+            self.failure = e
+        finally:
+            self._tasks.task_done()
 
     def _hash(self, fd: int, offset: int, length: int) -> str:
         h = hashlib.sha256()

@@ -34,9 +34,10 @@ them, in place after header room reserved for the hooked modules (see
 `bundle_stream`: a stage that would start misaligned, or a header that
 outgrows the room, costs one file-to-file copy, never a wrong file). Once
 the hook returns the model may change or free its output: what the report
-describes is what the file holds. One worker thread hashes the stages from
-the file (the page cache) while the forward goes on; the hashes are waited
-for on exit, before anything is renamed. Only metadata is kept. Beyond the
+describes is what the file holds. One worker thread, at low priority, hashes
+the stages from the file (the page cache) with the cycles the forward
+leaves idle; on exit the caller's thread hashes what is still queued
+beside it, before anything is renamed. Only metadata is kept. Beyond the
 model's own memory a capture holds at most ONE stage's array at a time —
 the CPU copy of the tensor being written (no copy at all for a contiguous
 CPU tensor in a dtype numpy holds) — plus the hasher's one read-back buffer
