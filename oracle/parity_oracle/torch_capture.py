@@ -28,23 +28,31 @@ Tensors are detached and stored in their own dtype, bit for bit (bf16 as its
 what is not a module (hand-written attention, numpy post-processing) in its
 place in the order.
 
-Streaming, and the memory bound: each stage's bytes are appended to a spool
-file beside the bundle (and hashed) inside the hook that produced them; only
-metadata is kept. Beyond the model's own memory a capture holds at most ONE
-stage's array at a time — the CPU copy of the tensor being written (no copy
-at all for a contiguous CPU tensor in a dtype numpy holds) — plus a few
-hundred bytes of metadata per stage (key, dtype, shape, offsets, sha256) and
-the skipped list. On exit the bundle is
-assembled file to file by the kernel (where the kernel cannot, through one
-1 MiB buffer), renamed into place, and the report is written last, each
-atomically. `run.peak_held_bytes` is the most stage bytes the capture ever
-held at once (measured by weak references, so a stray reference would show),
-and `run.largest_stage_bytes` the largest single stage: the tests hold the
-first to the second.
+Streaming, and the memory bound: each stage's bytes are written to the
+bundle's temporary beside its final name inside the hook that produced
+them, in place after header room reserved for the hooked modules (see
+`bundle_stream`: a stage that would start misaligned, or a header that
+outgrows the room, costs one file-to-file copy, never a wrong file). Once
+the hook returns the model may change or free its output: what the report
+describes is what the file holds. One worker thread, at low priority, hashes
+the stages from the file (the page cache) with the cycles the forward
+leaves idle; on exit the caller's thread hashes what is still queued
+beside it, before anything is renamed. Only metadata is kept. Beyond the
+model's own memory a capture holds at most ONE stage's array at a time —
+the CPU copy of the tensor being written (no copy at all for a contiguous
+CPU tensor in a dtype numpy holds) — plus the hasher's one read-back buffer
+(at most 256 KiB, and never more than the stage it reads), so at most twice
+the largest stage, plus a few hundred bytes of metadata per stage (key,
+dtype, shape, offsets, sha256) and the skipped list. On exit the header is
+written into its room, the bundle synced and renamed into place, and the
+report is written last, each atomically. `run.peak_held_bytes` is the most
+stage bytes the capture ever held at once (measured by weak references, so
+a stray reference would show), and `run.largest_stage_bytes` the largest
+single stage: the tests hold the first to twice the second.
 
 On exit every hook is removed, also when the forward raised. Then (or when a
-hook failed, even if the caller caught the error) nothing is written: the
-temporaries are removed and a report and bundle already under the final
+hook failed, even if the caller caught the error, or the hasher failed)
+nothing is written: the temporaries are removed and a report and bundle already under the final
 names stay as they were.
 """
 
@@ -126,9 +134,10 @@ def capture(
     Everything is checked here, before any forward runs.
 
     Memory: streamed to disk as the hooks fire. Beyond the model's own memory
-    the run holds at most one stage's array at a time (its CPU copy) plus a
-    few hundred bytes of metadata per stage; `run.peak_held_bytes` measures
-    the first and stays ≤ `run.largest_stage_bytes`.
+    the run holds at most one stage's array at a time (its CPU copy) and the
+    hasher's read-back buffer (never larger than a stage), plus a few hundred
+    bytes of metadata per stage; `run.peak_held_bytes` measures the first two
+    and stays ≤ 2 × `run.largest_stage_bytes`.
     """
     return Capture(
         model, path, producer=producer, baseline=baseline, modules=modules,
@@ -209,7 +218,9 @@ class Capture:
         try:
             for d in (self.path.parent, self.bundle_path.parent):
                 self._make_dir(d)
-            self._bundle = StreamedBundle(self.bundle_path)
+            self._bundle = StreamedBundle(
+                self.bundle_path, header_room=_header_room(self._modules, self._inputs), hash_in_background=True,
+            )
             for name, module in self._modules:
                 self._handles.append(module.register_forward_hook(self._hook(name), with_kwargs=True))
         except BaseException:
@@ -304,10 +315,13 @@ class Capture:
                     skip["why"] = why
                 self._skipped.append(skip)
                 continue
-            dtype, shape, sha = self._bundle.append(f"tensor.{key}.{stage}", arr)
+            full = f"tensor.{key}.{stage}"
+            dtype, shape, _ = self._bundle.append(full, arr)
             self._largest = max(self._largest, arr.nbytes)
             del arr  # the only reference: the stage's bytes are on disk now
-            described[stage] = {"dtype": dtype, "shape": shape, "sha256": sha}
+            # The sha256 is the hasher's, filled in by _write: the bundle key
+            # stands for it until then.
+            described[stage] = {"dtype": dtype, "shape": shape, "sha256": full}
         if not described:
             self._keys.discard(key)  # a call with nothing to store is only in `skipped`
             return
@@ -317,12 +331,17 @@ class Capture:
             "operation": operation,
             "params": {},
             "stages": described,
-            "final_sha256": described[next(reversed(described))]["sha256"],
+            "final_sha256": None,
         })
 
     def _write(self) -> None:
         if not self._entries:
             raise ValueError(f"capture into {self.path}: no tensor was captured, nothing to write")
+        shas = self._bundle.sha256s()  # waits for the hasher; raises its error
+        for entry in self._entries:
+            for st in entry["stages"].values():
+                st["sha256"] = shas[st["sha256"]]
+            entry["final_sha256"] = st["sha256"]
         producer = dict(self._producer)
         producer["capture"] = dict(self._selection, skipped=self._skipped)
         report = assemble_report(
@@ -362,6 +381,22 @@ class Capture:
         for m in reversed(missing):
             m.mkdir(exist_ok=True)
             self._made_dirs.append(m)
+
+
+# Header room per stage the capture expects (see _header_room): a header
+# entry is its key plus ~80 bytes of dtype, shape and offsets at rank 4.
+_ROOM_PER_ENTRY = 160
+_MIN_ROOM = 4096
+
+
+def _header_room(modules: Sequence[tuple[str, Any]], inputs: bool) -> int:
+    """Bytes to reserve for the bundle's header: room for two stages per
+    hooked module (four with inputs), keys as long as the module's path
+    gives them. Too little costs one copy of the bundle at exit; too much,
+    spaces in the header."""
+    per_module = 4 if inputs else 2
+    room = sum(per_module * (len("tensor..output_00") + len(safe_key(n)) + _ROOM_PER_ENTRY) for n, _ in modules)
+    return max(_MIN_ROOM, room)
 
 
 def _torch():

@@ -154,6 +154,18 @@ def leftovers(directory) -> list[str]:
     return sorted(p.name for p in Path(directory).iterdir() if p.name.startswith("."))
 
 
+def data_in_temporaries(directory, run) -> int:
+    """Stage bytes on disk beside the bundle: the spools' and, while the
+    bundle is direct, what its temporary holds after the header room."""
+    total = 0
+    for p in Path(directory).iterdir():
+        if p.name.endswith(".spool"):
+            total += p.stat().st_size
+        elif p.name.endswith(".tmp"):
+            total += max(0, p.stat().st_size - 8 - run._bundle.header_room)
+    return total
+
+
 def forward_hook_counts(model) -> dict[str, int]:
     return {n: len(m._forward_hooks) for n, m in model.named_modules()}
 
@@ -568,19 +580,19 @@ def test_a_capture_is_deterministic(tmp_path):
 
 def test_each_stage_is_on_disk_when_its_hook_returns(tmp_path):
     """Measured from a second hook on every module, which fires after the
-    capture's: the spools beside the bundle already hold every byte so far,
-    and no bundle or report exists yet."""
+    capture's: the bundle's temporary beside it already holds every byte so
+    far after its header room, and no bundle or report exists yet."""
     torch.manual_seed(0)
     net = Net(d=8, n=4)
     seen, on_disk = [0], []
 
     def after(module, args, output):
         seen[0] += output.nbytes
-        spools = [p for p in tmp_path.iterdir() if p.name.endswith(".spool")]
-        on_disk.append((sum(p.stat().st_size for p in spools), seen[0]))
+        on_disk.append((data_in_temporaries(tmp_path, run), seen[0]))
         assert not (tmp_path / "t.json").exists() and not (tmp_path / "t_stages.safetensors").exists()
 
-    with torch.no_grad(), capture(net, tmp_path / "t.json", producer=PRODUCER):
+    with torch.no_grad(), capture(net, tmp_path / "t.json", producer=PRODUCER) as run:
+        assert run._bundle.direct
         for m in net.modules():
             m.register_forward_hook(after)
         net(torch.randn(2, 8))
@@ -595,12 +607,13 @@ def _deep(n: int = 24, d: int = 256):
 
 def test_memory_is_bounded_by_the_largest_stage(tmp_path):
     """peak_held_bytes counts the stage arrays the capture held, by weak
-    reference (an array kept anywhere stays counted): across 24 layers of
-    64 KiB activations it never exceeds one stage."""
+    reference (an array kept anywhere stays counted), and the hasher's
+    read-back buffer: across 24 layers of 64 KiB activations it never
+    exceeds two stages (the one being written, the piece being hashed)."""
     model = _deep()
     run = run_capture(model, tmp_path / "t.json", torch.randn(64, 256), inputs=True)
     assert run.largest_stage_bytes == 64 * 256 * 4
-    assert 0 < run.peak_held_bytes <= run.largest_stage_bytes
+    assert 0 < run.peak_held_bytes <= 2 * run.largest_stage_bytes
     total = sum(s["shape"][0] * s["shape"][1] * 4 for t in read_report(tmp_path / "t.json")["tensors"] for s in t["stages"].values())
     assert total > 40 * run.largest_stage_bytes  # the run is far bigger than the bound
 
@@ -618,7 +631,7 @@ def test_the_memory_probe_sees_a_capture_that_keeps_its_arrays(tmp_path, monkeyp
 
     monkeypatch.setattr(torch_capture, "_stage_array", keeping)
     run = run_capture(_deep(n=8), tmp_path / "t.json", torch.randn(64, 256))
-    assert run.peak_held_bytes >= 8 * run.largest_stage_bytes
+    assert run.peak_held_bytes >= 8 * run.largest_stage_bytes > 2 * run.largest_stage_bytes
 
 
 def test_no_reference_to_an_earlier_activation_is_held(tmp_path):
@@ -654,10 +667,14 @@ def test_the_reference_probe_sees_a_capture_that_keeps_its_tensors(tmp_path, mon
     assert all(r() is not None for r in refs)
 
 
-def _copy_path_bundle(tmp_path, name, monkeypatch=None):
+def _copy_path_bundle(tmp_path, name):
+    """A capture whose header outgrows its room (8 bytes), so the bundle
+    is copied twice: into the spools, then assembled from them."""
     torch.manual_seed(0)
     path = tmp_path / name / "t.json"
-    run = run_capture(_deep(n=6, d=64), path, torch.randn(16, 64), inputs=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch_capture, "_header_room", lambda modules, inputs: 8)
+        run = run_capture(_deep(n=6, d=64), path, torch.randn(16, 64), inputs=True)
     return run, (path.parent / "t_stages.safetensors").read_bytes()
 
 
@@ -679,10 +696,10 @@ def test_the_bundle_is_assembled_by_kernel_copy_or_in_chunks_with_equal_bytes(tm
     monkeypatch.setattr(bundle_stream, "COPY_CHUNK", 1024)
     run, by_chunks = _copy_path_bundle(tmp_path, "chunks")
     assert by_chunks == reference
-    # The spools (~56 KiB) were never read whole: the one buffer held at a
+    # The files (~56 KiB) were never read whole: the one buffer held at a
     # time is counted, and stays within a stage.
     assert len(reference) > 50 * 1024 and run.largest_stage_bytes == 4096
-    assert run.peak_held_bytes <= run.largest_stage_bytes
+    assert run.peak_held_bytes <= 2 * run.largest_stage_bytes
 
 
 def test_a_kernel_copy_that_stops_midway_is_resumed_where_it_stopped(tmp_path, monkeypatch):
@@ -704,9 +721,181 @@ def test_a_kernel_copy_that_stops_midway_is_resumed_where_it_stopped(tmp_path, m
 
 def test_a_kernel_copy_error_that_is_not_about_support_fails_the_run(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "copy_file_range", _refuse(errno.EIO))
+    monkeypatch.setattr(torch_capture, "_header_room", lambda modules, inputs: 8)  # the copying fallback
     with pytest.raises(OSError):
         run_capture(Net(), tmp_path / "t.json", torch.ones(1, 4))
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- direct layout, background hashing
+
+
+def _arrays():
+    rng = np.random.default_rng(0)
+    return [
+        ("a", rng.standard_normal((3, 5)).astype(np.float32)),
+        ("b", rng.standard_normal(7)),  # f64 after 60 bytes: misaligned unless spooled
+        ("c", np.arange(6, dtype=np.int64)),
+        ("d", np.ones(3, dtype=np.float16)),
+        ("e", np.zeros(0, dtype=np.float32)),
+        ("f", np.ones(5, dtype=np.int8)),
+    ]
+
+
+def _bundle_bytes(path, arrays, **options) -> tuple[bytes, dict, "bundle_stream.StreamedBundle"]:
+    b = bundle_stream.StreamedBundle(path, **options)
+    returned = {}
+    for key, arr in arrays:
+        returned[key] = b.append(key, arr)[2]
+    shas = b.sha256s()
+    b.commit()
+    for key, arr in arrays:
+        assert shas[key] == hashlib.sha256(arr.tobytes()).hexdigest(), key
+        assert returned[key] in (None, shas[key]), key
+    return Path(path).read_bytes(), shas, b
+
+
+def _read_with_safetensors(path) -> dict:
+    import safetensors.numpy
+
+    return safetensors.numpy.load_file(str(path))
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_a_direct_bundle_fills_its_header_room_and_is_read_by_safetensors_and_parity(tmp_path, background):
+    by_key = dict(_arrays())
+    arrays = [("c", by_key["c"]), ("a", by_key["a"]), ("g", np.ones(8, np.float32)), ("d", by_key["d"])]
+    data, _, b = _bundle_bytes(tmp_path / "d.safetensors", arrays, header_room=1000, hash_in_background=background)
+    assert b.header_room == 1000
+    n = int.from_bytes(data[:8], "little")
+    assert n == 1000 and data[8 + 1000 - 1 : 8 + 1000] == b" "  # padded with spaces to fill the room
+    header = json.loads(data[8 : 8 + n])
+    assert b.direct is False  # committed
+    assert list(header) == ["c", "a", "g", "d"]  # append order, not grouped by width
+    assert [header[k]["data_offsets"] for k in header] == [[0, 48], [48, 108], [108, 140], [140, 146]]
+    assert len(data) == 8 + n + 146
+    got = _read_with_safetensors(tmp_path / "d.safetensors")
+    for key, arr in arrays:
+        assert got[key].dtype == arr.dtype and np.array_equal(got[key], arr), key
+    r = parity("inspect", tmp_path / "d.safetensors")
+    assert r.returncode == 0, r.stderr
+    assert leftovers(tmp_path) == []
+
+
+def test_a_misaligned_append_falls_back_to_exactly_the_spooled_bytes(tmp_path):
+    arrays = _arrays()
+    spooled, _, _ = _bundle_bytes(tmp_path / "s.safetensors", arrays)
+    b = bundle_stream.StreamedBundle(tmp_path / "d.safetensors", header_room=4096, hash_in_background=True)
+    b.append(*arrays[0])
+    assert b.direct
+    b.append(*arrays[1])  # an f64 at data offset 60
+    assert not b.direct and not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
+    for key, arr in arrays[2:]:
+        b.append(key, arr)
+    shas = b.sha256s()
+    b.commit()
+    assert (tmp_path / "d.safetensors").read_bytes() == spooled
+    assert all(shas[k] == hashlib.sha256(a.tobytes()).hexdigest() for k, a in arrays)
+    got = _read_with_safetensors(tmp_path / "d.safetensors")
+    assert all(np.array_equal(got[k], a) for k, a in arrays)
+    assert leftovers(tmp_path) == []
+
+
+def test_a_header_that_outgrows_its_room_falls_back_to_exactly_the_spooled_bytes(tmp_path):
+    arrays = [(f"tensor.{i}.a_long_key_to_fill_the_header", np.full(4, i, np.float32)) for i in range(40)]
+    spooled, _, _ = _bundle_bytes(tmp_path / "s.safetensors", arrays)
+    data, _, b = _bundle_bytes(tmp_path / "d.safetensors", arrays, header_room=256, hash_in_background=True)
+    assert data == spooled and int.from_bytes(data[:8], "little") > 256
+    assert leftovers(tmp_path) == []
+
+
+def test_a_bert_capture_stays_direct_and_its_header_fills_the_room(tmp_path, validate_report):
+    model, inputs = tiny_bert()
+    with torch.no_grad(), capture(model, tmp_path / "t.json", producer=PRODUCER) as run:
+        model(**inputs)
+        assert run._bundle.direct
+    data = (tmp_path / "t_stages.safetensors").read_bytes()
+    assert int.from_bytes(data[:8], "little") == run._bundle.header_room
+    assert_whole(tmp_path / "t.json", validate_report)
+    assert leftovers(tmp_path) == []
+
+
+class _Doubler(nn.Module):
+    """Changes its child's output in place after the child's hooks ran."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = nn.Linear(4, 4)
+
+    def forward(self, x):
+        y = self.inner(x)
+        y.mul_(2)
+        y.add_(1)
+        return y
+
+
+def test_an_output_changed_in_place_after_its_hook_is_captured_as_the_hook_saw_it(tmp_path, validate_report):
+    torch.manual_seed(0)
+    model = _Doubler()
+    x = torch.randn(3, 4)
+    with torch.no_grad():
+        expected = model.inner(x).clone()
+    run_capture(model, tmp_path / "t.json", x)
+    assert_whole(tmp_path / "t.json", validate_report)
+    got = bundle_of(tmp_path / "t.json")
+    assert np.array_equal(got["tensor.inner.output"], expected.numpy())
+    assert np.array_equal(got["tensor.model.output"], (expected * 2 + 1).numpy())
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("swallowed", [False, True])
+def test_a_hasher_failure_fails_the_capture_and_writes_nothing(tmp_path, monkeypatch, swallowed):
+    """The worker's error fails the run as a failed write in the hook does:
+    raised by the next append (inside the forward) or at exit; no report,
+    no bundle, no temporary, every hook removed."""
+    real = bundle_stream._Hasher._hash
+    calls = [0]
+
+    def failing(self, fd, offset, length):
+        calls[0] += 1
+        if calls[0] == 2:
+            raise OSError(errno.EIO, "Input/output error")
+        return real(self, fd, offset, length)
+
+    monkeypatch.setattr(bundle_stream._Hasher, "_hash", failing)
+    net = Net()
+    with pytest.raises((OSError, RuntimeError)) as e:
+        with torch.no_grad(), capture(net, tmp_path / "t.json", producer=PRODUCER):
+            try:
+                net(torch.ones(1, 4))
+            except OSError:
+                if not swallowed:
+                    raise
+    err = e.value if isinstance(e.value, OSError) else e.value.__cause__
+    assert isinstance(err, OSError) and err.errno == errno.EIO
+    assert list(tmp_path.iterdir()) == [] and sum(forward_hook_counts(net).values()) == 0
+
+
+def test_a_hasher_failure_on_the_last_stage_fails_at_exit_and_keeps_the_old_report(tmp_path, monkeypatch):
+    """No append comes after the last stage: its hash's failure is raised
+    on exit, and the report and bundle already there stay as they were."""
+    path = tmp_path / "t.json"
+    run_capture(Net(), path, torch.ones(1, 4))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    real = bundle_stream._Hasher._hash
+    calls = [0]
+
+    def failing_last(self, fd, offset, length):
+        calls[0] += 1
+        if calls[0] == len(net_order()):
+            raise OSError(errno.EIO, "Input/output error")
+        return real(self, fd, offset, length)
+
+    monkeypatch.setattr(bundle_stream._Hasher, "_hash", failing_last)
+    with pytest.raises(OSError, match="Input/output"):
+        run_capture(Net(), path, torch.full((1, 4), 2.0))
+    assert calls[0] == len(net_order())
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
 # ---------------------------------------------------------------- grad modes
