@@ -21,6 +21,7 @@ pub mod dtype;
 pub mod file;
 pub mod manifest;
 pub mod npy;
+pub mod pytorch;
 pub mod report;
 pub mod safetensors_header;
 pub mod safetensors_write;
