@@ -61,7 +61,8 @@ pub fn run(weights: &Path, out: &Path) -> Result<(), Box<dyn std::error::Error>>
     };
     let (x, shape) = load("input")?;
 
-    let mut capture = Capture::create(out, "capture_mlp example", "rust-f32")?;
+    // `reads`: the capture refuses to write its report or bundle over the weights.
+    let mut capture = Capture::builder(out, "capture_mlp example", "rust-f32").reads(weights).create()?;
     let y = model.forward(&x, &shape, &mut capture)?;
     let report = capture.finish()?;
     println!("wrote {} ({} tensors, output {:?}, y[0] = {})", out.display(), report.tensors.len(), shape, y[0]);

@@ -373,3 +373,27 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_capture_refuses_to_write_over_a_file_the_port_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("w.safetensors");
+    std::fs::write(&weights, b"the port's weights").unwrap();
+    let x = [1f32, 2.0];
+    // The report's path is the weights.
+    let e = Capture::builder(&weights, "port", "rust-f32").reads(&weights).create().unwrap_err();
+    assert!(matches!(e, Error::OutputIsInput { .. }), "{e:?}");
+    // The bundle beside the report would be the weights, reached through a link.
+    std::os::unix::fs::symlink(&weights, dir.path().join("r_stages.safetensors")).unwrap();
+    let e = Capture::builder(dir.path().join("r.json"), "port", "rust-f32").reads(&weights).create().unwrap_err();
+    assert!(matches!(e, Error::OutputIsInput { .. }), "{e:?}");
+    // An input that appears under the report's name while the capture runs.
+    let later = dir.path().join("later.json");
+    let mut run = Capture::builder(&later, "port", "rust-f32").reads(dir.path().join("in.json")).create().unwrap();
+    run.output("fc", "Linear", &x, &[2]).unwrap();
+    std::fs::write(dir.path().join("in.json"), b"read by the port").unwrap();
+    std::fs::hard_link(dir.path().join("in.json"), &later).unwrap();
+    assert!(matches!(run.finish().unwrap_err(), Error::OutputIsInput { .. }));
+    assert_eq!(std::fs::read(&weights).unwrap(), b"the port's weights");
+    assert_eq!(std::fs::read(dir.path().join("in.json")).unwrap(), b"read by the port");
+}

@@ -155,6 +155,8 @@ pub struct Capture {
     keys: HashSet<String>,
     /// Why the bundle can no longer be whole (a write failed), if it cannot.
     broken: Option<String>,
+    /// Files the port reads, which finish must not replace.
+    reads: Vec<PathBuf>,
 }
 
 /// Options of a [`Capture`] beyond [`Capture::create`]'s.
@@ -163,6 +165,7 @@ pub struct CaptureBuilder {
     path: PathBuf,
     producer: Producer,
     expected_stages: usize,
+    reads: Vec<PathBuf>,
 }
 
 /// Header room reserved by default: the stages of a small transformer's
@@ -187,6 +190,14 @@ impl CaptureBuilder {
         self
     }
 
+    /// A file (or directory) the port reads, such as its weights: the
+    /// capture refuses to write its report or bundle over it, by path or
+    /// through a link (checked at create and again at finish).
+    pub fn reads(mut self, input: impl AsRef<Path>) -> Self {
+        self.reads.push(input.as_ref().to_path_buf());
+        self
+    }
+
     /// Start the capture: the bundle's temporary is created beside the
     /// report's path, which must be a file in an existing directory.
     pub fn create(self) -> Result<Capture> {
@@ -195,6 +206,7 @@ impl CaptureBuilder {
                 return Err(Error::json(&self.path, format!("producer.{field} must not be empty (the report names who computed it)")));
             }
         }
+        refuse_inputs(&self.path, &self.reads)?;
         let keys = std::iter::repeat_n(TYPICAL_KEY, self.expected_stages);
         let writer = RunWriter::create(&self.path, keys)?;
         Ok(Capture {
@@ -204,8 +216,17 @@ impl CaptureBuilder {
             calls: HashMap::new(),
             keys: HashSet::new(),
             broken: None,
+            reads: self.reads,
         })
     }
+}
+
+/// Neither the report nor its bundle may be a file the port reads.
+fn refuse_inputs(report: &Path, reads: &[PathBuf]) -> Result<()> {
+    let inputs: Vec<(&Path, &str)> = reads.iter().map(|p| (p.as_path(), "a file the port reads")).collect();
+    crate::format::atomic::refuse_input(report, &inputs, "the capture's report")?;
+    let bundle = super::write::bundle_path_for(report);
+    crate::format::atomic::refuse_input(&bundle, &inputs, "the capture's stage bundle")
 }
 
 impl Capture {
@@ -224,6 +245,7 @@ impl Capture {
             path: report_path.as_ref().to_path_buf(),
             producer: Producer { name: producer_name.to_string(), implementation: implementation.to_string(), versions },
             expected_stages: DEFAULT_EXPECTED_STAGES,
+            reads: Vec::new(),
         }
     }
 
@@ -254,7 +276,8 @@ impl Capture {
     /// Write the report and put it and its bundle in place, replacing any
     /// pair already there. Returns the report written.
     pub fn finish(self) -> Result<Report> {
-        let Capture { writer, path, producer, keys, broken, .. } = self;
+        let Capture { writer, path, producer, keys, broken, reads, .. } = self;
+        refuse_inputs(&path, &reads)?;
         if let Some(why) = broken {
             return Err(Error::OutputNotWritable { path, message: format!("not written: {why}, so the run is incomplete") });
         }
