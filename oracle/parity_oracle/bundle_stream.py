@@ -73,7 +73,7 @@ from typing import Any
 
 import numpy as np
 
-from .tensorio import safetensors_dtype
+from .tensorio import output_file, safetensors_dtype
 
 # The fallback's read/write size: the one buffer assembling may hold.
 COPY_CHUNK = 1 << 20
@@ -120,7 +120,7 @@ class StreamedBundle:
     def __init__(
         self, path: str | os.PathLike, *, header_room: int | None = None, hash_in_background: bool = False
     ) -> None:
-        self.path = Path(path)
+        self.path = output_file(path)  # a link followed; a device or FIFO refused
         self._token = secrets.token_hex(6)
         self._tmp = self.path.with_name(f".{self.path.name}.{self._token}.tmp")
         self._spools: dict[int, tuple[Path, int]] = {}  # alignment -> (path, fd)

@@ -133,6 +133,26 @@ def load_tensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return out
 
 
+def output_file(path: str | os.PathLike) -> Path:
+    """The regular file a write to `path` replaces: a symbolic link is
+    followed (the file it names is replaced and the link kept; a dangling
+    link creates its target). A device, FIFO, socket or directory is refused
+    (ValueError naming it): renaming a file over it would destroy it (as
+    root, a rename over /dev/null breaks the machine), and a report's bundle
+    could not sit beside it."""
+    import stat
+
+    real = Path(os.path.realpath(path))
+    try:
+        mode = os.stat(real).st_mode
+    except FileNotFoundError:
+        return real
+    if stat.S_ISREG(mode):
+        return real
+    what = "a directory" if stat.S_ISDIR(mode) else "a device, FIFO or socket"
+    raise ValueError(f"{path}: is {what}: parity_oracle writes reports and bundles as regular files, never over one")
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to `path` so that no reader ever sees a half-written file.
 
@@ -141,7 +161,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     temporary file replaces `path`. On any error the temporary file is removed
     and an existing `path` is left untouched.
     """
-    path = Path(path)
+    path = output_file(path)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     # O_EXCL: never clobber someone else's file; mode 0o666 lets the umask decide
     # the final permissions, like a plain open() would.

@@ -81,7 +81,7 @@ from .report import (
     known_stages,
     safe_key,
 )
-from .tensorio import atomic_write_bytes, to_numpy
+from .tensorio import atomic_write_bytes, output_file, to_numpy
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_]")
 # A repeated call is `<name>#<n>`: a name that already ends so could be
@@ -152,7 +152,9 @@ class Capture:
         torch = _torch()
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"capture: model must be a torch.nn.Module, got {type(model).__name__}")
-        self.path = Path(path)
+        # Where the report lands: a link followed, a device or FIFO refused
+        # (before the forward runs); the bundle goes beside that file.
+        self.path = output_file(path)
         self.stage_bundle = _relative_path("stage_bundle", stage_bundle or f"{self.path.stem}_stages.safetensors")
         self.bundle_path = self.path.parent / self.stage_bundle
         producer = dict(producer)

@@ -1125,3 +1125,29 @@ def test_a_bert_capture_is_read_by_parity_inspect_and_checks_against_itself(tmp_
     r = parity("check", path, path, "--tolerances", tol, "--strict-stage-tolerances", "--strict-hash")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Result: PASS" in r.stdout
+
+
+def test_a_device_a_fifo_or_a_link_as_the_report_path_is_never_replaced(tmp_path):
+    """/dev/null and a FIFO are refused before the forward runs (a rename
+    over them would destroy them); a symbolic link is followed, the file it
+    names written with its bundle beside it, and the link kept."""
+    import stat
+
+    net = Net(d=4, n=2)
+    fifo = tmp_path / "f.json"
+    os.mkfifo(fifo)
+    for out in ["/dev/null", fifo]:
+        with pytest.raises(ValueError, match="device, FIFO or socket"):
+            with torch.no_grad(), capture(net, out, producer=PRODUCER):
+                net(torch.randn(1, 4))
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert not os.path.exists("/dev/null_stages.safetensors")
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    (tmp_path / "real").mkdir()
+    link = tmp_path / "l.json"
+    link.symlink_to("real/r.json")
+    with torch.no_grad(), capture(net, link, producer=PRODUCER):
+        net(torch.randn(1, 4))
+    assert link.is_symlink()
+    assert sorted(p.name for p in (tmp_path / "real").iterdir()) == ["r.json", "r_stages.safetensors"]
+    assert read_report(link)["stage_bundle"] == "r_stages.safetensors"
