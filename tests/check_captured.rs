@@ -199,3 +199,26 @@ fn thousands_of_passing_tensors_are_counted_not_listed() {
     let md = String::from_utf8_lossy(&md.stdout);
     assert!(md.contains("2,000 tensors pass every stage") && !md.contains("### ✅"), "{md}");
 }
+
+#[test]
+fn logits_named_on_a_stage_that_is_not_float_logits_fail_it_rather_than_pass_unchecked() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sides = Vec::new();
+    for side in ["left", "right"] {
+        let path = dir.path().join(format!("{side}.json"));
+        let mut run = parity::capture::Capture::create(&path, side, "rust").unwrap();
+        // Token ids past 2^53, equal on both sides: an integer stage.
+        let ids = [(1i64 << 53) + 1, i64::MAX];
+        run.output("argmax", "Argmax", &ids, &[2]).unwrap();
+        run.output("lm_head", "Linear", &[0.5f32, 1.0, 2.0, 0.0], &[2, 2]).unwrap();
+        run.finish().unwrap();
+        sides.push(path);
+    }
+    let base = ["check", s(&sides[0]), s(&sides[1]), "--atol", "0", "--rtol", "0", "--min-top1", "1"];
+    let ok = parity(&[&base[..], &["--logits", "lm_head"]].concat());
+    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stdout));
+    let out = parity(&[&base[..], &["--logits", "argmax"]].concat());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("--logits names this stage but it is not float logits"), "{text}");
+}

@@ -119,7 +119,20 @@ pub(super) fn run_stage(s: &StageSetup, top_diffs: usize, rehash: bool) -> Resul
 /// join the stage's gate.
 fn with_logits(result: &mut StageResult, l: &Present, r: &Present) -> Result<()> {
     let (ls, rs) = (l.stage(), r.stage());
-    if ls.shape != rs.shape || ls.shape.is_empty() || !ls.dtype.is_float() || !rs.dtype.is_float() {
+    if ls.shape != rs.shape {
+        return Ok(()); // the shape mismatch already fails the stage
+    }
+    if ls.shape.is_empty() || !ls.dtype.is_float() || !rs.dtype.is_float() {
+        // Named by --logits but not logits: its token limits cannot be held,
+        // so the stage fails rather than pass them unchecked.
+        result.failures.push(format!(
+            "--logits names this stage but it is not float logits with a vocabulary axis ({} {:?} vs {} {:?}): no token metrics",
+            ls.dtype.name(),
+            ls.shape,
+            rs.dtype.name(),
+            rs.shape
+        ));
+        result.verdict = gate::Verdict::Fail;
         return Ok(());
     }
     let m = crate::compare::logits::measure(ls, rs)?;
