@@ -14,7 +14,8 @@
 //!
 //! * `checkpoints/pread_two_threads`, `diff/atol`: the same read of every
 //!   shard of two sharded checkpoints (`PARITY_BENCH_CHECKPOINTS=DIR` with
-//!   `left/` and `right/`, written by benches/diff_checkpoints.py), and
+//!   `left/` and `right/`, written by benches/diff_checkpoints.py or, a
+//!   PyTorch `.bin` against its safetensors twin, benches/pytorch_checkpoints.py), and
 //!   `parity::diff::diff` on them with `--atol 1e-6`.
 //!
 //! The bundle benches need a case: `PARITY_BENCH_CASE=DIR` holding
@@ -160,7 +161,8 @@ fn checkpoints(c: &mut Criterion) {
             let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join(side))
                 .expect("checkpoint dir")
                 .map(|e| e.unwrap().path())
-                .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+                // safetensors shards, or PyTorch ones (benches/pytorch_checkpoints.py).
+                .filter(|p| p.extension().is_some_and(|e| e == "safetensors" || e == "bin"))
                 .collect();
             v.sort();
             v

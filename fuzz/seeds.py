@@ -132,6 +132,22 @@ def main():
         put("comparer", f"dtype_{d}", bytes([[0, 3, 4, 5, 6, 7, 8, 9, 10][i], 3, 0, 1]) + bytes(range(32)) + bytes(range(1, 33)))
     put("comparer", "mixed", bytes([0xf3, 2, 0, 0]) + bytes(range(64)))
 
+    # PyTorch: odd first byte = a whole file (the golden torch.save files and
+    # the refused ones), even = a pickle alone (each zip's data.pkl).
+    torch_files = sorted(GOLDEN.glob("pytorch_*/*.pt")) + sorted(GOLDEN.glob("pytorch_*/*/*.bin"))
+    torch_files += sorted((ROOT / "tests/fixtures/pytorch/bad").glob("*.pt"))
+    for f in torch_files:
+        raw = f.read_bytes()
+        tag = f"{f.parent.name}_{f.stem}"
+        put("pytorch", f"file_{tag}", b"\x01" + raw)
+        if raw[:2] == b"PK":
+            try:
+                z = zipfile.ZipFile(io.BytesIO(raw))
+                pkl = next(n for n in z.namelist() if n.endswith("/data.pkl"))
+                put("pytorch", f"pickle_{tag}", b"\x00" + z.read(pkl))
+            except (zipfile.BadZipFile, StopIteration, NotImplementedError):
+                pass
+
 
 if __name__ == "__main__":
     main()

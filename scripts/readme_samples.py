@@ -149,6 +149,10 @@ SAMPLES = {
     "diff": [
         Run("parity diff golden/diff_two_shards/left golden/diff_two_shards/right --tolerances golden/diff_two_shards/tolerances.json"),
     ],
+    "diff-bin": [
+        Run("parity diff golden/pytorch_sharded_bin/left golden/pytorch_sharded_bin/right"),
+        Run("parity inspect golden/pytorch_training_checkpoint/checkpoint.pt --headers", keep=head(6)),
+    ],
     "dry-run": [
         Run("cp -r golden/plan_two_shards /tmp/plan && cd /tmp/plan", cmd="cp -r golden/plan_two_shards/. /tmp/plan"),
         Run("parity apply plan.yaml --dry-run", cwd="/tmp/plan"),

@@ -240,6 +240,13 @@ fn write_checkpoint(dir: &Path, scale: f32) {
 // ---------------------------------------------------------------------------
 // Running a row.
 
+/// `parity diff <a bad PyTorch fixture> ckpt/a`, the fixture copied in.
+fn torch_bad(fx: &Fx, name: &str) -> Vec<String> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pytorch/bad").join(name);
+    std::fs::copy(src, fx.path(name)).unwrap();
+    vec!["diff".into(), fx.arg(name), fx.arg("ckpt/a")]
+}
+
 fn run_row(r: &Row) -> Result<(), String> {
     let fx = Fx::new();
     let args = (r.setup)(&fx);
@@ -840,6 +847,51 @@ fn rows() -> Vec<Row> {
         row("diff: .npy without the numpy magic", Refused(&["x.npy"]), |fx| {
             fx.write("x.npy", b"not numpy at all, just text");
             vec!["diff".into(), fx.arg("x.npy"), fx.arg("x.npy")]
+        }),
+        // ---- diff: PyTorch checkpoints (tests/fixtures/pytorch/make_bad.py) ----
+        row("diff: .pt whose pickle calls os.system (nothing runs)", Refused(&["exploit.pt", "global 'posix.system' is not allowed"]), |fx| {
+            torch_bad(fx, "exploit.pt")
+        }),
+        row("diff: legacy .pt whose pickle calls os.system", Refused(&["exploit_legacy.pt", "global 'posix.system'"]), |fx| {
+            torch_bad(fx, "exploit_legacy.pt")
+        }),
+        row("diff: .pt with an opcode torch refuses (protocol 4 FRAME)", Refused(&["protocol4.pt", "opcode 0x95"]), |fx| {
+            torch_bad(fx, "protocol4.pt")
+        }),
+        row("diff: .pt zip cut in half", Refused(&["truncated.pt", "truncated"]), |fx| torch_bad(fx, "truncated.pt")),
+        row("diff: .pt without its data/0 record", Refused(&["missing_record.pt", "tensor 'w'", "'archive/data/0' is missing"]), |fx| {
+            torch_bad(fx, "missing_record.pt")
+        }),
+        row("diff: .pt with a deflated storage record (refused)", Refused(&["deflated.pt", "tensor 'w'", "compressed"]), |fx| {
+            torch_bad(fx, "deflated.pt")
+        }),
+        row("diff: .pt storage shorter than its tensors need", Refused(&["short_storage.pt", "tensor 'w'", "record holds 8"]), |fx| {
+            torch_bad(fx, "short_storage.pt")
+        }),
+        row("diff: .pt view past its storage", Refused(&["past_storage.pt", "tensor 'w'", "needs 28 bytes"]), |fx| {
+            torch_bad(fx, "past_storage.pt")
+        }),
+        row("diff: .pt stride that overflows", Refused(&["stride_overflow.pt", "tensor 'w'", "overflows"]), |fx| {
+            torch_bad(fx, "stride_overflow.pt")
+        }),
+        row("diff: .pt storage claiming 2^61 elements", Refused(&["huge_storage.pt", "tensor 'w'", "claims"]), |fx| {
+            torch_bad(fx, "huge_storage.pt")
+        }),
+        row("diff: .pt big-endian", Refused(&["big_endian.pt", "little-endian"]), |fx| torch_bad(fx, "big_endian.pt")),
+        row("diff: .pt dict key that is a tuple", Refused(&["tuple_key.pt", "tuple key"]), |fx| torch_bad(fx, "tuple_key.pt")),
+        row("diff: .pt two tensors one name after flattening", Refused(&["duplicate_name.pt", "tensor 'a.b'", "two tensors"]), |fx| {
+            torch_bad(fx, "duplicate_name.pt")
+        }),
+        row("diff: .pt nested 300 lists deep", Refused(&["deep.pt", "nested deeper than 256"]), |fx| torch_bad(fx, "deep.pt")),
+        row("diff: legacy .pt cut inside a storage", Refused(&["legacy.pt", "truncated"]), |fx| {
+            std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/golden/pytorch_legacy/model.pt"), fx.path("legacy.pt")).unwrap();
+            fx.edit_bytes("legacy.pt", |b| b.truncate(b.len() - 100));
+            vec!["diff".into(), fx.arg("legacy.pt"), fx.arg("ckpt/a")]
+        }),
+        row("diff: pytorch_model.bin.index.json naming a missing shard", Refused(&["pytorch_model.bin.index.json", "tensor 'w'", "does not exist"]), |fx| {
+            std::fs::create_dir_all(fx.path("bin")).unwrap();
+            fx.write("bin/pytorch_model.bin.index.json", r#"{"weight_map": {"w": "pytorch_model-00001-of-00001.bin"}}"#);
+            vec!["diff".into(), fx.arg("bin"), fx.arg("ckpt/a")]
         }),
         row("diff --tolerances without a tensors section", Refused(&["tol.json", "\"tensors\""]), |fx| {
             let mut a = fx.diff();

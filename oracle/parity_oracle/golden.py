@@ -41,6 +41,7 @@ import numpy as np  # noqa: E402
 
 from . import diff_case  # noqa: E402
 from . import plan_case  # noqa: E402
+from . import pytorch_case  # noqa: E402
 from . import ops as catalog  # noqa: E402
 from .case import write_op_case  # noqa: E402
 from .checkout import NotACheckout, find_checkout  # noqa: E402
@@ -147,6 +148,10 @@ def write_readme(out: Path, skipped: dict[str, str]) -> None:
         rows.append(f"| [`{c.name}`]({c.name}/NOTE.md) | {c.proves}{note} |")
     rows.append(f"| [`{diff_case.NAME}`]({diff_case.NAME}/NOTE.md) | {diff_case.PROVES} |")
     rows.append(f"| [`{plan_case.NAME}`]({plan_case.NAME}/NOTE.md) | {plan_case.PROVES} |")
+    for name in pytorch_case.NAMES:
+        present = (out / name).is_dir()
+        note = "" if present else f" **(not generated: {skipped.get(name, 'missing')})**"
+        rows.append(f"| [`{name}`]({name}/NOTE.md) | {pytorch_case.PROVES[name]}{note} |")
     text = f"""# Golden stage bundles
 
 Produced by the independent Python oracle (`oracle/`, numpy + ml_dtypes + safetensors),
@@ -204,7 +209,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help="output directory (default: golden/ of the parity checkout around the "
                         "current directory)")
-    parser.add_argument("--case", action="append", choices=sorted([*CASES_BY_NAME, diff_case.NAME, plan_case.NAME]),
+    parser.add_argument("--case", action="append", choices=sorted([*CASES_BY_NAME, diff_case.NAME, plan_case.NAME, *pytorch_case.NAMES]),
                         help="only this case (repeatable); default all")
     args = parser.parse_args(argv)
 
@@ -235,6 +240,15 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if not args.case or plan_case.NAME in args.case:
         plan_case.generate(out, versions_line(), COMMAND)
         print(f"wrote {out / plan_case.NAME}")
+    torch_cases = [n for n in pytorch_case.NAMES if not args.case or n in args.case]
+    if torch_cases and not args.case and not _installed("torch"):
+        for n in torch_cases:
+            skipped[n] = "package torch not installed"
+            print(f"skip {n}: {skipped[n]}", file=sys.stderr)
+    elif torch_cases:
+        pytorch_case.generate(out, torch_cases, versions_line(), COMMAND)
+        for n in torch_cases:
+            print(f"wrote {out / n}")
     write_readme(out, skipped)
     write_manifest(out)
     return 0

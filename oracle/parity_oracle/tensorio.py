@@ -28,6 +28,7 @@ _SAFETENSORS_DTYPE: dict[np.dtype, str] = {
     np.dtype(np.float16): "F16",
     np.dtype(np.int32): "I32",
     np.dtype(np.int64): "I64",
+    np.dtype(np.int16): "I16",
     np.dtype(np.int8): "I8",
     np.dtype(np.uint8): "U8",
     np.dtype(np.bool_): "BOOL",

@@ -14,9 +14,9 @@ from conftest import GOLDEN_DIR, SVF_TOLERANCES, stage_diff
 from parity_oracle import SVF_INPUTS, SVF_STAGES, load_tensors, ops, sha256_hex, svf_apply_f32, svf_apply_f64
 from parity_oracle import golden as make_golden
 
-# Cases of another kind than the catalog's: a checkpoint diff and a plan
-# (their own files; tested in test_apply.py and by `parity gate`).
-SPECIAL_CASES = (make_golden.diff_case.NAME, make_golden.plan_case.NAME)
+# Cases of another kind than the catalog's: checkpoint diffs (safetensors and
+# PyTorch) and a plan (their own files; tested in test_apply.py and by `parity gate`).
+SPECIAL_CASES = (make_golden.diff_case.NAME, make_golden.plan_case.NAME, *make_golden.pytorch_case.NAMES)
 CASE_DIRS = sorted(p for p in GOLDEN_DIR.iterdir() if p.is_dir() and p.name not in SPECIAL_CASES) \
     if GOLDEN_DIR.is_dir() else []
 REPORTS = ("oracle_f32.json", "oracle_f64.json")

@@ -92,7 +92,7 @@ impl<'a> Run<'a> {
                 .map(|(n, c)| manifest::Input {
                     name: n.clone(),
                     path: plan.plan.inputs[n].clone(),
-                    layout: c.layout.name().into(),
+                    layout: c.layout_name().into(),
                     files: fingerprint(plan, n, c),
                 })
                 .collect(),

@@ -192,6 +192,7 @@ pub(super) fn copy_tensor(data: &Data, t: &TensorToWrite, w: &mut dyn Write, mut
     match data {
         Data::Input(ck, loc) => {
             let region = ck.region(loc);
+            if !region.is_strided() {
             let mut buf = vec![0u8; (4 << 20).min(loc.len.max(1))];
             let mut at = 0;
             while at < loc.len {
@@ -202,6 +203,14 @@ pub(super) fn copy_tensor(data: &Data, t: &TensorToWrite, w: &mut dyn Write, mut
                 }
                 w.write_all(&buf[..n])?;
                 at += n;
+            }
+            } else {
+                // A strided view (PyTorch) is gathered whole, once.
+                let bytes = ck.gathered(loc).map_err(to_io)?.expect("strided");
+                if let Some(h) = h.as_mut() {
+                    h.update(&bytes);
+                }
+                w.write_all(&bytes)?;
             }
         }
         Data::Work(p) => {

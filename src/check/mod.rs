@@ -76,7 +76,7 @@ impl DefaultTolerance {
             DType::BF16 => (1.6e-2, 1e-5),
             DType::F8E4M3 => (0.0625, 2f64.powi(-6)),
             DType::F8E5M2 => (0.125, 2f64.powi(-14)),
-            DType::I64 | DType::I32 | DType::I8 | DType::U8 | DType::BOOL => (0.0, 0.0),
+            DType::I64 | DType::I32 | DType::I16 | DType::I8 | DType::U8 | DType::BOOL => (0.0, 0.0),
         }
     }
 

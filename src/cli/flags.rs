@@ -59,7 +59,7 @@ pub enum Command {
     /// Check every golden case: integrity, replay of both implementations, verdicts.
     #[command(after_help = EXIT_CODES)]
     Gate(GateArgs),
-    /// Compare two checkpoints tensor by tensor (safetensors file, HF sharded directory, shards, .npy/.npz).
+    /// Compare two checkpoints tensor by tensor (safetensors file, HF sharded directory, shards, .npy/.npz, PyTorch .pt/.bin).
     #[command(after_help = DIFF_EXIT_CODES)]
     Diff(DiffArgs),
     /// Combine the JSON results of every `diff --partition K/N` job into the unpartitioned result.
@@ -131,7 +131,9 @@ pub struct ApplyArgs {
 #[derive(Args, Debug)]
 pub struct DiffArgs {
     /// The baseline checkpoint: a .safetensors file, a directory with
-    /// model.safetensors.index.json, a directory of shards, a .npy/.npz.
+    /// model.safetensors.index.json, a directory of shards, a .npy/.npz, a
+    /// PyTorch .pt/.bin (read without running its pickle) or a directory
+    /// with pytorch_model.bin.index.json.
     pub left: PathBuf,
     /// The candidate checkpoint, in any of the same layouts.
     pub right: PathBuf,

@@ -133,7 +133,7 @@ pub fn diff(left_path: &Path, right_path: &Path, opts: &DiffOptions) -> Result<D
     };
     let side = |c: &Checkpoint, p: &Path| Side {
         path: p.display().to_string(),
-        layout: c.layout.name().to_string(),
+        layout: c.layout_name().to_string(),
         files: c.shards().len(),
         tensors: c.len(),
         bytes: c.total_bytes(),
@@ -196,13 +196,23 @@ fn explain_differences(left: &Checkpoint, right: &Checkpoint, planned: &[PairToC
             continue;
         }
         let (_, tol) = limits_for(&t.name, opts);
-        let ls = Stage { dtype: l.dtype, shape: &l.shape, bytes: Bytes::File(left.region(l)) };
-        let rs = Stage { dtype: r.dtype, shape: &r.shape, bytes: Bytes::File(right.region(r)) };
+        let (lh, rh) = (left.gathered(l)?, right.gathered(r)?);
+        let ls = Stage { dtype: l.dtype, shape: &l.shape, bytes: bytes_of(left, l, &lh) };
+        let rs = Stage { dtype: r.dtype, shape: &r.shape, bytes: bytes_of(right, r, &rh) };
         let (explanation, plots) = crate::compare::explain::examine(ls, rs, &tol, opts.plots)?;
         d.explanation = explanation.map(|e| e.json());
         d.plots = plots;
     }
     Ok(())
+}
+
+/// A tensor's bytes for a streamed comparison: from its file, or from
+/// memory when it is a strided view gathered once ([`Checkpoint::gathered`]).
+fn bytes_of<'a>(ck: &'a Checkpoint, loc: &'a Located, held: &'a Option<Vec<u8>>) -> Bytes<'a> {
+    match held {
+        Some(b) => Bytes::Memory(b),
+        None => Bytes::File(ck.region(loc)),
+    }
 }
 
 fn limit_name(l: &Limit) -> String {
@@ -269,8 +279,9 @@ fn compare_pair(left: &Checkpoint, right: &Checkpoint, t: &PairToCompare, opts: 
     };
     let (source, tol) = limits_for(&t.name, opts);
     d.limits = Some(limits_json(source, &tol));
-    let ls = Stage { dtype: l.dtype, shape: &l.shape, bytes: Bytes::File(left.region(l)) };
-    let rs = Stage { dtype: r.dtype, shape: &r.shape, bytes: Bytes::File(right.region(r)) };
+    let (lh, rh) = (left.gathered(l)?, right.gathered(r)?);
+    let ls = Stage { dtype: l.dtype, shape: &l.shape, bytes: bytes_of(left, l, &lh) };
+    let rs = Stage { dtype: r.dtype, shape: &r.shape, bytes: bytes_of(right, r, &rh) };
     if l.shape != r.shape {
         d.status = Status::ShapeMismatch;
         d.failures.push(format!("shape {} (left) vs {} (right)", numbers::shape(&l.shape), numbers::shape(&r.shape)));

@@ -117,6 +117,7 @@ impl Bundle {
             path: &self.path,
             offset: (self.data_start + e.start) as u64,
             len: e.end - e.start,
+            gather: None,
         })
     }
 
@@ -174,13 +175,45 @@ pub struct Region<'a> {
     /// Absolute file offset of the tensor's first byte.
     offset: u64,
     len: usize,
+    /// A view that is not row-major: its values are gathered.
+    gather: Option<Gather<'a>>,
+}
+
+/// A strided view (PyTorch): `shape`, element `strides`, element size.
+#[derive(Clone, Copy, Debug)]
+struct Gather<'a> {
+    shape: &'a [usize],
+    strides: &'a [usize],
+    elem: usize,
 }
 
 impl<'a> Region<'a> {
     /// The `len` bytes at `offset` of an open file (whose header the caller
     /// has validated against the file's length).
     pub fn new(file: &'a File, path: &'a Path, offset: u64, len: usize) -> Region<'a> {
-        Region { file, path, offset, len }
+        Region { file, path, offset, len, gather: None }
+    }
+
+    /// A view whose element `[i, j, …]` lies at `offset + (i·strides[0] +
+    /// j·strides[1] + …)·elem` (the caller has checked every reachable
+    /// element lies in the file): its `len` logical bytes are gathered in
+    /// row-major order when read.
+    pub fn strided(
+        file: &'a File,
+        path: &'a Path,
+        offset: u64,
+        len: usize,
+        shape: &'a [usize],
+        strides: &'a [usize],
+        elem: usize,
+    ) -> Region<'a> {
+        Region { file, path, offset, len, gather: Some(Gather { shape, strides, elem }) }
+    }
+
+    /// Whether reads gather a strided view (each read then reads the
+    /// view's whole span: read it once, whole, and keep it).
+    pub fn is_strided(&self) -> bool {
+        self.gather.is_some()
     }
 
     pub fn len(&self) -> usize {
@@ -195,8 +228,53 @@ impl<'a> Region<'a> {
     /// shrunk since it was opened is an error naming it.
     pub fn read_at(&self, start: usize, buf: &mut [u8]) -> Result<()> {
         assert!(start + buf.len() <= self.len, "read past the tensor's region");
+        if let Some(g) = self.gather {
+            return self.gather_at(g, start, buf);
+        }
         let at = self.offset + start as u64;
         self.file.read_exact_at(buf, at).map_err(|e| Error::bundle(self.path, read_failure(buf.len(), at, &e)))
+    }
+
+    /// A strided view's logical bytes `start..start + buf.len()`: the span
+    /// of the file the view reaches is read once, then its elements are
+    /// copied out in row-major order (an odometer over the indices).
+    fn gather_at(&self, g: Gather<'_>, start: usize, buf: &mut [u8]) -> Result<()> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        // The span from the first element to the last reachable one; the
+        // checkpoint reader checked it lies in the file without overflow.
+        let span_elems = 1 + g.shape.iter().zip(g.strides).map(|(&d, &s)| d.saturating_sub(1) * s).sum::<usize>();
+        let mut span = vec![0u8; span_elems * g.elem];
+        self.file
+            .read_exact_at(&mut span, self.offset)
+            .map_err(|e| Error::bundle(self.path, read_failure(span.len(), self.offset, &e)))?;
+        let (first, last) = (start / g.elem, (start + buf.len()).div_ceil(g.elem));
+        // The index of element `first`, and its position in the span.
+        let mut index = vec![0usize; g.shape.len()];
+        let mut rest = first;
+        for k in (0..g.shape.len()).rev() {
+            index[k] = rest % g.shape[k];
+            rest /= g.shape[k];
+        }
+        let mut pos: usize = index.iter().zip(g.strides).map(|(&i, &s)| i * s).sum();
+        let mut out = Vec::with_capacity((last - first) * g.elem);
+        for _ in first..last {
+            out.extend_from_slice(&span[pos * g.elem..(pos + 1) * g.elem]);
+            // Advance the odometer: the last index fastest.
+            for k in (0..g.shape.len()).rev() {
+                index[k] += 1;
+                pos += g.strides[k];
+                if index[k] < g.shape[k] {
+                    break;
+                }
+                pos -= g.strides[k] * index[k];
+                index[k] = 0;
+            }
+        }
+        let skip = start - first * g.elem;
+        buf.copy_from_slice(&out[skip..skip + buf.len()]);
+        Ok(())
     }
 
     /// The sha256 of the tensor's bytes, read a MiB at a time.

@@ -19,6 +19,7 @@
 use super::bundle::Region;
 use super::dtype::DType;
 use super::npy;
+use super::pytorch;
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -39,6 +40,9 @@ pub enum Layout {
     Shards,
     /// `.npy` file(s) or an `.npz` archive.
     Numpy,
+    /// A `torch.save` file (zip or legacy), or a directory with
+    /// `pytorch_model.bin.index.json` and its `.bin` shards.
+    PyTorch,
 }
 
 impl Layout {
@@ -48,6 +52,7 @@ impl Layout {
             Layout::Indexed => "sharded (index)",
             Layout::Shards => "shards (no index)",
             Layout::Numpy => "numpy",
+            Layout::PyTorch => "pytorch",
         }
     }
 }
@@ -68,7 +73,19 @@ pub struct Located {
     pub shard: usize,
     /// Absolute offset of the first byte in the shard file.
     pub offset: u64,
+    /// Bytes of the tensor's values in logical (row-major) order.
     pub len: usize,
+    /// Element strides of a view that is not row-major (a PyTorch
+    /// transpose or column slice): `offset` is then its first element's, and
+    /// reads gather the values into logical order. None for a plain region.
+    pub strides: Option<Vec<usize>>,
+}
+
+impl Located {
+    /// Whether the values lie row-major from `offset` on (a plain region).
+    pub fn is_contiguous(&self) -> bool {
+        self.strides.is_none()
+    }
 }
 
 /// An open checkpoint: every header read and validated, no data read.
@@ -78,39 +95,99 @@ pub struct Checkpoint {
     pub layout: Layout,
     shards: Vec<Shard>,
     tensors: BTreeMap<String, Located>,
+    /// Non-tensor values in PyTorch files (an epoch, a learning rate),
+    /// skipped: `inspect` counts them.
+    pub skipped_leaves: u64,
+    /// The container of its PyTorch files, when it has any.
+    pub container: Option<pytorch::Container>,
+}
+
+/// What a file is, by its first bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Safetensors,
+    Npy,
+    Npz,
+    Torch,
+}
+
+impl Kind {
+    pub(crate) fn sniff(file: &File, len: u64, path: &Path) -> Result<Kind> {
+        use std::os::unix::fs::FileExt;
+        let mut head = [0u8; 8];
+        let n = (len as usize).min(head.len());
+        file.read_exact_at(&mut head[..n], 0).map_err(|e| Error::io(path, e))?;
+        let head = &head[..n];
+        Ok(if head.starts_with(b"\x93NUMPY") {
+            Kind::Npy
+        } else if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
+            if pytorch::is_torch_zip(file) {
+                Kind::Torch
+            } else {
+                Kind::Npz
+            }
+        } else if pytorch::is_legacy(head) {
+            Kind::Torch
+        } else {
+            Kind::Safetensors
+        })
+    }
 }
 
 impl Checkpoint {
-    /// Open any layout of SPEC §10, validating every header before returning.
+    /// Open any layout of SPEC §10 (and PyTorch files, issue 24),
+    /// validating every header before returning. A file's kind is told by
+    /// its first bytes, never by its extension.
     pub fn open(path: &Path) -> Result<Checkpoint> {
         let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
         if meta.is_dir() {
             if path.join(INDEX).is_file() {
-                return Self::open_indexed(path);
+                return Self::open_indexed(path, INDEX, Layout::Indexed);
+            }
+            if path.join(pytorch::INDEX).is_file() {
+                return Self::open_indexed(path, pytorch::INDEX, Layout::PyTorch);
             }
             return Self::open_directory(path);
         }
         if !meta.is_file() {
             return Err(Error::bundle(path, "not a regular file or directory (a FIFO or device cannot be a checkpoint)"));
         }
-        match path.extension().and_then(|e| e.to_str()) {
-            Some("npy") | Some("npz") => npy::open(path),
-            _ => {
-                let mut c = Checkpoint { path: path.to_path_buf(), layout: Layout::File, shards: Vec::new(), tensors: BTreeMap::new() };
-                c.add_safetensors(path, None)?;
+        let (file, len) = super::file::open_regular(path)?;
+        match Kind::sniff(&file, len, path)? {
+            Kind::Npy | Kind::Npz => npy::open(path),
+            kind => {
+                let layout = if kind == Kind::Torch { Layout::PyTorch } else { Layout::File };
+                let mut c = Checkpoint::empty(path, layout);
+                c.add_file(path, file, len, kind, None)?;
                 Ok(c)
             }
         }
     }
 
+    /// The layout as users say it: a PyTorch file by its container.
+    pub fn layout_name(&self) -> &'static str {
+        match (self.layout, self.container) {
+            (Layout::PyTorch, Some(c)) if self.path.is_file() => c.name(),
+            (Layout::PyTorch, _) if self.path.join(pytorch::INDEX).is_file() => "pytorch sharded (index)",
+            (Layout::PyTorch, _) => "pytorch shards",
+            (l, _) => l.name(),
+        }
+    }
+
+    fn empty(path: &Path, layout: Layout) -> Checkpoint {
+        Checkpoint { path: path.to_path_buf(), layout, shards: Vec::new(), tensors: BTreeMap::new(), skipped_leaves: 0, container: None }
+    }
+
     /// A numpy checkpoint assembled by [`super::npy`].
     pub(crate) fn from_parts(path: &Path, files: Vec<(PathBuf, File)>, tensors: BTreeMap<String, Located>) -> Checkpoint {
         let shards = files.into_iter().map(|(path, file)| Shard { path, file }).collect();
-        Checkpoint { path: path.to_path_buf(), layout: Layout::Numpy, shards, tensors }
+        Checkpoint { path: path.to_path_buf(), layout: Layout::Numpy, shards, tensors, skipped_leaves: 0, container: None }
     }
 
-    fn open_indexed(dir: &Path) -> Result<Checkpoint> {
-        let index_path = dir.join(INDEX);
+    /// A Hugging Face sharded layout: `index` (`model.safetensors.index.json`
+    /// or `pytorch_model.bin.index.json`) maps each tensor to its shard.
+    fn open_indexed(dir: &Path, index: &str, layout: Layout) -> Result<Checkpoint> {
+        let index_path = dir.join(index);
         let text = read_small(&index_path, MAX_HEADER)?;
         let value: serde_json::Value =
             crate::format::strict_json::parse(&text).map_err(|e| Error::json(&index_path, format!("not JSON: {e}")))?;
@@ -143,7 +220,7 @@ impl Checkpoint {
             wanted.insert(tensor.clone(), shard.to_string());
         }
         shard_names.sort();
-        let mut c = Checkpoint { path: dir.to_path_buf(), layout: Layout::Indexed, shards: Vec::new(), tensors: BTreeMap::new() };
+        let mut c = Checkpoint::empty(dir, layout);
         for name in &shard_names {
             let shard_path = dir.join(name);
             // Present but not a regular file (a directory, a FIFO) is refused
@@ -152,28 +229,30 @@ impl Checkpoint {
                 let tensor = wanted.iter().find(|(_, s)| *s == name).map(|(t, _)| t.as_str()).unwrap_or("?");
                 return Err(Error::tensor(&index_path, tensor, None, format!("its shard '{name}' does not exist")));
             }
-            c.add_safetensors(&shard_path, Some(&index_path))?;
+            let (file, len) = super::file::open_regular(&shard_path)?;
+            let kind = Kind::sniff(&file, len, &shard_path)?;
+            c.add_file(&shard_path, file, len, kind, Some(&index_path))?;
         }
         // Every tensor the index names is in the shard it names, and every
         // tensor of those shards is in the index.
         for (tensor, shard) in &wanted {
             match c.tensors.get(tensor) {
                 None => {
-                    return Err(Error::tensor(&dir.join(shard), tensor, None, format!("named by {INDEX} but absent from this shard")))
+                    return Err(Error::tensor(&dir.join(shard), tensor, None, format!("named by {index} but absent from this shard")))
                 }
                 Some(loc) if c.shards[loc.shard].path != dir.join(shard) => {
                     return Err(Error::tensor(
                         &c.shards[loc.shard].path,
                         tensor,
                         None,
-                        format!("{INDEX} places it in '{shard}' but it is in this shard"),
+                        format!("{index} places it in '{shard}' but it is in this shard"),
                     ))
                 }
                 Some(_) => {}
             }
         }
         if let Some((tensor, loc)) = c.tensors.iter().find(|(t, _)| !wanted.contains_key(*t)) {
-            return Err(Error::tensor(&c.shards[loc.shard].path, tensor, None, format!("in this shard but not in {INDEX}")));
+            return Err(Error::tensor(&c.shards[loc.shard].path, tensor, None, format!("in this shard but not in {index}")));
         }
         Ok(c)
     }
@@ -190,31 +269,61 @@ impl Checkpoint {
             if files.iter().any(|p| p.extension().is_some_and(|e| e == "npy")) {
                 return npy::open(dir);
             }
-            return Err(Error::bundle(dir, format!("not a checkpoint: no {INDEX}, no *.safetensors and no *.npy files")));
+            // Which files of a directory are shards can only be told by name.
+            let torch: Vec<&PathBuf> =
+                files.iter().filter(|p| p.extension().is_some_and(|e| e == "bin" || e == "pt" || e == "pth")).collect();
+            if torch.is_empty() {
+                return Err(Error::bundle(
+                    dir,
+                    format!("not a checkpoint: no {INDEX}, no {}, no *.safetensors, *.bin, *.pt or *.npy files", pytorch::INDEX),
+                ));
+            }
+            let mut c = Checkpoint::empty(dir, Layout::PyTorch);
+            for f in torch {
+                let (file, len) = super::file::open_regular(f)?;
+                c.add_file(f, file, len, Kind::Torch, None)?;
+            }
+            return Ok(c);
         }
-        let mut c = Checkpoint { path: dir.to_path_buf(), layout: Layout::Shards, shards: Vec::new(), tensors: BTreeMap::new() };
+        let mut c = Checkpoint::empty(dir, Layout::Shards);
         for f in safetensors {
-            c.add_safetensors(f, None)?;
+            let (file, len) = super::file::open_regular(f)?;
+            c.add_file(f, file, len, Kind::Safetensors, None)?;
         }
         Ok(c)
     }
 
-    /// Read one safetensors file's header (only the header) and add its
-    /// tensors; a name already present in another shard is an error.
-    fn add_safetensors(&mut self, path: &Path, index: Option<&Path>) -> Result<()> {
-        let (file, file_len) = super::file::open_regular(path)?;
-        let header = super::safetensors_header::read(&file, path, file_len)?;
+    /// Read one file's header (a safetensors header, or a PyTorch file's
+    /// pickle: never the data) and add its tensors; a name already present
+    /// in another shard is an error. A `Kind::Npy`/`Npz` file is read as
+    /// safetensors here, and refused as such: numpy files are not shards.
+    fn add_file(&mut self, path: &Path, file: File, file_len: u64, kind: Kind, index: Option<&Path>) -> Result<()> {
         let shard = self.shards.len();
-        let mut entries = header.entries;
-        entries.sort_by(|a, b| a.name.cmp(&b.name));
-        for e in entries {
-            if let Some(prev) = self.tensors.get(&e.name) {
+        let mut found: Vec<(String, Located)> = if kind == Kind::Torch {
+            let t = pytorch::read(path, &file, file_len)?;
+            self.skipped_leaves += t.skipped;
+            self.container = Some(t.container);
+            t.tensors
+        } else {
+            let header = super::safetensors_header::read(&file, path, file_len)?;
+            header
+                .entries
+                .into_iter()
+                .map(|e| {
+                    let offset = header.data_start + e.start as u64;
+                    (e.name, Located { dtype: e.dtype, shape: e.shape, shard, offset, len: e.end - e.start, strides: None })
+                })
+                .collect()
+        };
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, mut loc) in found {
+            if let Some(prev) = self.tensors.get(&name) {
                 let other = &self.shards[prev.shard].path;
                 let why = if index.is_some() { "" } else { " (a directory of shards must hold each tensor once)" };
-                return Err(Error::tensor(path, &e.name, None, format!("also in {}{why}", other.display())));
+                return Err(Error::tensor(path, &name, None, format!("also in {}{why}", other.display())));
             }
-            let loc = Located { dtype: e.dtype, shape: e.shape, shard, offset: header.data_start + e.start as u64, len: e.end - e.start };
-            self.tensors.insert(e.name, loc);
+            loc.shard = shard;
+            self.tensors.insert(name, loc);
         }
         self.shards.push(Shard { path: path.to_path_buf(), file });
         Ok(())
@@ -260,8 +369,10 @@ impl Checkpoint {
     /// when it has one (what a writer must never land on).
     pub fn files(&self) -> Vec<PathBuf> {
         let mut files: Vec<PathBuf> = self.shards.iter().map(|s| s.path.clone()).collect();
-        if self.layout == Layout::Indexed {
-            files.push(self.path.join(INDEX));
+        for index in [INDEX, pytorch::INDEX] {
+            if self.path.is_dir() && self.path.join(index).is_file() {
+                files.push(self.path.join(index));
+            }
         }
         files
     }
@@ -275,10 +386,27 @@ impl Checkpoint {
         &self.shards[loc.shard].path
     }
 
-    /// A tensor's bytes, for streaming reads.
-    pub fn region(&self, loc: &Located) -> Region<'_> {
+    /// A tensor's bytes, for streaming reads (a strided view's are
+    /// gathered into logical order as they are read).
+    pub fn region<'a>(&'a self, loc: &'a Located) -> Region<'a> {
         let shard = &self.shards[loc.shard];
-        Region::new(&shard.file, &shard.path, loc.offset, loc.len)
+        match &loc.strides {
+            None => Region::new(&shard.file, &shard.path, loc.offset, loc.len),
+            Some(strides) => Region::strided(&shard.file, &shard.path, loc.offset, loc.len, &loc.shape, strides, loc.dtype.size()),
+        }
+    }
+
+    /// A strided view's values gathered into memory, once, for a reader
+    /// that streams a tensor piece by piece (each read of a strided region
+    /// reads the view's whole span); None for a plain region, which is
+    /// streamed from the file.
+    pub fn gathered(&self, loc: &Located) -> Result<Option<Vec<u8>>> {
+        if loc.is_contiguous() {
+            return Ok(None);
+        }
+        let mut bytes = vec![0u8; loc.len];
+        self.region(loc).read_at(0, &mut bytes)?;
+        Ok(Some(bytes))
     }
 
     /// Bytes of tensor data in the whole checkpoint.

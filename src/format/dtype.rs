@@ -20,13 +20,14 @@ pub enum DType {
     F8E5M2,
     I64,
     I32,
+    I16,
     I8,
     U8,
     BOOL,
 }
 
 impl DType {
-    pub const ALL: [DType; 11] = [
+    pub const ALL: [DType; 12] = [
         DType::F64,
         DType::F32,
         DType::BF16,
@@ -35,6 +36,7 @@ impl DType {
         DType::F8E5M2,
         DType::I64,
         DType::I32,
+        DType::I16,
         DType::I8,
         DType::U8,
         DType::BOOL,
@@ -51,6 +53,7 @@ impl DType {
             DType::F8E5M2 => "F8_E5M2",
             DType::I64 => "I64",
             DType::I32 => "I32",
+            DType::I16 => "I16",
             DType::I8 => "I8",
             DType::U8 => "U8",
             DType::BOOL => "BOOL",
@@ -66,7 +69,7 @@ impl DType {
         match self {
             DType::F64 | DType::I64 => 8,
             DType::F32 | DType::I32 => 4,
-            DType::BF16 | DType::F16 => 2,
+            DType::BF16 | DType::F16 | DType::I16 => 2,
             DType::F8E4M3 | DType::F8E5M2 | DType::I8 | DType::U8 | DType::BOOL => 1,
         }
     }
@@ -78,7 +81,7 @@ impl DType {
     /// Integer types (BOOL included: 0 and 1), compared as integers (see
     /// [`DType::int`]): every one of them fits an i64.
     pub fn is_integer(self) -> bool {
-        matches!(self, DType::I64 | DType::I32 | DType::I8 | DType::U8 | DType::BOOL)
+        matches!(self, DType::I64 | DType::I32 | DType::I16 | DType::I8 | DType::U8 | DType::BOOL)
     }
 
     /// Explicit mantissa (fraction) bits of a float dtype; None for integers.
@@ -117,6 +120,7 @@ impl DType {
             S::F8_E5M2 => DType::F8E5M2,
             S::I64 => DType::I64,
             S::I32 => DType::I32,
+            S::I16 => DType::I16,
             S::I8 => DType::I8,
             S::U8 => DType::U8,
             S::BOOL => DType::BOOL,
@@ -135,6 +139,7 @@ impl DType {
             DType::F8E5M2 => S::F8_E5M2,
             DType::I64 => S::I64,
             DType::I32 => S::I32,
+            DType::I16 => S::I16,
             DType::I8 => S::I8,
             DType::U8 => S::U8,
             DType::BOOL => S::BOOL,
@@ -158,6 +163,7 @@ impl DType {
             DType::F8E5M2 => round::f8e5m2_to_f64(b[0]),
             DType::I64 => i64::from_le_bytes(b.try_into().unwrap()) as f64,
             DType::I32 => i32::from_le_bytes(b.try_into().unwrap()) as f64,
+            DType::I16 => i16::from_le_bytes(b.try_into().unwrap()) as f64,
             DType::I8 => b[0] as i8 as f64,
             DType::U8 => b[0] as f64,
             DType::BOOL => (b[0] != 0) as u8 as f64,
@@ -174,6 +180,7 @@ impl DType {
         Some(match self {
             DType::I64 => i64::from_le_bytes(b.try_into().unwrap()),
             DType::I32 => i32::from_le_bytes(b.try_into().unwrap()) as i64,
+            DType::I16 => i16::from_le_bytes(b.try_into().unwrap()) as i64,
             DType::I8 => b[0] as i8 as i64,
             DType::U8 => b[0] as i64,
             DType::BOOL => (b[0] != 0) as i64,

@@ -34,12 +34,23 @@ pub fn open(path: &Path) -> Result<Checkpoint> {
         for p in npys {
             add_npy(&p, &mut files, &mut tensors)?;
         }
-    } else if path.extension().is_some_and(|e| e == "npz") {
+    } else if is_zip(path)? {
         add_npz(path, &mut files, &mut tensors)?;
     } else {
         add_npy(path, &mut files, &mut tensors)?;
     }
     Ok(Checkpoint::from_parts(path, files, tensors))
+}
+
+/// A zip (an `.npz`) by its first bytes, whatever its name.
+fn is_zip(path: &Path) -> Result<bool> {
+    let (file, len) = super::file::open_regular(path)?;
+    let mut head = [0u8; 4];
+    if len < 4 {
+        return Ok(false);
+    }
+    file.read_exact_at(&mut head, 0).map_err(|e| Error::io(path, e))?;
+    Ok(&head[..2] == b"PK")
 }
 
 fn add_npy(path: &Path, files: &mut Vec<(PathBuf, File)>, tensors: &mut BTreeMap<String, Located>) -> Result<()> {
@@ -56,7 +67,7 @@ fn add_npy(path: &Path, files: &mut Vec<(PathBuf, File)>, tensors: &mut BTreeMap
 fn add_npz(path: &Path, files: &mut Vec<(PathBuf, File)>, tensors: &mut BTreeMap<String, Located>) -> Result<()> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let mut archive = zip::ZipArchive::new(file.try_clone().map_err(|e| Error::io(path, e))?)
-        .map_err(|e| Error::bundle(path, format!("not a readable .npz (zip) archive: {e}")))?;
+        .map_err(|e| Error::bundle(path, format!("not a readable zip archive (an .npz, or a torch.save file): {e}")))?;
     let shard = files.len();
     for i in 0..archive.len() {
         let member = archive.by_index_raw(i).map_err(|e| Error::bundle(path, format!("zip member {i}: {e}")))?;
@@ -87,7 +98,7 @@ fn located(path: &Path, name: &str, dtype: DType, shape: Vec<usize>, shard: usiz
     let numel = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
     let bytes = numel.and_then(|n| n.checked_mul(dtype.size()));
     match bytes {
-        Some(b) if b as u64 == end.saturating_sub(start) => Ok(Located { dtype, shape, shard, offset: start, len: b }),
+        Some(b) if b as u64 == end.saturating_sub(start) => Ok(Located { dtype, shape, shard, offset: start, len: b, strides: None }),
         Some(b) => Err(Error::tensor(path, name, None, format!("header describes {b} bytes of data but {} follow it", end.saturating_sub(start)))),
         None => Err(Error::tensor(path, name, None, format!("shape {shape:?} overflows"))),
     }
@@ -125,6 +136,7 @@ fn header(file: &File, start: u64, end: u64, path: &Path, name: &str) -> Result<
         "<f2" => DType::F16,
         "<i8" => DType::I64,
         "<i4" => DType::I32,
+        "<i2" => DType::I16,
         "|i1" | "<i1" => DType::I8,
         "|u1" | "<u1" => DType::U8,
         "|b1" => DType::BOOL,

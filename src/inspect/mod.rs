@@ -149,6 +149,9 @@ pub struct InspectOutcome {
     pub tensors: Vec<TensorInfo>,
     pub layers: Vec<Layer>,
     pub total_bytes: u64,
+    /// Non-tensor values of a PyTorch checkpoint (an epoch, a learning
+    /// rate, a string), skipped.
+    pub skipped_values: u64,
     /// Groups of byte-identical tensors (with `--check unique`, or always when hashed).
     pub identical_groups: Vec<Vec<String>>,
     /// Every failed check, one phrase each (`--check`): exit 1 when any.
@@ -214,10 +217,11 @@ pub fn inspect(path: &Path, opts: &InspectOptions) -> Result<InspectOutcome> {
     Ok(InspectOutcome {
         schema: "parity.inspect.v1",
         path: path.display().to_string(),
-        layout: ck.layout.name().into(),
+        layout: ck.layout_name().into(),
         files: ck.shards().len(),
         headers_only: opts.headers_only,
         total_bytes: tensors.iter().map(|t| t.bytes).sum(),
+        skipped_values: ck.skipped_leaves,
         tensors,
         layers,
         identical_groups,
@@ -367,13 +371,18 @@ fn measure(ck: &Checkpoint, loc: &crate::format::checkpoint::Located, fits: &[DT
     let numel = loc.len / size.max(1);
     let pieces = numel.div_ceil(PIECE);
     let region = ck.region(loc);
+    // A strided view (PyTorch) is gathered once, not once per piece.
+    let held = ck.gathered(loc)?;
     let formats: Vec<MiniFloat> = fits.iter().map(|&d| format_of(d).expect("fits= takes only the formats format_of knows")).collect();
     let parts: Vec<Result<Part>> = (0..pieces)
         .into_par_iter()
         .map(|p| {
             let (a, b) = (p * PIECE, ((p + 1) * PIECE).min(numel));
             let mut buf = vec![0u8; (b - a) * size];
-            region.read_at(a * size, &mut buf)?;
+            match &held {
+                Some(h) => buf.copy_from_slice(&h[a * size..b * size]),
+                None => region.read_at(a * size, &mut buf)?,
+            }
             let mut part = Part::new(fits.len());
             let float = loc.dtype.is_float();
             for i in 0..(b - a) {

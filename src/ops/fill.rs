@@ -51,6 +51,7 @@ fn value(call: &Call) -> Result<f64> {
     let range = match x.dtype {
         DType::I64 => Some((-(2f64.powi(63)), 2f64.powi(63))),
         DType::I32 => Some((-(2f64.powi(31)), 2f64.powi(31))),
+        DType::I16 => Some((-32768.0, 32768.0)),
         DType::I8 => Some((-128.0, 128.0)),
         DType::U8 => Some((0.0, 256.0)),
         DType::BOOL => Some((0.0, 2.0)),
@@ -110,6 +111,7 @@ fn integer_bytes(dtype: DType, v: f64) -> Vec<u8> {
     match dtype {
         DType::I64 => (v as i64).to_le_bytes().to_vec(),
         DType::I32 => (v as i32).to_le_bytes().to_vec(),
+        DType::I16 => (v as i16).to_le_bytes().to_vec(),
         DType::I8 => (v as i8).to_le_bytes().to_vec(),
         DType::U8 | DType::BOOL => vec![v as u8],
         d => unreachable!("{d} is not an integer dtype"),

@@ -32,13 +32,14 @@ fn table(o: &InspectOutcome, md: bool) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{}{} ({}, {}, {}, {})\n",
+        "{}{} ({}, {}, {}, {}{})\n",
         if md { "## parity inspect: " } else { "" },
         if md { super::md::cell(&o.path) } else { o.path.clone() },
         o.layout,
         numbers::count(o.files as u64, "file"),
         numbers::count(o.tensors.len() as u64, "tensor"),
-        super::diff::bytes(o.total_bytes)
+        super::diff::bytes(o.total_bytes),
+        if o.skipped_values > 0 { format!("; {} skipped", numbers::count(o.skipped_values, "non-tensor value")) } else { String::new() }
     );
     let head: Vec<&str> = if o.headers_only {
         vec!["tensor", "dtype", "shape", "bytes", "file", "offset"]

@@ -113,7 +113,22 @@ fn allowed(module: &str, name: &str) -> bool {
 
 /// Unpickle `data` (one pickle, up to its STOP) without running anything.
 pub fn load(data: &[u8]) -> Result<Value, Refused> {
-    Machine { data, at: 0, stack: Vec::new(), marks: Vec::new(), memo: Vec::new(), built: 0 }.run()
+    load_prefix(data).map(|(v, _)| v)
+}
+
+/// [`load`] the pickle at the start of `data`, and say how many bytes it
+/// took (the legacy format writes several pickles one after another).
+pub fn load_prefix(data: &[u8]) -> Result<(Value, usize), Refused> {
+    let mut m = Machine { data, at: 0, stack: Vec::new(), marks: Vec::new(), memo: Vec::new(), built: 0 };
+    let v = m.run()?;
+    Ok((v, m.at))
+}
+
+/// `d[key]` of a dict value with string keys.
+pub fn dict_get(d: &Value, key: &str) -> Option<Value> {
+    let Value::Dict(d) = d else { return None };
+    let found = d.borrow().iter().find(|(k, _)| matches!(k, Value::Str(s) if &**s == key)).map(|(_, v)| v.clone());
+    found
 }
 
 struct Machine<'a> {
@@ -205,7 +220,7 @@ impl Machine<'_> {
         }
     }
 
-    fn run(mut self) -> Result<Value, Refused> {
+    fn run(&mut self) -> Result<Value, Refused> {
         loop {
             let op_at = self.at;
             let op = self.u8()?;
@@ -381,7 +396,12 @@ impl Machine<'_> {
         let bad = |why: &str| Refused(format!("pickle byte {op_at}: persistent id {why}"));
         let Value::Tuple(t) = pid else { return Err(bad("is not a tuple")) };
         match t.as_slice() {
-            [Value::Str(tag), Value::Global(ty), Value::Str(key), _location, Value::Int(numel), ..] if &**tag == "storage" => {
+            [Value::Str(tag), Value::Global(ty), Value::Str(key), _location, Value::Int(numel), view @ ..] if &**tag == "storage" => {
+                // The legacy format's sixth field: a storage that is a view of
+                // another (torch < 0.4). Only "none" is read.
+                if !matches!(view, [] | [Value::None]) {
+                    return Err(bad("describes a view of another storage (torch < 0.4): re-save with a current torch"));
+                }
                 let ty = ty.strip_prefix("torch.storage.").or_else(|| ty.strip_prefix("torch.")).filter(|n| STORAGES.contains(n)).ok_or_else(|| bad(&format!("names '{ty}', not a storage type")))?;
                 if *numel < 0 {
                     return Err(bad("has a negative size"));
@@ -506,7 +526,8 @@ const MAX_NAMED: usize = 1 << 22;
 
 fn walk(v: &Value, path: String, depth: usize, out: &mut Vec<(String, Rc<TensorRef>)>, counts: &mut (u64, u64)) -> Result<(), Refused> {
     if depth > MAX_DEPTH {
-        return Err(Refused(format!("'{path}': nested deeper than {MAX_DEPTH}")));
+        let shown: String = path.chars().take(60).collect();
+        return Err(Refused(format!("'{shown}…': nested deeper than {MAX_DEPTH}")));
     }
     // Every value visited counts, empty containers included: shared
     // containers make a tree of 2^n paths from n pickle values.
@@ -522,10 +543,11 @@ fn walk(v: &Value, path: String, depth: usize, out: &mut Vec<(String, Rc<TensorR
             for (k, v) in d.borrow().iter() {
                 let key = match k {
                     Value::Str(s) => s.to_string(),
+                    // Integer keys: an optimizer's per-parameter state.
                     Value::Int(i) => i.to_string(),
-                    _ => {
-                        counts.0 += 1;
-                        continue;
+                    other => {
+                        let at = if path.is_empty() { "the top-level dict".to_string() } else { format!("'{path}'") };
+                        return Err(Refused(format!("{at} has a {} key: only string and integer keys name tensors", kind(other))));
                     }
                 };
                 walk(v, child(&key), depth + 1, out, counts)?;
