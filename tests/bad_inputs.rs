@@ -247,6 +247,60 @@ fn torch_bad(fx: &Fx, name: &str) -> Vec<String> {
     vec!["diff".into(), fx.arg(name), fx.arg("ckpt/a")]
 }
 
+/// A small GGUF file (one metadata value, one F32 tensor `w` of 32 values,
+/// or two), spoiled by the fields set.
+struct Gguf {
+    version: u32,
+    count: Option<u64>,
+    key_len: Option<u64>,
+    kv_type: u32,
+    ty: u32,
+    ne: Vec<u64>,
+    offset: u64,
+    twice: bool,
+    cut: Option<usize>,
+}
+
+impl Gguf {
+    fn ok() -> Gguf {
+        Gguf { version: 3, count: None, key_len: None, kv_type: 4, ty: 0, ne: vec![32, 1], offset: 0, twice: false, cut: None }
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        let mut b = b"GGUF".to_vec();
+        b.extend(self.version.to_le_bytes());
+        let n = if self.twice { 2u64 } else { 1 };
+        b.extend(self.count.unwrap_or(n).to_le_bytes());
+        b.extend(1u64.to_le_bytes());
+        let key = b"llama.attention.head_count";
+        b.extend(self.key_len.unwrap_or(key.len() as u64).to_le_bytes());
+        b.extend(key);
+        b.extend(self.kv_type.to_le_bytes());
+        b.extend(4u32.to_le_bytes());
+        for _ in 0..n {
+            b.extend(1u64.to_le_bytes());
+            b.push(b'w');
+            b.extend((self.ne.len() as u32).to_le_bytes());
+            for d in &self.ne {
+                b.extend(d.to_le_bytes());
+            }
+            b.extend(self.ty.to_le_bytes());
+            b.extend(self.offset.to_le_bytes());
+        }
+        b.resize(b.len().div_ceil(32) * 32 + 256, 0);
+        if let Some(c) = self.cut {
+            b.truncate(c);
+        }
+        b
+    }
+}
+
+/// `parity diff m.gguf ckpt/a` with `m.gguf` written from `g`.
+fn gguf_bad(fx: &Fx, g: Gguf) -> Vec<String> {
+    fx.write("m.gguf", g.bytes());
+    vec!["diff".into(), fx.arg("m.gguf"), fx.arg("ckpt/a")]
+}
+
 fn run_row(r: &Row) -> Result<(), String> {
     let fx = Fx::new();
     let args = (r.setup)(&fx);
@@ -892,6 +946,46 @@ fn rows() -> Vec<Row> {
             std::fs::create_dir_all(fx.path("bin")).unwrap();
             fx.write("bin/pytorch_model.bin.index.json", r#"{"weight_map": {"w": "pytorch_model-00001-of-00001.bin"}}"#);
             vec!["diff".into(), fx.arg("bin"), fx.arg("ckpt/a")]
+        }),
+        // ---- diff: GGUF headers (issue 25) ----
+        row("diff: GGUF version 1", Refused(&["m.gguf", "GGUF version 1"]), |fx| {
+            gguf_bad(fx, Gguf { version: 1, ..Gguf::ok() })
+        }),
+        row("diff: GGUF tensor count past the end", Refused(&["m.gguf", "tensors claimed"]), |fx| {
+            gguf_bad(fx, Gguf { count: Some(u64::MAX / 2), ..Gguf::ok() })
+        }),
+        row("diff: GGUF string length past the end", Refused(&["m.gguf", "are left"]), |fx| {
+            gguf_bad(fx, Gguf { key_len: Some(1 << 40), ..Gguf::ok() })
+        }),
+        row("diff: GGUF unknown metadata value type", Refused(&["m.gguf", "unknown metadata value type 13"]), |fx| {
+            gguf_bad(fx, Gguf { kv_type: 13, ..Gguf::ok() })
+        }),
+        row("diff: GGUF unknown ggml type id", Refused(&["m.gguf", "tensor 'w'", "unknown ggml type id 99"]), |fx| {
+            gguf_bad(fx, Gguf { ty: 99, ..Gguf::ok() })
+        }),
+        row("diff: GGUF type parity does not dequantize (IQ2_XXS)", Refused(&["m.gguf", "tensor 'w'", "IQ2_XXS"]), |fx| {
+            gguf_bad(fx, Gguf { ty: 16, ne: vec![256, 1], ..Gguf::ok() })
+        }),
+        row("diff: GGUF misaligned data offset", Refused(&["m.gguf", "tensor 'w'", "not a multiple of the alignment"]), |fx| {
+            gguf_bad(fx, Gguf { offset: 4, ..Gguf::ok() })
+        }),
+        row("diff: GGUF data offset past the end", Refused(&["m.gguf", "tensor 'w'", "past the end"]), |fx| {
+            gguf_bad(fx, Gguf { offset: 1 << 20, ..Gguf::ok() })
+        }),
+        row("diff: GGUF tensor of 5 dimensions", Refused(&["m.gguf", "tensor 'w'", "5 dimensions"]), |fx| {
+            gguf_bad(fx, Gguf { ne: vec![32, 1, 1, 1, 1], ..Gguf::ok() })
+        }),
+        row("diff: GGUF dimensions whose product overflows", Refused(&["m.gguf", "tensor 'w'", "overflow"]), |fx| {
+            gguf_bad(fx, Gguf { ne: vec![1 << 40, 1 << 40], ..Gguf::ok() })
+        }),
+        row("diff: GGUF rows not whole Q8_0 blocks", Refused(&["m.gguf", "tensor 'w'", "blocks"]), |fx| {
+            gguf_bad(fx, Gguf { ty: 8, ne: vec![33, 1], ..Gguf::ok() })
+        }),
+        row("diff: GGUF two tensors with one name", Refused(&["m.gguf", "tensor 'w'", "two tensors"]), |fx| {
+            gguf_bad(fx, Gguf { twice: true, ..Gguf::ok() })
+        }),
+        row("diff: GGUF cut inside its header", Refused(&["m.gguf", "truncated"]), |fx| {
+            gguf_bad(fx, Gguf { cut: Some(40), ..Gguf::ok() })
         }),
         row("diff --tolerances without a tensors section", Refused(&["tol.json", "\"tensors\""]), |fx| {
             let mut a = fx.diff();

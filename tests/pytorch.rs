@@ -205,3 +205,15 @@ proptest! {
         prop_assert_eq!(&tail[..], &want[start..]);
     }
 }
+
+/// Inputs the `pytorch` fuzz target found (tests/fixtures/pytorch/fuzz):
+/// each is refused with exit 2, one line, no panic.
+#[test]
+fn fuzz_findings_are_refused_not_panics() {
+    // A legacy storage whose element count is near 2^64: `pos + 8 + bytes`
+    // overflowed (fuzz run 2026-12-07, 89,725 executions in).
+    let f = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pytorch/fuzz/legacy_count_overflow.pt");
+    let (code, _, err) = parity(&["inspect", f.to_str().unwrap()], Path::new("."));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("run past the end of the file") && err.lines().count() == 1 && !err.contains("panicked"), "{err}");
+}

@@ -23,8 +23,9 @@ fuzz_target!(|data: &[u8]| {
         }
         return;
     }
-    let dir = common::fresh_dir("pytorch");
-    let path = dir.join("model.pt");
+    // One file, rewritten each run (a fresh directory per run costs more
+    // than the parse).
+    let path = common::scratch().join("model.pt");
     std::fs::write(&path, rest).unwrap();
     let Ok(ck) = Checkpoint::open(&path) else { return };
     let file_len = rest.len() as u64;

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -90,3 +92,22 @@ def pytest_runtest_makereport(item, call):
     if "torch" in reason or "transformers" in reason:
         report.outcome = "failed"
         report.longrepr = f"PARITY_REQUIRE_TORCH is set but the test skipped: {reason}"
+
+
+# The parity binary the oracle's tests run: PARITY_BIN, else the debug build
+# (what `cargo test` just built, so never stale in scripts/test), else release.
+def parity_bin() -> str:
+    candidates = [
+        os.environ.get("PARITY_BIN"),
+        REPO_ROOT / "target" / "debug" / "parity",
+        REPO_ROOT / "target" / "release" / "parity",
+        shutil.which("parity"),
+    ]
+    for c in candidates:
+        if c and Path(c).is_file() and os.access(c, os.X_OK):
+            return str(c)
+    pytest.skip("no parity binary: build it (cargo build) or set PARITY_BIN to one")
+
+
+def parity(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([parity_bin(), *map(str, args)], capture_output=True, text=True, timeout=120)

@@ -15,15 +15,13 @@ import gc
 import hashlib
 import json
 import os
-import shutil
-import subprocess
 import weakref
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, parity
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach the network for a config
 torch = pytest.importorskip("torch")
@@ -168,23 +166,6 @@ def data_in_temporaries(directory, run) -> int:
 
 def forward_hook_counts(model) -> dict[str, int]:
     return {n: len(m._forward_hooks) for n, m in model.named_modules()}
-
-
-def parity_bin() -> str:
-    candidates = [
-        os.environ.get("PARITY_BIN"),
-        REPO_ROOT / "target" / "release" / "parity",
-        REPO_ROOT / "target" / "debug" / "parity",
-        shutil.which("parity"),
-    ]
-    for c in candidates:
-        if c and Path(c).is_file() and os.access(c, os.X_OK):
-            return str(c)
-    pytest.skip("no parity binary: build it (cargo build) or set PARITY_BIN to one")
-
-
-def parity(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([parity_bin(), *map(str, args)], capture_output=True, text=True, timeout=120)
 
 
 def exact_tolerances(report_path, out) -> Path:

@@ -118,6 +118,7 @@ impl Bundle {
             offset: (self.data_start + e.start) as u64,
             len: e.end - e.start,
             gather: None,
+            ggml: None,
         })
     }
 
@@ -177,6 +178,9 @@ pub struct Region<'a> {
     len: usize,
     /// A view that is not row-major: its values are gathered.
     gather: Option<Gather<'a>>,
+    /// ggml blocks (GGUF): `len` is the dequantized F32 values' bytes, and
+    /// `offset` the first block's.
+    ggml: Option<crate::format::gguf::quant::GgmlType>,
 }
 
 /// A strided view (PyTorch): `shape`, element `strides`, element size.
@@ -191,7 +195,7 @@ impl<'a> Region<'a> {
     /// The `len` bytes at `offset` of an open file (whose header the caller
     /// has validated against the file's length).
     pub fn new(file: &'a File, path: &'a Path, offset: u64, len: usize) -> Region<'a> {
-        Region { file, path, offset, len, gather: None }
+        Region { file, path, offset, len, gather: None, ggml: None }
     }
 
     /// A view whose element `[i, j, …]` lies at `offset + (i·strides[0] +
@@ -207,7 +211,14 @@ impl<'a> Region<'a> {
         strides: &'a [usize],
         elem: usize,
     ) -> Region<'a> {
-        Region { file, path, offset, len, gather: Some(Gather { shape, strides, elem }) }
+        Region { file, path, offset, len, gather: Some(Gather { shape, strides, elem }), ggml: None }
+    }
+
+    /// A GGUF quantized tensor at `offset`: its `len` bytes of F32 values
+    /// are dequantized from the blocks that hold them as they are read, so
+    /// any byte range reads only its own blocks.
+    pub fn ggml(file: &'a File, path: &'a Path, offset: u64, len: usize, ty: crate::format::gguf::quant::GgmlType) -> Region<'a> {
+        Region { file, path, offset, len, gather: None, ggml: Some(ty) }
     }
 
     /// Whether reads gather a strided view (each read then reads the
@@ -231,8 +242,39 @@ impl<'a> Region<'a> {
         if let Some(g) = self.gather {
             return self.gather_at(g, start, buf);
         }
+        if let Some(ty) = self.ggml {
+            return self.dequantize_at(ty, start, buf);
+        }
         let at = self.offset + start as u64;
         self.file.read_exact_at(buf, at).map_err(|e| Error::bundle(self.path, read_failure(buf.len(), at, &e)))
+    }
+
+    /// A quantized tensor's F32 bytes `start..start + buf.len()`: the blocks
+    /// holding those values are read and dequantized ([`crate::format::gguf::quant`]).
+    fn dequantize_at(&self, ty: crate::format::gguf::quant::GgmlType, start: usize, buf: &mut [u8]) -> Result<()> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let (block, size) = ty.block();
+        let (block, size) = (block as usize, size as usize);
+        let (first, last) = (start / 4 / block, (start + buf.len()).div_ceil(4 * block));
+        let mut raw = vec![0u8; (last - first) * size];
+        let at = self.offset + (first * size) as u64;
+        self.file.read_exact_at(&mut raw, at).map_err(|e| Error::bundle(self.path, read_failure(raw.len(), at, &e)))?;
+        let mut values = vec![0f32; (last - first) * block];
+        crate::format::gguf::quant::dequantize(ty, &raw, &mut values);
+        let skip = start - first * block * 4;
+        if skip % 4 == 0 && buf.len() % 4 == 0 {
+            for (out, v) in buf.chunks_exact_mut(4).zip(&values[skip / 4..]) {
+                out.copy_from_slice(&v.to_le_bytes());
+            }
+        } else {
+            for (k, b) in buf.iter_mut().enumerate() {
+                let i = skip + k;
+                *b = values[i / 4].to_le_bytes()[i % 4];
+            }
+        }
+        Ok(())
     }
 
     /// A strided view's logical bytes `start..start + buf.len()`: the span
@@ -250,30 +292,21 @@ impl<'a> Region<'a> {
             .read_exact_at(&mut span, self.offset)
             .map_err(|e| Error::bundle(self.path, read_failure(span.len(), self.offset, &e)))?;
         let (first, last) = (start / g.elem, (start + buf.len()).div_ceil(g.elem));
-        // The index of element `first`, and its position in the span.
-        let mut index = vec![0usize; g.shape.len()];
-        let mut rest = first;
-        for k in (0..g.shape.len()).rev() {
-            index[k] = rest % g.shape[k];
-            rest /= g.shape[k];
+        let into = |out: &mut [u8]| match g.elem {
+            1 => gather::<1>(&span, g.shape, g.strides, first, out),
+            2 => gather::<2>(&span, g.shape, g.strides, first, out),
+            4 => gather::<4>(&span, g.shape, g.strides, first, out),
+            _ => gather::<8>(&span, g.shape, g.strides, first, out),
+        };
+        if start % g.elem == 0 && buf.len() % g.elem == 0 {
+            // Whole elements (every command's read): straight into `buf`.
+            into(buf);
+        } else {
+            let mut out = vec![0u8; (last - first) * g.elem];
+            into(&mut out);
+            let skip = start - first * g.elem;
+            buf.copy_from_slice(&out[skip..skip + buf.len()]);
         }
-        let mut pos: usize = index.iter().zip(g.strides).map(|(&i, &s)| i * s).sum();
-        let mut out = Vec::with_capacity((last - first) * g.elem);
-        for _ in first..last {
-            out.extend_from_slice(&span[pos * g.elem..(pos + 1) * g.elem]);
-            // Advance the odometer: the last index fastest.
-            for k in (0..g.shape.len()).rev() {
-                index[k] += 1;
-                pos += g.strides[k];
-                if index[k] < g.shape[k] {
-                    break;
-                }
-                pos -= g.strides[k] * index[k];
-                index[k] = 0;
-            }
-        }
-        let skip = start - first * g.elem;
-        buf.copy_from_slice(&out[skip..skip + buf.len()]);
         Ok(())
     }
 
@@ -290,6 +323,48 @@ impl<'a> Region<'a> {
             at += n;
         }
         Ok(crate::format::tensor::hex(&h.finalize()))
+    }
+}
+
+/// Copy the elements `first..` of a strided view out of `span` (which starts
+/// at the view's element 0) into `out`, in row-major order: an odometer over
+/// the indices, the innermost dimension walked as a run (its elements are
+/// `E`-byte copies at a fixed stride).
+fn gather<const E: usize>(span: &[u8], shape: &[usize], strides: &[usize], first: usize, out: &mut [u8]) {
+    let rank = shape.len();
+    // The index of element `first`, and its position in the span.
+    let mut index = vec![0usize; rank];
+    let mut rest = first;
+    for k in (0..rank).rev() {
+        index[k] = rest % shape[k];
+        rest /= shape[k];
+    }
+    let mut pos: usize = index.iter().zip(strides).map(|(&i, &s)| i * s).sum();
+    let (inner, step) = if rank == 0 { (1, 0) } else { (shape[rank - 1], strides[rank - 1]) };
+    let mut o = 0;
+    while o < out.len() {
+        let col = if rank == 0 { 0 } else { index[rank - 1] };
+        let n = (inner - col).min((out.len() - o) / E);
+        for k in 0..n {
+            let p = (pos + k * step) * E;
+            out[o + k * E..o + (k + 1) * E].copy_from_slice(&span[p..p + E]);
+        }
+        o += n * E;
+        if rank == 0 || o >= out.len() {
+            break;
+        }
+        // The row is done: reset the innermost index, carry outwards.
+        pos -= col * step;
+        index[rank - 1] = 0;
+        for k in (0..rank - 1).rev() {
+            index[k] += 1;
+            pos += strides[k];
+            if index[k] < shape[k] {
+                break;
+            }
+            pos -= strides[k] * index[k];
+            index[k] = 0;
+        }
     }
 }
 

@@ -43,6 +43,8 @@ pub enum Layout {
     /// A `torch.save` file (zip or legacy), or a directory with
     /// `pytorch_model.bin.index.json` and its `.bin` shards.
     PyTorch,
+    /// A GGUF file (llama.cpp).
+    Gguf,
 }
 
 impl Layout {
@@ -53,6 +55,7 @@ impl Layout {
             Layout::Shards => "shards (no index)",
             Layout::Numpy => "numpy",
             Layout::PyTorch => "pytorch",
+            Layout::Gguf => "gguf",
         }
     }
 }
@@ -79,12 +82,32 @@ pub struct Located {
     /// transpose or column slice): `offset` is then its first element's, and
     /// reads gather the values into logical order. None for a plain region.
     pub strides: Option<Vec<usize>>,
+    /// Values stored encoded (GGUF quantized blocks): `dtype` and `len`
+    /// are then those of the decoded (F32) values. None for plain values.
+    pub encoding: Option<Encoding>,
+}
+
+/// How a tensor's stored bytes encode its values.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Encoding {
+    /// ggml blocks of `ggml_type`, `bytes` long in the file, dequantized
+    /// to F32 as they are read.
+    Ggml { ggml_type: super::gguf::quant::GgmlType, bytes: u64 },
 }
 
 impl Located {
     /// Whether the values lie row-major from `offset` on (a plain region).
     pub fn is_contiguous(&self) -> bool {
         self.strides.is_none()
+    }
+
+    /// Bytes the tensor occupies in its file (its quantized blocks, for a
+    /// GGUF quantized tensor; else its values).
+    pub fn stored_bytes(&self) -> u64 {
+        match self.encoding {
+            Some(Encoding::Ggml { bytes, .. }) => bytes,
+            None => self.len as u64,
+        }
     }
 }
 
@@ -100,6 +123,8 @@ pub struct Checkpoint {
     pub skipped_leaves: u64,
     /// The container of its PyTorch files, when it has any.
     pub container: Option<pytorch::Container>,
+    /// A GGUF file's header (its metadata, for `inspect` and name presets).
+    pub gguf: Option<super::gguf::Header>,
 }
 
 /// What a file is, by its first bytes.
@@ -109,6 +134,7 @@ pub(crate) enum Kind {
     Npy,
     Npz,
     Torch,
+    Gguf,
 }
 
 impl Kind {
@@ -128,6 +154,8 @@ impl Kind {
             }
         } else if pytorch::is_legacy(head) {
             Kind::Torch
+        } else if head.starts_with(super::gguf::MAGIC) {
+            Kind::Gguf
         } else {
             Kind::Safetensors
         })
@@ -156,7 +184,11 @@ impl Checkpoint {
         match Kind::sniff(&file, len, path)? {
             Kind::Npy | Kind::Npz => npy::open(path),
             kind => {
-                let layout = if kind == Kind::Torch { Layout::PyTorch } else { Layout::File };
+                let layout = match kind {
+                    Kind::Torch => Layout::PyTorch,
+                    Kind::Gguf => Layout::Gguf,
+                    _ => Layout::File,
+                };
                 let mut c = Checkpoint::empty(path, layout);
                 c.add_file(path, file, len, kind, None)?;
                 Ok(c)
@@ -170,18 +202,22 @@ impl Checkpoint {
             (Layout::PyTorch, Some(c)) if self.path.is_file() => c.name(),
             (Layout::PyTorch, _) if self.path.join(pytorch::INDEX).is_file() => "pytorch sharded (index)",
             (Layout::PyTorch, _) => "pytorch shards",
+            (Layout::Gguf, _) => match self.gguf.as_ref().map(|h| h.version) {
+                Some(2) => "gguf v2",
+                _ => "gguf v3",
+            },
             (l, _) => l.name(),
         }
     }
 
     fn empty(path: &Path, layout: Layout) -> Checkpoint {
-        Checkpoint { path: path.to_path_buf(), layout, shards: Vec::new(), tensors: BTreeMap::new(), skipped_leaves: 0, container: None }
+        Checkpoint { path: path.to_path_buf(), layout, shards: Vec::new(), tensors: BTreeMap::new(), skipped_leaves: 0, container: None, gguf: None }
     }
 
     /// A numpy checkpoint assembled by [`super::npy`].
     pub(crate) fn from_parts(path: &Path, files: Vec<(PathBuf, File)>, tensors: BTreeMap<String, Located>) -> Checkpoint {
         let shards = files.into_iter().map(|(path, file)| Shard { path, file }).collect();
-        Checkpoint { path: path.to_path_buf(), layout: Layout::Numpy, shards, tensors, skipped_leaves: 0, container: None }
+        Checkpoint { path: path.to_path_buf(), layout: Layout::Numpy, shards, tensors, skipped_leaves: 0, container: None, gguf: None }
     }
 
     /// A Hugging Face sharded layout: `index` (`model.safetensors.index.json`
@@ -304,6 +340,11 @@ impl Checkpoint {
             self.skipped_leaves += t.skipped;
             self.container = Some(t.container);
             t.tensors
+        } else if kind == Kind::Gguf {
+            let header = super::gguf::read_header(&file, path, file_len)?;
+            let tensors = super::gguf::tensors(path, &header)?;
+            self.gguf = Some(header);
+            tensors
         } else {
             let header = super::safetensors_header::read(&file, path, file_len)?;
             header
@@ -311,7 +352,7 @@ impl Checkpoint {
                 .into_iter()
                 .map(|e| {
                     let offset = header.data_start + e.start as u64;
-                    (e.name, Located { dtype: e.dtype, shape: e.shape, shard, offset, len: e.end - e.start, strides: None })
+                    (e.name, Located { dtype: e.dtype, shape: e.shape, shard, offset, len: e.end - e.start, strides: None, encoding: None })
                 })
                 .collect()
         };
@@ -390,9 +431,10 @@ impl Checkpoint {
     /// gathered into logical order as they are read).
     pub fn region<'a>(&'a self, loc: &'a Located) -> Region<'a> {
         let shard = &self.shards[loc.shard];
-        match &loc.strides {
-            None => Region::new(&shard.file, &shard.path, loc.offset, loc.len),
-            Some(strides) => Region::strided(&shard.file, &shard.path, loc.offset, loc.len, &loc.shape, strides, loc.dtype.size()),
+        match (&loc.strides, loc.encoding) {
+            (Some(strides), _) => Region::strided(&shard.file, &shard.path, loc.offset, loc.len, &loc.shape, strides, loc.dtype.size()),
+            (None, Some(Encoding::Ggml { ggml_type, .. })) => Region::ggml(&shard.file, &shard.path, loc.offset, loc.len, ggml_type),
+            (None, None) => Region::new(&shard.file, &shard.path, loc.offset, loc.len),
         }
     }
 

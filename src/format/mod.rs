@@ -19,6 +19,7 @@ pub mod bundle;
 pub mod checkpoint;
 pub mod dtype;
 pub mod file;
+pub mod gguf;
 pub mod manifest;
 pub mod npy;
 pub mod pytorch;

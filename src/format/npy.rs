@@ -98,7 +98,7 @@ fn located(path: &Path, name: &str, dtype: DType, shape: Vec<usize>, shard: usiz
     let numel = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
     let bytes = numel.and_then(|n| n.checked_mul(dtype.size()));
     match bytes {
-        Some(b) if b as u64 == end.saturating_sub(start) => Ok(Located { dtype, shape, shard, offset: start, len: b, strides: None }),
+        Some(b) if b as u64 == end.saturating_sub(start) => Ok(Located { dtype, shape, shard, offset: start, len: b, strides: None, encoding: None }),
         Some(b) => Err(Error::tensor(path, name, None, format!("header describes {b} bytes of data but {} follow it", end.saturating_sub(start)))),
         None => Err(Error::tensor(path, name, None, format!("shape {shape:?} overflows"))),
     }

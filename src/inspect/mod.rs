@@ -125,6 +125,12 @@ pub struct TensorInfo {
     pub file: String,
     pub offset: u64,
     pub layer: Option<u64>,
+    /// How a GGUF quantized tensor is stored (`Q4_K`…): `dtype` is then its
+    /// dequantized values' (F32), `bytes` its blocks'.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stored_as: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bits_per_weight: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stats: Option<Stats>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -152,6 +158,9 @@ pub struct InspectOutcome {
     /// Non-tensor values of a PyTorch checkpoint (an epoch, a learning
     /// rate, a string), skipped.
     pub skipped_values: u64,
+    /// A GGUF file's metadata, key → value (arrays shortened), in file order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub metadata: Vec<(String, String)>,
     /// Groups of byte-identical tensors (with `--check unique`, or always when hashed).
     pub identical_groups: Vec<Vec<String>>,
     /// Every failed check, one phrase each (`--check`): exit 1 when any.
@@ -175,10 +184,18 @@ pub fn inspect(path: &Path, opts: &InspectOptions) -> Result<InspectOutcome> {
                 name: name.to_string(),
                 dtype: loc.dtype.name().into(),
                 shape: loc.shape.clone(),
-                bytes: loc.len as u64,
+                bytes: loc.stored_bytes(),
                 file: ck.shard_path(loc).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
                 offset: loc.offset,
                 layer: crate::select::layer_number(name),
+                stored_as: match loc.encoding {
+                    Some(crate::format::checkpoint::Encoding::Ggml { ggml_type, .. }) => Some(ggml_type.name().into()),
+                    None => None,
+                },
+                bits_per_weight: match loc.encoding {
+                    Some(crate::format::checkpoint::Encoding::Ggml { ggml_type, .. }) => Some(ggml_type.bits_per_weight()),
+                    None => None,
+                },
                 stats: None,
                 content_hash: None,
             };
@@ -222,6 +239,7 @@ pub fn inspect(path: &Path, opts: &InspectOptions) -> Result<InspectOutcome> {
         headers_only: opts.headers_only,
         total_bytes: tensors.iter().map(|t| t.bytes).sum(),
         skipped_values: ck.skipped_leaves,
+        metadata: ck.gguf.as_ref().map(|h| h.metadata.iter().map(|(k, v)| (k.clone(), v.short())).collect()).unwrap_or_default(),
         tensors,
         layers,
         identical_groups,

@@ -41,16 +41,34 @@ fn table(o: &InspectOutcome, md: bool) -> String {
         super::diff::bytes(o.total_bytes),
         if o.skipped_values > 0 { format!("; {} skipped", numbers::count(o.skipped_values, "non-tensor value")) } else { String::new() }
     );
-    let head: Vec<&str> = if o.headers_only {
+    if !o.metadata.is_empty() {
+        let _ = writeln!(s, "{}metadata:", if md { "### " } else { "" });
+        for (k, v) in &o.metadata {
+            let line = format!("{k} = {v}");
+            let _ = writeln!(s, "{}{}", if md { "- " } else { "  " }, if md { super::md::cell(&line) } else { line });
+        }
+        let _ = writeln!(s);
+    }
+    let quantized = o.tensors.iter().any(|t| t.stored_as.is_some());
+    let mut head: Vec<&str> = if o.headers_only {
         vec!["tensor", "dtype", "shape", "bytes", "file", "offset"]
     } else {
         vec!["tensor", "dtype", "shape", "bytes", "min", "max", "mean", "std", "|x| max", "nan", "+inf", "-inf", "zeros", "subnormal"]
     };
+    if quantized {
+        head.insert(4, "bpw");
+    }
     let rows: Vec<Vec<String>> = o
         .tensors
         .iter()
         .map(|t| {
-            let mut r = vec![t.name.clone(), t.dtype.clone(), numbers::shape(&t.shape), numbers::thousands(t.bytes)];
+            let dtype = t.stored_as.clone().unwrap_or_else(|| t.dtype.clone());
+            let mut r = vec![t.name.clone(), dtype, numbers::shape(&t.shape), numbers::thousands(t.bytes)];
+            if quantized {
+                // Bits per weight: the blocks' for a quantized tensor, the dtype's otherwise.
+                let bpw = t.bits_per_weight.unwrap_or_else(|| crate::format::dtype::DType::parse(&t.dtype).map_or(0.0, |d| 8.0 * d.size() as f64));
+                r.insert(4, format!("{bpw}"));
+            }
             match &t.stats {
                 None => r.extend([t.file.clone(), t.offset.to_string()]),
                 Some(st) => r.extend([

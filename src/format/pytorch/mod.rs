@@ -255,7 +255,7 @@ fn read_legacy(path: &Path, file: &File, len: u64) -> Result<TorchFile> {
         // A storage no tensor names still occupies its bytes: its element
         // size is unknown, so it must be the last one (nothing to skip past).
         let elem = storages.get(key.as_str()).map(|s| storage_element_size(&s.storage_type)).unwrap_or(1);
-        let bytes = count.checked_mul(elem).filter(|b| pos + 8 + b <= len).ok_or_else(|| {
+        let bytes = count.checked_mul(elem).filter(|&b| b <= len - (pos + 8)).ok_or_else(|| {
             Error::bundle(path, format!("storage '{key}': {count} elements of {elem} bytes run past the end of the file (truncated?)"))
         })?;
         records.insert(key.clone(), (pos + 8, bytes));
@@ -355,7 +355,7 @@ fn place(path: &Path, name: &str, t: &TensorRef, start: u64, avail: u64) -> Resu
     let len = numel.checked_mul(elem as usize).ok_or_else(too_big)?;
     if numel == 0 {
         // An empty view reads nothing; torch accepts any offset for it.
-        return Ok(Located { dtype, shape, shard: 0, offset: start, len: 0, strides: None });
+        return Ok(Located { dtype, shape, shard: 0, offset: start, len: 0, strides: None, encoding: None });
     }
     // The last element the view reaches, in elements of its dtype.
     let mut last = t.offset;
@@ -386,7 +386,7 @@ fn place(path: &Path, name: &str, t: &TensorRef, start: u64, avail: u64) -> Resu
     } else {
         Some(t.stride.iter().map(|&s| usize::try_from(s).map_err(|_| too_big())).collect::<Result<Vec<_>>>()?)
     };
-    Ok(Located { dtype, shape, shard: 0, offset, len, strides })
+    Ok(Located { dtype, shape, shard: 0, offset, len, strides, encoding: None })
 }
 
 #[cfg(test)]

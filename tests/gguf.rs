@@ -1,0 +1,147 @@
+//! GGUF files (issue 25, the reader and dequantization): the committed
+//! fixture (tests/fixtures/gguf, written by the `gguf` package with
+//! `gguf.quants.dequantize`'s values beside it) read bit for bit, on every
+//! SIMD path; any byte range of a quantized tensor reads as the same slice
+//! of the whole; the header's metadata and the shape rule. Random seeds
+//! against the package: oracle/tests/test_gguf_dequantize.py. Bad headers
+//! are rows of tests/bad_inputs.rs.
+
+use parity::format::checkpoint::{Checkpoint, Encoding, Layout};
+use parity::format::dtype::DType;
+use parity::format::gguf::quant::{dequantize, GgmlType};
+use parity::format::gguf::Value;
+use parity::numeric::simd::{force_path, SimdPath};
+use proptest::prelude::*;
+use std::path::{Path, PathBuf};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gguf").join(name)
+}
+
+fn all_bytes(ck: &Checkpoint, name: &str) -> Vec<u8> {
+    let loc = ck.get(name).unwrap();
+    let mut b = vec![0u8; loc.len];
+    ck.region(loc).read_at(0, &mut b).unwrap();
+    b
+}
+
+const TYPES: [&str; 12] = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS"];
+
+/// Every tensor reads as the `gguf` package dequantized it, on every path
+/// this CPU has (the kernels hold no fused or reassociated operation).
+#[test]
+fn every_type_dequantizes_as_the_gguf_package_does_on_every_path() {
+    let g = Checkpoint::open(&fixture("blocks.gguf")).unwrap();
+    let r = Checkpoint::open(&fixture("blocks_ref.safetensors")).unwrap();
+    assert_eq!(g.layout, Layout::Gguf);
+    assert_eq!(g.names().collect::<Vec<_>>(), r.names().collect::<Vec<_>>());
+    let paths: Vec<SimdPath> = SimdPath::ALL.into_iter().filter(|p| p.supported()).collect();
+    for path in paths {
+        force_path(Some(path));
+        for name in r.names() {
+            let (a, b) = (g.get(name).unwrap(), r.get(name).unwrap());
+            assert_eq!((a.dtype, &a.shape), (b.dtype, &b.shape), "{name}");
+            assert_eq!(all_bytes(&g, name), all_bytes(&r, name), "{name} on {path:?}");
+        }
+    }
+    force_path(None);
+    // The fixture holds the special scales it was made to hold.
+    let values: Vec<f32> = TYPES
+        .iter()
+        .flat_map(|t| all_bytes(&r, &format!("blk.{t}")))
+        .collect::<Vec<u8>>()
+        .chunks(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    // (Subnormal f16 scales are drawn too; times small integers they are
+    // normal f32 values, so they do not show here.)
+    assert!(values.iter().any(|v| v.is_nan()) && values.iter().any(|v| v.is_infinite()) && values.iter().any(|v| *v == 0.0));
+}
+
+#[test]
+fn quantized_tensors_are_f32_values_of_their_blocks_and_plain_ones_are_their_dtype() {
+    let g = Checkpoint::open(&fixture("blocks.gguf")).unwrap();
+    for t in TYPES {
+        let loc = g.get(&format!("blk.{t}")).unwrap();
+        let Some(Encoding::Ggml { ggml_type, bytes }) = loc.encoding else { panic!("{t} is not encoded") };
+        assert_eq!(ggml_type.name(), t);
+        let (block, size) = ggml_type.block();
+        // The generator's 3 rows × 2 blocks: ne = [2·block, 3], shape [3, 2·block].
+        assert_eq!(loc.shape, vec![3, 2 * block as usize], "{t}: ne reversed");
+        assert_eq!((loc.dtype, loc.len as u64, bytes), (DType::F32, 3 * 2 * block * 4, 6 * size), "{t}");
+    }
+    assert_eq!(g.get("plain.F16").unwrap().dtype, DType::F16);
+    assert_eq!(g.get("plain.BF16").unwrap().dtype, DType::BF16);
+    assert!(g.get("plain.F32").unwrap().encoding.is_none());
+}
+
+#[test]
+fn the_header_reads_every_metadata_value() {
+    let g = Checkpoint::open(&fixture("blocks.gguf")).unwrap();
+    let h = g.gguf.as_ref().unwrap();
+    assert_eq!((h.version, h.alignment), (3, 32));
+    assert_eq!(h.get("general.architecture"), Some(&Value::Str("llama".into())));
+    assert_eq!(h.get("llama.attention.head_count").and_then(Value::as_u64), Some(4));
+    assert_eq!(
+        h.get("tokenizer.ggml.tokens"),
+        Some(&Value::Array(vec![Value::Str("<s>".into()), Value::Str("</s>".into()), Value::Str("a".into())]))
+    );
+    assert_eq!(g.layout_name(), "gguf v3");
+}
+
+#[test]
+fn bits_per_weight_are_ggmls() {
+    let bpw = |id| GgmlType::from_id(id).unwrap().bits_per_weight();
+    assert_eq!(bpw(8), 8.5); // Q8_0: 34 bytes per 32
+    assert_eq!(bpw(2), 4.5); // Q4_0
+    assert_eq!(bpw(12), 4.5); // Q4_K: 144 bytes per 256
+    assert_eq!(bpw(14), 6.5625); // Q6_K
+    assert_eq!(bpw(0), 32.0);
+    assert!(GgmlType::from_id(4).is_none() && GgmlType::from_id(5).is_none(), "ids 4 and 5 were removed from ggml");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// A quantized tensor read from any byte on, any length, is that slice
+    /// of the whole read: each read dequantizes only the blocks it covers.
+    #[test]
+    fn any_byte_range_reads_as_that_slice_of_the_whole(
+        which in 0usize..12,
+        a in any::<prop::sample::Index>(),
+        b in any::<prop::sample::Index>(),
+    ) {
+        let g = Checkpoint::open(&fixture("blocks.gguf")).unwrap();
+        let name = format!("blk.{}", TYPES[which]);
+        let whole = all_bytes(&g, &name);
+        let (mut s, mut e) = (a.index(whole.len() + 1), b.index(whole.len() + 1));
+        if s > e {
+            std::mem::swap(&mut s, &mut e);
+        }
+        let loc = g.get(&name).unwrap();
+        let mut part = vec![0u8; e - s];
+        g.region(loc).read_at(s, &mut part).unwrap();
+        prop_assert_eq!(&part[..], &whole[s..e]);
+    }
+
+    /// The kernels agree across paths on any bytes (NaN payloads included:
+    /// compared as bits), for every type.
+    #[test]
+    fn every_path_gives_the_same_bits_on_random_blocks(which in 0usize..12, seed in any::<u64>()) {
+        let ty = GgmlType::from_id([2, 3, 6, 7, 8, 10, 11, 12, 13, 14, 20, 23][which]).unwrap();
+        let (block, size) = ty.block();
+        let mut x = seed | 1;
+        let raw: Vec<u8> = (0..3 * size).map(|_| { x ^= x << 13; x ^= x >> 7; x ^= x << 17; x as u8 }).collect();
+        let mut want = vec![0f32; 3 * block as usize];
+        force_path(Some(SimdPath::Portable));
+        dequantize(ty, &raw, &mut want);
+        for p in SimdPath::ALL.into_iter().filter(|p| p.supported()) {
+            force_path(Some(p));
+            let mut got = vec![0f32; want.len()];
+            dequantize(ty, &raw, &mut got);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            prop_assert_eq!(bits(&got), bits(&want), "{} on {:?}", ty.name(), p);
+        }
+        force_path(None);
+    }
+}
