@@ -132,6 +132,22 @@ def main():
         put("comparer", f"dtype_{d}", bytes([[0, 3, 4, 5, 6, 7, 8, 9, 10][i], 3, 0, 1]) + bytes(range(32)) + bytes(range(1, 33)))
     put("comparer", "mixed", bytes([0xf3, 2, 0, 0]) + bytes(range(64)))
 
+    # GGUF: the dequantization fixture and small headers of each kind.
+    put("gguf", "blocks", (ROOT / "tests/fixtures/gguf/blocks.gguf").read_bytes())
+    def gguf_file(ne, ty, nbytes, kv=True):
+        b = b"GGUF" + struct.pack("<IQQ", 3, 1, 1 if kv else 0)
+        if kv:
+            key = b"llama.attention.head_count"
+            b += struct.pack("<Q", len(key)) + key + struct.pack("<II", 4, 4)
+        b += struct.pack("<Q", 1) + b"w" + struct.pack("<I", len(ne)) + b"".join(struct.pack("<Q", d) for d in ne)
+        b += struct.pack("<IQ", ty, 0)
+        b += bytes(-len(b) % 32) + bytes(range(256)) * (nbytes // 256 + 1)
+        return b
+    put("gguf", "f32", gguf_file([8, 2], 0, 64))
+    put("gguf", "q8_0", gguf_file([32, 2], 8, 68))
+    put("gguf", "q4_k", gguf_file([256, 1], 12, 144, kv=False))
+    put("gguf", "iq4_xs", gguf_file([256, 1], 23, 136))
+
     # PyTorch: odd first byte = a whole file (the golden torch.save files and
     # the refused ones), even = a pickle alone (each zip's data.pkl).
     torch_files = sorted(GOLDEN.glob("pytorch_*/*.pt")) + sorted(GOLDEN.glob("pytorch_*/*/*.bin"))

@@ -112,6 +112,13 @@ def port_check(lines):
     return lines[:end] + ["  …"] + lines[hashes:]
 
 
+def differs_rows(lines):
+    """A diff's head, its `differs` rows, and its verdict."""
+    head = lines[:5]
+    rows = [l for l in lines[5:] if "  differs  " in l]
+    return head + ["…"] + rows + ["…"] + lines[-2:]
+
+
 def plan_check(lines):
     """The plan's stage check: layer 1's query weight, three of its stages."""
     start = next(i for i, l in enumerate(lines) if l.startswith("svf_query/bert.encoder.layer.1."))
@@ -152,6 +159,10 @@ SAMPLES = {
     "diff-bin": [
         Run("parity diff golden/pytorch_sharded_bin/left golden/pytorch_sharded_bin/right"),
         Run("parity inspect golden/pytorch_training_checkpoint/checkpoint.pt --headers", keep=head(6)),
+    ],
+    "gguf": [
+        Run("parity diff golden/gguf_llama/hf golden/gguf_llama/model.gguf --map-preset llama", keep=head(12)),
+        Run("parity diff golden/gguf_llama/hf golden/gguf_llama/buggy.gguf --map-preset llama", keep=differs_rows),
     ],
     "dry-run": [
         Run("cp -r golden/plan_two_shards /tmp/plan && cd /tmp/plan", cmd="cp -r golden/plan_two_shards/. /tmp/plan"),

@@ -167,6 +167,13 @@ pub struct NameMap {
 }
 
 impl NameMap {
+    /// A rule from its two halves (a name-map file's `[regex, replacement]`);
+    /// `rule` is how messages show it.
+    pub fn new(regex: &str, replacement: &str, rule: String) -> Result<NameMap> {
+        let re = regex::Regex::new(regex).map_err(|e| Error::Usage(format!("{rule}: invalid regex: {}", one_line(&e.to_string()))))?;
+        Ok(NameMap { rule, regex: re, replacement: replacement.to_string() })
+    }
+
     pub fn apply(&self, name: &str) -> String {
         self.regex.replace_all(name, self.replacement.as_str()).into_owned()
     }

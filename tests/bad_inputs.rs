@@ -259,11 +259,12 @@ struct Gguf {
     offset: u64,
     twice: bool,
     cut: Option<usize>,
+    name: &'static str,
 }
 
 impl Gguf {
     fn ok() -> Gguf {
-        Gguf { version: 3, count: None, key_len: None, kv_type: 4, ty: 0, ne: vec![32, 1], offset: 0, twice: false, cut: None }
+        Gguf { version: 3, count: None, key_len: None, kv_type: 4, ty: 0, ne: vec![32, 1], offset: 0, twice: false, cut: None, name: "w" }
     }
 
     fn bytes(&self) -> Vec<u8> {
@@ -278,8 +279,8 @@ impl Gguf {
         b.extend(self.kv_type.to_le_bytes());
         b.extend(4u32.to_le_bytes());
         for _ in 0..n {
-            b.extend(1u64.to_le_bytes());
-            b.push(b'w');
+            b.extend((self.name.len() as u64).to_le_bytes());
+            b.extend(self.name.as_bytes());
             b.extend((self.ne.len() as u32).to_le_bytes());
             for d in &self.ne {
                 b.extend(d.to_le_bytes());
@@ -287,7 +288,7 @@ impl Gguf {
             b.extend(self.ty.to_le_bytes());
             b.extend(self.offset.to_le_bytes());
         }
-        b.resize(b.len().div_ceil(32) * 32 + 256, 0);
+        b.resize(b.len().div_ceil(32) * 32 + 1024, 0);
         if let Some(c) = self.cut {
             b.truncate(c);
         }
@@ -986,6 +987,20 @@ fn rows() -> Vec<Row> {
         }),
         row("diff: GGUF cut inside its header", Refused(&["m.gguf", "truncated"]), |fx| {
             gguf_bad(fx, Gguf { cut: Some(40), ..Gguf::ok() })
+        }),
+        row("diff --map-preset llama: the GGUF lacks the head count", Refused(&["m.gguf", "tensor 'blk.0.attn_q.weight'", "head count"]), |fx| {
+            gguf_bad(fx, Gguf { name: "blk.0.attn_q.weight", ne: vec![32, 4], ..Gguf::ok() });
+            vec!["diff".into(), fx.arg("ckpt/a"), fx.arg("m.gguf"), "--map-preset".into(), "llama".into()]
+        }),
+        row("diff --map-preset that does not exist", Refused(&["--map-preset gpt9", "known: llama"]), |fx| {
+            let mut a = fx.diff();
+            a.extend(["--map-preset".into(), "gpt9".into()]);
+            a
+        }),
+        row("diff --map-file that is not a name map", Refused(&["tol.json", "parity.name_map.v1"]), |fx| {
+            let mut a = fx.diff();
+            a.extend(["--map-file".into(), fx.arg("tol.json")]);
+            a
         }),
         row("diff --tolerances without a tensors section", Refused(&["tol.json", "\"tensors\""]), |fx| {
             let mut a = fx.diff();

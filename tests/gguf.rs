@@ -145,3 +145,56 @@ proptest! {
         force_path(None);
     }
 }
+
+fn golden(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("golden/gguf_llama").join(rel)
+}
+
+fn diff_json(args: &[&str]) -> (i32, serde_json::Value, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_parity")).args(args).args(["--format", "json"]).output().unwrap();
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out.status.code().unwrap(), v, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn entry<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    v["tensors"].as_array().unwrap().iter().find(|t| t["name"] == name).unwrap_or_else(|| panic!("{name} not listed"))
+}
+
+/// The profile's margin decides a pair whose blocks are not the reference's:
+/// layer 1's Q5_0 query (another quantizer's blocks, its values 2% small) is
+/// within 2× the reference's error but not within 1×.
+#[test]
+fn the_quantization_margin_comes_from_the_profile() {
+    let (hf, model) = (golden("hf"), golden("model.gguf"));
+    let q = "model.layers.1.self_attn.q_proj.weight";
+    let (code, v, err) = diff_json(&[ "diff", hf.to_str().unwrap(), model.to_str().unwrap(), "--map-preset", "llama"]);
+    assert_eq!(code, 0, "{err}");
+    let e = entry(&v, q);
+    assert_eq!((e["status"].as_str(), e["quantization"]["matches_reference"].as_bool()), (Some("within"), Some(false)));
+    assert_eq!(e["quantization"]["margin"].as_f64(), Some(2.0));
+    let ratio = 10f64.powf((e["quantization"]["reference_sqnr_db"].as_f64().unwrap() - e["quantization"]["sqnr_db"].as_f64().unwrap()) / 20.0);
+    assert!(ratio > 1.0 && ratio < 2.0, "RMS error ratio {ratio}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let tol = dir.path().join("margin1.json");
+    std::fs::write(&tol, r#"{"schema": "parity.tolerances.v1", "tensors": {"none.*": {"max_abs": 0}}, "quantization": {"margin": 1}}"#).unwrap();
+    let (code, v, err) = diff_json(&["diff", hf.to_str().unwrap(), model.to_str().unwrap(), "--map-preset", "llama", "--tolerances", tol.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(entry(&v, q)["status"], "differs");
+    assert_eq!(entry(&v, "model.embed_tokens.weight")["status"], "within", "reference blocks pass at any margin");
+
+    std::fs::write(&tol, r#"{"schema": "parity.tolerances.v1", "tensors": {}, "quantization": {"margin": 0.5}}"#).unwrap();
+    let (code, _, err) = diff_json(&["diff", hf.to_str().unwrap(), model.to_str().unwrap(), "--tolerances", tol.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("quantization.margin") && err.contains("≥ 1"), "{err}");
+}
+
+/// Without the preset nothing pairs by name, and the permuted Q/K rows would
+/// not be put back: the preset is what makes a conversion comparable.
+#[test]
+fn without_the_preset_the_names_do_not_pair() {
+    let (code, v, _) = diff_json(&["diff", golden("hf").to_str().unwrap(), golden("model.gguf").to_str().unwrap()]);
+    assert_eq!(code, 1);
+    let statuses: Vec<&str> = v["tensors"].as_array().unwrap().iter().map(|t| t["status"].as_str().unwrap()).collect();
+    assert!(statuses.iter().all(|s| *s == "only_left" || *s == "only_right"), "{statuses:?}");
+}

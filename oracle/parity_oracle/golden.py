@@ -42,6 +42,7 @@ import numpy as np  # noqa: E402
 from . import diff_case  # noqa: E402
 from . import plan_case  # noqa: E402
 from . import pytorch_case  # noqa: E402
+from . import gguf_case  # noqa: E402
 from . import ops as catalog  # noqa: E402
 from .case import write_op_case  # noqa: E402
 from .checkout import NotACheckout, find_checkout  # noqa: E402
@@ -152,6 +153,7 @@ def write_readme(out: Path, skipped: dict[str, str]) -> None:
         present = (out / name).is_dir()
         note = "" if present else f" **(not generated: {skipped.get(name, 'missing')})**"
         rows.append(f"| [`{name}`]({name}/NOTE.md) | {pytorch_case.PROVES[name]}{note} |")
+    rows.append(f"| [`{gguf_case.NAME}`]({gguf_case.NAME}/NOTE.md) | {gguf_case.PROVES} |")
     text = f"""# Golden stage bundles
 
 Produced by the independent Python oracle (`oracle/`, numpy + ml_dtypes + safetensors),
@@ -209,7 +211,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help="output directory (default: golden/ of the parity checkout around the "
                         "current directory)")
-    parser.add_argument("--case", action="append", choices=sorted([*CASES_BY_NAME, diff_case.NAME, plan_case.NAME, *pytorch_case.NAMES]),
+    parser.add_argument("--case", action="append", choices=sorted([*CASES_BY_NAME, diff_case.NAME, plan_case.NAME, *pytorch_case.NAMES, gguf_case.NAME]),
                         help="only this case (repeatable); default all")
     args = parser.parse_args(argv)
 
@@ -249,6 +251,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         pytorch_case.generate(out, torch_cases, versions_line(), COMMAND)
         for n in torch_cases:
             print(f"wrote {out / n}")
+    if not args.case or gguf_case.NAME in args.case:
+        gguf_case.generate(out, versions_line(), COMMAND)
+        print(f"wrote {out / gguf_case.NAME}")
     write_readme(out, skipped)
     write_manifest(out)
     return 0

@@ -16,7 +16,8 @@ from parity_oracle import golden as make_golden
 
 # Cases of another kind than the catalog's: checkpoint diffs (safetensors and
 # PyTorch) and a plan (their own files; tested in test_apply.py and by `parity gate`).
-SPECIAL_CASES = (make_golden.diff_case.NAME, make_golden.plan_case.NAME, *make_golden.pytorch_case.NAMES)
+SPECIAL_CASES = (make_golden.diff_case.NAME, make_golden.plan_case.NAME, *make_golden.pytorch_case.NAMES,
+                 make_golden.gguf_case.NAME)
 CASE_DIRS = sorted(p for p in GOLDEN_DIR.iterdir() if p.is_dir() and p.name not in SPECIAL_CASES) \
     if GOLDEN_DIR.is_dir() else []
 REPORTS = ("oracle_f32.json", "oracle_f64.json")

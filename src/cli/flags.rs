@@ -149,6 +149,14 @@ pub struct DiffArgs {
     pub layers: LayersFlag,
     #[command(flatten)]
     pub map: MapFlag,
+    /// Rename RIGHT's tensors by a built-in name map before pairing, and put back the rows a
+    /// converter permuted: `llama` (GGUF names from llama.cpp's convert_hf_to_gguf → Hugging Face
+    /// Llama names; Q/K rows from RoPE order, head counts from the GGUF metadata).
+    #[arg(long, value_name = "NAME", conflicts_with = "map_file")]
+    pub map_preset: Option<String>,
+    /// A name-map file (parity.name_map.v1: a copy of presets/llama.json, edited) used as --map-preset is.
+    #[arg(long, value_name = "FILE")]
+    pub map_file: Option<PathBuf>,
     /// Compare only the K-th of N byte-balanced parts of the pairs (for a CI matrix).
     #[arg(long, value_name = "K/N", value_parser = Partition::from_str)]
     pub partition: Option<Partition>,

@@ -164,12 +164,20 @@ fn diff(args: flags::DiffArgs) -> Result<Outcome> {
     if let Some(out) = &args.output.file {
         let mut inputs = vec![(args.left.clone(), "the left checkpoint"), (args.right.clone(), "the right checkpoint")];
         inputs.extend(args.tolerances.clone().map(|t| (t, "the tolerance profile")));
+        inputs.extend(args.map_file.clone().map(|t| (t, "the name-map file")));
         refuse_inputs(out, &inputs, "the result")?;
     }
+    let name_map = match (&args.map_preset, &args.map_file) {
+        (Some(p), _) => Some(parity::diff::name_map::MapFile::preset(p)?),
+        (None, Some(f)) => Some(parity::diff::name_map::MapFile::load(f)?),
+        (None, None) => None,
+    };
     let opts = DiffOptions {
         select: args.select.patterns,
         layers: args.layers.range,
         maps: args.map.maps,
+        name_map,
+        quantization_margin: profile.as_ref().and_then(|p| p.quantization_margin()),
         limit,
         profile,
         partition: args.partition,

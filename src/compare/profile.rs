@@ -80,6 +80,9 @@ pub struct Profile {
     /// The `"tensors"` section: (glob, limits) in file order, for `parity diff`.
     tensors: Vec<(String, glob::Pattern, Tolerance)>,
     origin: String,
+    /// `"quantization": {"margin": m}`: how many times the reference
+    /// quantizer's RMS error a quantized RIGHT may have (`parity diff`).
+    quantization_margin: Option<f64>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -107,7 +110,7 @@ impl Profile {
                 (op.to_string(), OpProfile { stages, star: None, registry: true })
             })
             .collect();
-        Profile { ops, tensors: Vec::new(), origin: origin.into() }
+        Profile { ops, tensors: Vec::new(), origin: origin.into(), quantization_margin: None }
     }
 
     /// This profile with a tolerance file merged over it.
@@ -129,6 +132,12 @@ impl Profile {
             }
         }
         let file = File::deserialize(&value).map_err(|e| Error::json(path, format!("invalid tolerance profile: {}{e}", where_invalid(&value))))?;
+        if let Some(q) = &file.quantization {
+            if !(q.margin.is_finite() && q.margin >= 1.0) {
+                return Err(Error::json(path, format!("quantization.margin: {} is not a number ≥ 1 (1: no worse than the reference quantizer)", q.margin)));
+            }
+            self.quantization_margin = Some(q.margin);
+        }
         for (op_name, entries) in file.operations {
             if !self.ops.contains_key(&op_name) {
                 let declared = self.ops.iter().filter(|(_, o)| o.registry).map(|(n, _)| n.as_str());
@@ -206,6 +215,11 @@ impl Profile {
     }
 
     /// Rename the profile (how outputs name where the tolerances came from).
+    /// The profile's `"quantization": {"margin": m}`, when it has one.
+    pub fn quantization_margin(&self) -> Option<f64> {
+        self.quantization_margin
+    }
+
     pub fn named(mut self, origin: impl Into<String>) -> Profile {
         self.origin = origin.into();
         self
@@ -293,6 +307,15 @@ struct File {
     operations: IndexMap<String, IndexMap<String, Override>>,
     #[serde(default)]
     tensors: IndexMap<String, Override>,
+    #[serde(default)]
+    quantization: Option<QuantizationSection>,
+}
+
+/// `"quantization": {"margin": 2}` (see `diff::quantization`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuantizationSection {
+    margin: f64,
 }
 
 /// One stage entry of a file: every field optional. For the optional limits,

@@ -15,8 +15,10 @@
 //! decoding (so F32 vs BF16 is compared by value), NaN where NaN is.
 
 pub mod merge;
+pub mod name_map;
 pub mod outcome;
 pub mod pairing;
+pub mod quantization;
 
 use crate::compare::gate::limits_broken;
 use crate::compare::metrics::{self, Bytes, Metrics, Stage, CHUNK};
@@ -54,6 +56,9 @@ pub struct DiffOptions {
     pub layers: Option<LayerRange>,
     /// Applied to RIGHT's names, in order.
     pub maps: Vec<NameMap>,
+    /// `--map-preset`/`--map-file`: renames applied to RIGHT's names before
+    /// `maps`, and which tensors' rows to put back from RoPE order.
+    pub name_map: Option<name_map::MapFile>,
     /// For tensors no `"tensors"` rule of `profile` matches.
     pub limit: Limit,
     /// A tolerance file with a `"tensors"` section.
@@ -64,6 +69,10 @@ pub struct DiffOptions {
     pub progress: bool,
     /// Gather the HTML page's plots of every `differs` pair.
     pub plots: bool,
+    /// A quantized RIGHT is `within` when its RMS error is at most this many
+    /// times the reference quantizer's (default 2): the profile's
+    /// `"quantization": {"margin": m}`.
+    pub quantization_margin: Option<f64>,
 }
 
 /// One pair (or one-sided tensor) as planned.
@@ -72,6 +81,9 @@ struct PairToCompare<'a> {
     right_name: Option<String>,
     left: Option<&'a Located>,
     right: Option<&'a Located>,
+    /// RIGHT's rows were permuted for RoPE with this many heads (a name
+    /// map's `unpermute_rope`): put them back before comparing.
+    unpermute: Option<usize>,
 }
 
 /// The top-level entry point of `parity diff`.
@@ -82,7 +94,8 @@ pub fn diff(left_path: &Path, right_path: &Path, opts: &DiffOptions) -> Result<D
     // RIGHT's names after --map; two of them landing on one name is an error.
     let mut right_by_name: BTreeMap<String, (&str, &Located)> = BTreeMap::new();
     for (name, loc) in right.tensors() {
-        let mapped = opts.maps.iter().fold(name.to_string(), |n, m| m.apply(&n));
+        let preset = opts.name_map.as_ref().map_or_else(|| name.to_string(), |f| f.rename(name));
+        let mapped = opts.maps.iter().fold(preset, |n, m| m.apply(&n));
         if let Some((other, _)) = right_by_name.insert(mapped.clone(), (name, loc)) {
             return Err(Error::tensor(
                 &right.path,
@@ -112,14 +125,19 @@ pub fn diff(left_path: &Path, right_path: &Path, opts: &DiffOptions) -> Result<D
         .into_iter()
         .map(|&name| {
             let r = right_by_name.get(name);
-            PairToCompare {
+            let unpermute = match (r, &opts.name_map) {
+                (Some((rn, loc)), Some(f)) => f.heads_key(name).map(|key| rope_heads(&right, rn, loc, key, f)).transpose()?,
+                _ => None,
+            };
+            Ok(PairToCompare {
                 name: name.to_string(),
                 right_name: r.filter(|(rn, _)| *rn != name).map(|(rn, _)| rn.to_string()),
                 left: left.get(name),
                 right: r.map(|(_, loc)| *loc),
-            }
+                unpermute,
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
 
     let options = Options {
         tolerance: match (&opts.profile, &opts.limit) {
@@ -196,14 +214,121 @@ fn explain_differences(left: &Checkpoint, right: &Checkpoint, planned: &[PairToC
             continue;
         }
         let (_, tol) = limits_for(&t.name, opts);
-        let (lh, rh) = (left.gathered(l)?, right.gathered(r)?);
+        if let Some(heads) = t.unpermute {
+            if let Some(e) = wrong_rope_heads(left, right, l, r, heads, d, opts)? {
+                d.explanation = Some(e);
+                continue;
+            }
+        }
+        let (lh, rh) = (left.gathered(l)?, right_held(right, r, t.unpermute)?);
         let ls = Stage { dtype: l.dtype, shape: &l.shape, bytes: bytes_of(left, l, &lh) };
         let rs = Stage { dtype: r.dtype, shape: &r.shape, bytes: bytes_of(right, r, &rh) };
         let (explanation, plots) = crate::compare::explain::examine(ls, rs, &tol, opts.plots)?;
         d.explanation = explanation.map(|e| e.json());
         d.plots = plots;
+        // No porting bug fits a quantized pair that is worse than the
+        // reference quantizer: that is the explanation.
+        if d.explanation.is_none() && d.quantization.is_some() {
+            if let Some(why) = d.failures.first() {
+                d.explanation = Some(serde_json::json!({"bug": "worse_than_quantization", "summary": why}));
+            }
+        }
     }
     Ok(())
+}
+
+/// Whether RIGHT's rows were RoPE-permuted with another head count than the
+/// one the metadata names (convert_hf_to_gguf permuting K of a GQA model with
+/// the query head count, say): put back with each other count that splits
+/// the rows, does the pair pass? The explanation names the count that fits.
+fn wrong_rope_heads(
+    left: &Checkpoint,
+    right: &Checkpoint,
+    l: &Located,
+    r: &Located,
+    heads: usize,
+    d: &TensorDiff,
+    opts: &DiffOptions,
+) -> Result<Option<serde_json::Value>> {
+    let rows = r.shape[0];
+    let left_values = f32_values(l, left.gathered(l)?.map_or_else(|| read_whole(left, l), Ok)?);
+    let file_values = read_whole(right, r)?;
+    let mut raw = vec![0u8; r.stored_bytes() as usize];
+    right.stored_region(r).read_at(0, &mut raw)?;
+    for other in (1..=rows / 2).filter(|&h| h != heads && rows % (2 * h) == 0) {
+        let values = name_map::unpermute_rows(&file_values, rows, other, r.len / rows);
+        let fits = if quantization::applies(right, l, r) {
+            let mut trial = d.clone();
+            let raw_rows = name_map::unpermute_rows(&raw, rows, other, raw.len() / rows);
+            quantization::judge(&mut trial, r, &left_values, &raw_rows, &f32_values(r, values), opts.quantization_margin.unwrap_or(2.0))?;
+            trial.status == Status::Within
+        } else {
+            f32_values(r, values).iter().zip(&left_values).all(|(a, b)| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()))
+        };
+        if fits {
+            return Ok(Some(serde_json::json!({
+                "bug": "rope_head_count",
+                "summary": format!(
+                    "as convert_hf_to_gguf permutes Q/K for RoPE, with the wrong head count: RIGHT's rows match LEFT's when put back with {other} heads, not the {heads} its metadata gives"
+                ),
+                "params": {"heads_metadata": heads, "heads_fitting": other},
+            })));
+        }
+    }
+    Ok(None)
+}
+
+/// The head count RIGHT's tensor `name` was RoPE-permuted with, from RIGHT's
+/// GGUF metadata (`key`, `{arch}` its architecture); its rows must split
+/// into that many heads of two halves.
+fn rope_heads(right: &Checkpoint, name: &str, loc: &Located, key: &str, f: &name_map::MapFile) -> Result<usize> {
+    let bad = |m: String| Error::tensor(&right.path, name, None, m);
+    let Some(h) = &right.gguf else {
+        return Err(bad(format!("{} puts this tensor's rows back from RoPE order, which needs RIGHT to be the GGUF file", f.origin)));
+    };
+    let arch = match h.get("general.architecture") {
+        Some(crate::format::gguf::Value::Str(a)) => a.clone(),
+        _ => String::new(),
+    };
+    let key = key.replace("{arch}", &arch);
+    let heads = h
+        .get(&key)
+        .and_then(crate::format::gguf::Value::as_u64)
+        .ok_or_else(|| bad(format!("{} needs the head count '{key}', which the GGUF metadata does not hold", f.origin)))?;
+    let rows = loc.shape.first().copied().unwrap_or(0) as u64;
+    if heads == 0 || rows % (2 * heads) != 0 {
+        return Err(bad(format!("{rows} rows do not split into {key} = {heads} heads of two halves")));
+    }
+    Ok(heads as usize)
+}
+
+/// RIGHT's values for a comparison that reads them whole: its rows put back
+/// from RoPE order when the pair asks for it, a strided view gathered, or
+/// None (stream it from the file).
+fn right_held(right: &Checkpoint, r: &Located, unpermute: Option<usize>) -> Result<Option<Vec<u8>>> {
+    let Some(heads) = unpermute else { return right.gathered(r) };
+    let mut bytes = vec![0u8; r.len];
+    right.region(r).read_at(0, &mut bytes)?;
+    let rows = r.shape[0];
+    Ok(Some(name_map::unpermute_rows(&bytes, rows, heads, r.len / rows.max(1))))
+}
+
+/// A tensor's values, read whole.
+fn read_whole(ck: &Checkpoint, loc: &Located) -> Result<Vec<u8>> {
+    let mut bytes = vec![0u8; loc.len];
+    ck.region(loc).read_at(0, &mut bytes)?;
+    Ok(bytes)
+}
+
+/// Values as f32, as a converter quantizes them: every float dtype narrower
+/// than f64 widens exactly; f64 rounds to nearest even.
+fn f32_values(loc: &Located, bytes: Vec<u8>) -> Vec<f32> {
+    if loc.dtype == crate::format::dtype::DType::F32 {
+        return bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4"))).collect();
+    }
+    let mut wide = vec![0f64; bytes.len() / loc.dtype.size()];
+    loc.dtype.decode_into(&bytes, &mut wide);
+    wide.into_iter().map(|v| v as f32).collect()
 }
 
 /// A tensor's bytes for a streamed comparison: from its file, or from
@@ -267,6 +392,7 @@ fn compare_pair(left: &Checkpoint, right: &Checkpoint, t: &PairToCompare, opts: 
         failures: Vec::new(),
         transposed: None,
         explanation: None,
+        quantization: None,
         plots: None,
     };
     let (l, r) = match (t.left, t.right) {
@@ -279,9 +405,9 @@ fn compare_pair(left: &Checkpoint, right: &Checkpoint, t: &PairToCompare, opts: 
     };
     let (source, tol) = limits_for(&t.name, opts);
     d.limits = Some(limits_json(source, &tol));
-    let (lh, rh) = (left.gathered(l)?, right.gathered(r)?);
-    let ls = Stage { dtype: l.dtype, shape: &l.shape, bytes: bytes_of(left, l, &lh) };
-    let rs = Stage { dtype: r.dtype, shape: &r.shape, bytes: bytes_of(right, r, &rh) };
+    let (l_held, r_held) = (left.gathered(l)?, right_held(right, r, t.unpermute)?);
+    let ls = Stage { dtype: l.dtype, shape: &l.shape, bytes: bytes_of(left, l, &l_held) };
+    let rs = Stage { dtype: r.dtype, shape: &r.shape, bytes: bytes_of(right, r, &r_held) };
     if l.shape != r.shape {
         d.status = Status::ShapeMismatch;
         d.failures.push(format!("shape {} (left) vs {} (right)", numbers::shape(&l.shape), numbers::shape(&r.shape)));
@@ -303,6 +429,16 @@ fn compare_pair(left: &Checkpoint, right: &Checkpoint, t: &PairToCompare, opts: 
         Status::Differs
     };
     d.metrics = Some((&m).into());
+    if d.status != Status::Identical && quantization::applies(right, l, r) {
+        let left_values = f32_values(l, l_held.map_or_else(|| read_whole(left, l), Ok)?);
+        let right_values = f32_values(r, r_held.map_or_else(|| read_whole(right, r), Ok)?);
+        let mut raw = vec![0u8; r.stored_bytes() as usize];
+        right.stored_region(r).read_at(0, &mut raw)?;
+        if let Some(heads) = t.unpermute {
+            raw = name_map::unpermute_rows(&raw, r.shape[0], heads, raw.len() / r.shape[0].max(1));
+        }
+        quantization::judge(&mut d, r, &left_values, &raw, &right_values, opts.quantization_margin.unwrap_or(2.0))?;
+    }
     Ok(d)
 }
 

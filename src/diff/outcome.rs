@@ -134,6 +134,10 @@ pub struct TensorDiff {
     /// `evidence`, `params`, `residual`, `confidence`, …).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub explanation: Option<serde_json::Value>,
+    /// The quantization-aware verdict of a pair whose RIGHT is quantized (a
+    /// GGUF conversion): see `diff::quantization`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub quantization: Option<super::quantization::Verdict>,
     /// What the HTML page draws for a `differs` pair; gathered only for that
     /// page and never part of the JSON (merged partitions carry none).
     #[serde(skip)]

@@ -438,6 +438,18 @@ impl Checkpoint {
         }
     }
 
+    /// A tensor's bytes as stored in its file (a quantized tensor's blocks;
+    /// otherwise the same bytes as [`Checkpoint::region`] reads).
+    pub fn stored_region<'a>(&'a self, loc: &'a Located) -> Region<'a> {
+        match loc.encoding {
+            Some(Encoding::Ggml { bytes, .. }) => {
+                let shard = &self.shards[loc.shard];
+                Region::new(&shard.file, &shard.path, loc.offset, bytes as usize)
+            }
+            None => self.region(loc),
+        }
+    }
+
     /// A strided view's values gathered into memory, once, for a reader
     /// that streams a tensor piece by piece (each read of a strided region
     /// reads the view's whole span); None for a plain region, which is

@@ -26,7 +26,11 @@ struct Case {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Run {
-    /// `parity diff` flags: `--tolerances FILE` (relative to the case), `--atol X`, `--rtol Y`.
+    /// RIGHT for this run, when not the case's (relative to the case).
+    #[serde(default)]
+    right: Option<String>,
+    /// `parity diff` flags: `--tolerances FILE` (relative to the case), `--atol X`, `--rtol Y`,
+    /// `--map-preset NAME`.
     args: Vec<String>,
     expected: BTreeMap<String, Expected>,
 }
@@ -37,6 +41,13 @@ struct Expected {
     status: String,
     #[serde(default)]
     max_abs: Option<f64>,
+    /// For a quantized RIGHT: whether its blocks are the reference
+    /// quantizer's (numpy's `gguf.quants.quantize` of LEFT).
+    #[serde(default)]
+    matches_reference: Option<bool>,
+    /// What the explanation's summary must contain, where one is expected.
+    #[serde(default)]
+    explanation: Option<String>,
 }
 
 /// One gate row per run of the case.
@@ -47,7 +58,7 @@ pub fn gate(dir: &Path, case: &str) -> Result<Vec<GateRow>> {
     if c.schema != SCHEMA {
         return Err(Error::json(&path, format!("schema '{}', expected '{SCHEMA}'", c.schema)));
     }
-    for p in [&c.left, &c.right] {
+    for p in [&c.left, &c.right].into_iter().chain(c.runs.iter().filter_map(|r| r.right.as_ref())) {
         if Path::new(p).is_absolute() || p.contains("..") {
             return Err(Error::PathEscapes { path: path.clone(), field: "left/right".into(), target: p.clone(), container: "case" });
         }
@@ -55,9 +66,13 @@ pub fn gate(dir: &Path, case: &str) -> Result<Vec<GateRow>> {
     let mut rows = Vec::new();
     for run in &c.runs {
         let opts = options(dir, &path, &run.args)?;
-        let outcome = diff::diff(&dir.join(&c.left), &dir.join(&c.right), &opts)?;
+        let right = run.right.as_ref().unwrap_or(&c.right);
+        let outcome = diff::diff(&dir.join(&c.left), &dir.join(right), &opts)?;
         let problems = disagreements(&outcome, &run.expected);
-        let against = if run.args.is_empty() { "numpy exact".to_string() } else { format!("numpy {}", run.args.join(" ")) };
+        let mut against = if run.args.is_empty() { "numpy exact".to_string() } else { format!("numpy {}", run.args.join(" ")) };
+        if let Some(r) = &run.right {
+            against = format!("{against} (vs {r})");
+        }
         let passed = problems.is_empty();
         rows.push(GateRow {
             case: case.to_string(),
@@ -94,6 +109,7 @@ fn options(dir: &Path, path: &Path, args: &[String]) -> Result<DiffOptions> {
         match flag.as_str() {
             "--tolerances" => opts.profile = Some(crate::ops::builtin_profile().merge_file(&dir.join(value))?),
             "--atol" => atol = Some(number()?),
+            "--map-preset" => opts.name_map = Some(crate::diff::name_map::MapFile::preset(value)?),
             "--rtol" => rtol = Some(number()?),
             other => return Err(Error::json(path, format!("run args: '{other}' is not a flag a golden diff run takes"))),
         }
@@ -115,6 +131,17 @@ fn disagreements(o: &DiffOutcome, expected: &BTreeMap<String, Expected>) -> Vec<
         };
         if t.status.name() != e.status {
             out.push(format!("{name}: expected {}, parity says {}", e.status, t.status.name()));
+        }
+        if let Some(want) = e.matches_reference {
+            let got = t.quantization.as_ref().and_then(|q| q.matches_reference);
+            if got != Some(want) {
+                out.push(format!("{name}: matches_reference {got:?}, numpy says {want}"));
+            }
+        }
+        if let Some(want) = &e.explanation {
+            if !t.explanation_summary().is_some_and(|s| s.contains(want.as_str())) {
+                out.push(format!("{name}: explanation {:?}, expected one saying {want:?}", t.explanation_summary()));
+            }
         }
         // A non-finite max_abs (NaN, ±inf) counts as infinitely far.
         let max_abs = t.metrics.as_ref().map(|m| m.max_abs.as_f64()).map(|x| if x.is_finite() { x } else { f64::INFINITY });

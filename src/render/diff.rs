@@ -28,6 +28,10 @@ fn index(ix: &Option<Vec<usize>>) -> String {
 }
 
 pub(super) fn dtype_cell(t: &TensorDiff) -> String {
+    // A quantized RIGHT: its stored type, not the F32 of its values.
+    if let (Some(q), Some(l)) = (&t.quantization, &t.dtype_left) {
+        return format!("{l}→{}", q.ty);
+    }
     match (&t.dtype_left, &t.dtype_right) {
         (Some(l), Some(r)) if l == r => l.clone(),
         (Some(l), Some(r)) => format!("{l}→{r}"),
@@ -53,8 +57,10 @@ pub(super) fn metric_cells(t: &TensorDiff) -> [String; 5] {
     // An integer tensor's max_abs is exact: shown in full.
     let x = m.max_abs.as_f64();
     let max_abs = format!("{}{}", numbers::diff(x, m.max_abs.exact_u64()), if x > 0.0 { index(&m.max_abs_index) } else { String::new() });
-    let ulp = m.max_ulp.map(numbers::thousands).unwrap_or_else(|| "-".into());
-    let neq = m.not_bit_equal.map(numbers::thousands).unwrap_or_else(|| "-".into());
+    // ULPs of a quantized RIGHT's dequantized F32 values say nothing.
+    let quantized = t.quantization.is_some();
+    let ulp = m.max_ulp.filter(|_| !quantized).map(numbers::thousands).unwrap_or_else(|| "-".into());
+    let neq = m.not_bit_equal.filter(|_| !quantized).map(numbers::thousands).unwrap_or_else(|| "-".into());
     [max_abs, numbers::short(m.mean_abs.0), ulp, neq, numbers::db(m.sqnr_db.0)]
 }
 
@@ -70,10 +76,27 @@ pub(super) fn why(t: &TensorDiff) -> String {
             parts.extend(tr.failures.iter().cloned());
         }
     }
-    if t.status == Status::Within && t.dtype_left != t.dtype_right {
+    if let Some(q) = &t.quantization {
+        if t.status == Status::Within {
+            parts.push(match (q.matches_reference, q.reference_sqnr_db, q.floor_db) {
+                (Some(true), _, _) if q.ty == "F16" || q.ty == "BF16" => format!("{}: LEFT rounded to nearest even", q.ty),
+                (Some(true), _, _) => format!("{}: the reference quantizer's blocks", q.ty),
+                (Some(false), Some(r), _) => format!(
+                    "{}: not the reference quantizer's blocks, SQNR {} dB where it gets {} dB (within {}× its RMS error)",
+                    q.ty,
+                    numbers::short(q.sqnr_db),
+                    numbers::short(r),
+                    q.margin.unwrap_or(2.0)
+                ),
+                (_, _, Some(f)) => format!("{}: SQNR {} dB ≥ the type's {} dB floor", q.ty, numbers::short(q.sqnr_db), numbers::short(f)),
+                _ => q.ty.clone(),
+            });
+        }
+    } else if t.status == Status::Within && t.dtype_left != t.dtype_right {
         parts.push("compared by value across dtypes".into());
     }
-    if let Some(e) = t.explanation_summary() {
+    // (A quantized pair's "worse than quantization" is its failure already.)
+    if let Some(e) = t.explanation_summary().filter(|e| !t.failures.iter().any(|f| f == e)) {
         parts.push(format!("explanation: {e}"));
     }
     if let Some(rn) = &t.right_name {

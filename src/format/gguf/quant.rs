@@ -459,3 +459,91 @@ crate::simd_kernel! {
         }
     }
 }
+
+/// Whether [`quantize_reference`] knows the type: the types ggml's
+/// reference quantizer has a bit-exact twin for in `gguf.quants.quantize`.
+pub fn has_reference_quantizer(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0)
+}
+
+/// ggml's reference quantizer (`quantize_row_*_ref`), bit for bit as the
+/// `gguf` package's `gguf.quants.quantize` does it: every step in f32, in
+/// its order — the scale from the block's largest magnitude (Q4_0, Q5_0:
+/// the first value of largest magnitude, signed, over −8 or −16; Q8_0:
+/// max |x| / 127) or its range (Q4_1, Q5_1: (max − min) / 15 or 31), its
+/// reciprocal (0 for a zero scale), each value times that, offset and
+/// truncated (Q4/Q5; Q8_0 rounds half away from zero), clipped; the scale
+/// (and min) stored as f16 by round-to-nearest-even. `values` holds whole
+/// blocks; None for a type without a reference quantizer.
+pub fn quantize_reference(ty: GgmlType, values: &[f32]) -> Option<Vec<u8>> {
+    let (block, size) = ty.block();
+    let (block, size) = (block as usize, size as usize);
+    if !has_reference_quantizer(ty) || values.len() % block != 0 {
+        return None;
+    }
+    let mut out = vec![0u8; values.len() / block * size];
+    let f16_bytes = |v: f32| f16::from_f32(v).to_bits().to_le_bytes();
+    let recip = |d: f32| if d == 0.0 { 0.0 } else { 1.0 / d };
+    for (x, b) in values.chunks_exact(block).zip(out.chunks_exact_mut(size)) {
+        match ty {
+            GgmlType::Q8_0 => {
+                let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let d = amax / 127.0;
+                let id = recip(d);
+                b[0..2].copy_from_slice(&f16_bytes(d));
+                for j in 0..32 {
+                    // np_roundf: half away from zero, as f32::round.
+                    b[2 + j] = ((x[j] * id).round() as i8) as u8;
+                }
+            }
+            GgmlType::Q4_0 | GgmlType::Q5_0 => {
+                let (levels, offset, top) = if ty == GgmlType::Q4_0 { (-8f32, 8.5f32, 15u8) } else { (-16.0, 16.5, 31) };
+                // The first value of largest magnitude, with its sign.
+                let mut max = 0f32;
+                let mut amax = 0f32;
+                for &v in x {
+                    if v.abs() > amax {
+                        amax = v.abs();
+                        max = v;
+                    }
+                }
+                let d = max / levels;
+                let id = recip(d);
+                let q: Vec<u8> = x.iter().map(|&v| ((v * id + offset).trunc() as u8).min(top)).collect();
+                b[0..2].copy_from_slice(&f16_bytes(d));
+                pack(ty, &q, b);
+            }
+            _ => {
+                // Q4_1, Q5_1
+                let top = if ty == GgmlType::Q4_1 { 15u8 } else { 31 };
+                let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                let min = x.iter().fold(f32::INFINITY, |m, &v| m.min(v));
+                let d = (max - min) / top as f32;
+                let id = recip(d);
+                let q: Vec<u8> = x.iter().map(|&v| (((v - min) * id + 0.5).trunc() as u8).min(top)).collect();
+                b[0..2].copy_from_slice(&f16_bytes(d));
+                b[2..4].copy_from_slice(&f16_bytes(min));
+                pack(ty, &q, b);
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Pack 32 quantized values after a block's scale fields: nibbles (value j
+/// low, value j + 16 high), and for Q5 a u32 of fifth bits before them.
+fn pack(ty: GgmlType, q: &[u8], b: &mut [u8]) {
+    let at = match ty {
+        GgmlType::Q4_0 => 2,
+        GgmlType::Q4_1 => 4,
+        GgmlType::Q5_0 => 6,
+        _ => 8,
+    };
+    if matches!(ty, GgmlType::Q5_0 | GgmlType::Q5_1) {
+        let qh: u32 = q.iter().enumerate().map(|(i, &v)| ((v >> 4) as u32 & 1) << i).sum();
+        b[at - 4..at].copy_from_slice(&qh.to_le_bytes());
+    }
+    for j in 0..16 {
+        b[at + j] = (q[j] & 0x0F) | (q[j + 16] << 4);
+    }
+}
