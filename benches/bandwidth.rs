@@ -196,5 +196,43 @@ fn checkpoints(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, memory, bundles, checkpoints);
+/// GGUF dequantization kernels (issue 25): 64 MiB of F32 output per type,
+/// from random blocks whose f16 scales are finite; throughput in bytes of
+/// F32 written, the unit benches/gguf_bench.py reports for numpy. Run it
+/// with PARITY_SIMD=avx512|avx2|portable to measure each path.
+fn dequantize(c: &mut Criterion) {
+    use parity::format::gguf::quant::{dequantize, GgmlType};
+    let mut group = c.benchmark_group("dequantize");
+    group.sample_size(10).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(3));
+    for id in [2u32, 3, 6, 7, 8, 10, 11, 12, 13, 14, 20, 23] {
+        let ty = GgmlType::from_id(id).unwrap();
+        let (block, size) = ty.block();
+        let n = ((64u64 << 20) / 4 / block) as usize;
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut raw: Vec<u8> = (0..n * size as usize).map(|_| { x ^= x << 13; x ^= x >> 7; x ^= x << 17; x as u8 }).collect();
+        // Finite f16 scales: clear each block's f16 exponent top bit where ggml keeps them.
+        for b in raw.chunks_exact_mut(size as usize) {
+            for &off in scale_offsets(ty) {
+                b[off + 1] &= 0x3b;
+            }
+        }
+        let mut out = vec![0f32; n * block as usize];
+        group.throughput(Throughput::Bytes((out.len() * 4) as u64));
+        group.bench_function(ty.name(), |bch| bch.iter(|| dequantize(ty, black_box(&raw), black_box(&mut out))));
+    }
+    group.finish();
+}
+
+/// Where each type keeps its f16 scales in a block (ggml-common.h).
+fn scale_offsets(ty: parity::format::gguf::quant::GgmlType) -> &'static [usize] {
+    match ty.name() {
+        "Q4_1" | "Q5_1" | "Q4_K" | "Q5_K" => &[0, 2],
+        "Q2_K" => &[80, 82],
+        "Q3_K" => &[108],
+        "Q6_K" => &[208],
+        _ => &[0],
+    }
+}
+
+criterion_group!(benches, memory, bundles, checkpoints, dequantize);
 criterion_main!(benches);

@@ -198,3 +198,23 @@ fn without_the_preset_the_names_do_not_pair() {
     let statuses: Vec<&str> = v["tensors"].as_array().unwrap().iter().map(|t| t["status"].as_str().unwrap()).collect();
     assert!(statuses.iter().all(|s| *s == "only_left" || *s == "only_right"), "{statuses:?}");
 }
+
+/// A GGUF as an `apply` input: its tensors reach the (safetensors) output
+/// dequantized to F32, plain ones as stored.
+#[test]
+fn apply_reads_a_gguf_input_and_writes_its_values_as_f32() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(golden("model.gguf"), dir.path().join("model.gguf")).unwrap();
+    let plan = "schema: parity.plan.v1\ninputs: {base: model.gguf}\noutput: {path: out/, layout: single}\nsteps:\n  - {id: half, operation: scale, target: {match: output_norm.weight}, inputs: {x: 'base:{name}'}, params: {factor: 0.5}}\n";
+    std::fs::write(dir.path().join("plan.yaml"), plan).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_parity")).args(["apply", "plan.yaml"]).current_dir(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let written = Checkpoint::open(&dir.path().join("out/model.safetensors")).unwrap();
+    let gguf = Checkpoint::open(&golden("model.gguf")).unwrap();
+    for name in ["blk.0.ffn_up.weight", "blk.1.ffn_gate.weight", "token_embd.weight", "blk.0.attn_norm.weight"] {
+        let loc = written.get(name).unwrap();
+        assert_eq!(loc.dtype, DType::F32, "{name}");
+        assert_eq!(all_bytes(&written, name), all_bytes(&gguf, name), "{name}: the dequantized values");
+    }
+    assert_eq!(written.get("output.weight").unwrap().dtype, DType::F16, "a plain F16 tensor stays F16");
+}

@@ -259,8 +259,8 @@ fn wrong_rope_heads(
         let values = name_map::unpermute_rows(&file_values, rows, other, r.len / rows);
         let fits = if quantization::applies(right, l, r) {
             let mut trial = d.clone();
-            let raw_rows = name_map::unpermute_rows(&raw, rows, other, raw.len() / rows);
-            quantization::judge(&mut trial, r, &left_values, &raw_rows, &f32_values(r, values), opts.quantization_margin.unwrap_or(2.0))?;
+            let sums = quantization_sums(left, right, l, r, Some(other), None, Some(&raw))?;
+            quantization::judge(&mut trial, r, &sums, opts.quantization_margin.unwrap_or(2.0));
             trial.status == Status::Within
         } else {
             f32_values(r, values).iter().zip(&left_values).all(|(a, b)| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()))
@@ -313,6 +313,64 @@ fn right_held(right: &Checkpoint, r: &Located, unpermute: Option<usize>) -> Resu
     Ok(Some(name_map::unpermute_rows(&bytes, rows, heads, r.len / rows.max(1))))
 }
 
+/// The sums of a quantization verdict (see [`quantization`]). With RIGHT's
+/// rows to put back from RoPE order, whole tensors are held (its raw bytes
+/// may be given, read once by the caller); otherwise both sides are streamed
+/// in chunks of whole blocks, a few MiB at a time.
+fn quantization_sums(
+    left: &Checkpoint,
+    right: &Checkpoint,
+    l: &Located,
+    r: &Located,
+    unpermute: Option<usize>,
+    left_held: Option<&[u8]>,
+    right_raw: Option<&[u8]>,
+) -> Result<quantization::Sums> {
+    let mut sums = quantization::Sums::default();
+    if let Some(heads) = unpermute {
+        let left_bytes = match left_held {
+            Some(b) => b.to_vec(),
+            None => read_whole(left, l)?,
+        };
+        let raw = match right_raw {
+            Some(b) => b.to_vec(),
+            None => {
+                let mut raw = vec![0u8; r.stored_bytes() as usize];
+                right.stored_region(r).read_at(0, &mut raw)?;
+                raw
+            }
+        };
+        let rows = r.shape[0];
+        let raw = name_map::unpermute_rows(&raw, rows, heads, raw.len() / rows.max(1));
+        sums.add(r, &f32_values(l, left_bytes), &raw);
+        return Ok(sums);
+    }
+    let (block, size) = match r.encoding {
+        Some(crate::format::checkpoint::Encoding::Ggml { ggml_type, .. }) => ggml_type.block(),
+        None => (1, r.dtype.size() as u64),
+    };
+    let (block, size) = (block as usize, size as usize);
+    let numel = r.len / r.dtype.size();
+    // Values per chunk: whole blocks, 256 KiB of f32 (buffers the allocator
+    // reuses, not fresh pages each time).
+    let per = ((64usize << 10) / block).max(1) * block;
+    let (lsize, left_region, right_region) = (l.dtype.size(), left.region(l), right.stored_region(r));
+    let mut at = 0;
+    while at < numel {
+        let n = per.min(numel - at);
+        let mut lb = vec![0u8; n * lsize];
+        match left_held {
+            Some(h) => lb.copy_from_slice(&h[at * lsize..(at + n) * lsize]),
+            None => left_region.read_at(at * lsize, &mut lb)?,
+        }
+        let mut rb = vec![0u8; n / block * size];
+        right_region.read_at(at / block * size, &mut rb)?;
+        sums.add(r, &f32_values(l, lb), &rb);
+        at += n;
+    }
+    Ok(sums)
+}
+
 /// A tensor's values, read whole.
 fn read_whole(ck: &Checkpoint, loc: &Located) -> Result<Vec<u8>> {
     let mut bytes = vec![0u8; loc.len];
@@ -323,8 +381,18 @@ fn read_whole(ck: &Checkpoint, loc: &Located) -> Result<Vec<u8>> {
 /// Values as f32, as a converter quantizes them: every float dtype narrower
 /// than f64 widens exactly; f64 rounds to nearest even.
 fn f32_values(loc: &Located, bytes: Vec<u8>) -> Vec<f32> {
-    if loc.dtype == crate::format::dtype::DType::F32 {
-        return bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4"))).collect();
+    use crate::format::dtype::DType;
+    match loc.dtype {
+        DType::F32 => return bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4"))).collect(),
+        // half's slice conversions use the CPU's F16C instructions where it has them: exact either way.
+        DType::F16 => {
+            let h: Vec<half::f16> = bytes.chunks_exact(2).map(|b| half::f16::from_bits(u16::from_le_bytes([b[0], b[1]]))).collect();
+            let mut out = vec![0f32; h.len()];
+            half::slice::HalfFloatSliceExt::convert_to_f32_slice(&h[..], &mut out);
+            return out;
+        }
+        DType::BF16 => return bytes.chunks_exact(2).map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16)).collect(),
+        _ => {}
     }
     let mut wide = vec![0f64; bytes.len() / loc.dtype.size()];
     loc.dtype.decode_into(&bytes, &mut wide);
@@ -430,14 +498,8 @@ fn compare_pair(left: &Checkpoint, right: &Checkpoint, t: &PairToCompare, opts: 
     };
     d.metrics = Some((&m).into());
     if d.status != Status::Identical && quantization::applies(right, l, r) {
-        let left_values = f32_values(l, l_held.map_or_else(|| read_whole(left, l), Ok)?);
-        let right_values = f32_values(r, r_held.map_or_else(|| read_whole(right, r), Ok)?);
-        let mut raw = vec![0u8; r.stored_bytes() as usize];
-        right.stored_region(r).read_at(0, &mut raw)?;
-        if let Some(heads) = t.unpermute {
-            raw = name_map::unpermute_rows(&raw, r.shape[0], heads, raw.len() / r.shape[0].max(1));
-        }
-        quantization::judge(&mut d, r, &left_values, &raw, &right_values, opts.quantization_margin.unwrap_or(2.0))?;
+        let sums = quantization_sums(left, right, l, r, t.unpermute, l_held.as_deref(), None)?;
+        quantization::judge(&mut d, r, &sums, opts.quantization_margin.unwrap_or(2.0));
     }
     Ok(d)
 }

@@ -26,7 +26,6 @@
 //! are undefined in ggml), and the verdict is the SQNR floor's.
 
 use super::outcome::{Status, TensorDiff};
-use crate::error::Result;
 use crate::format::checkpoint::{Checkpoint, Encoding, Located};
 use crate::format::dtype::DType;
 use crate::format::gguf::quant::{dequantize, quantize_reference, GgmlType};
@@ -84,90 +83,120 @@ pub fn applies(right: &Checkpoint, l: &Located, r: &Located) -> bool {
     }
 }
 
-/// Judge the pair: set `d.quantization`, its status and failures.
-/// `left_values` are LEFT's values as f32 (row-major), `right_raw` RIGHT's
-/// stored bytes in LEFT's row order (its blocks, or its F16/BF16 values),
-/// `right_values` RIGHT's values as f32.
-pub fn judge(d: &mut TensorDiff, r: &Located, left_values: &[f32], right_raw: &[u8], right_values: &[f32], margin: f64) -> Result<()> {
-    let (ty_name, reference): (String, Option<(Vec<u8>, Vec<f32>)>) = match r.encoding {
-        Some(Encoding::Ggml { ggml_type, .. }) => {
-            let finite = left_values.iter().all(|v| v.is_finite());
-            let reference = finite.then(|| quantize_reference(ggml_type, left_values)).flatten().map(|raw| {
-                let mut values = vec![0f32; left_values.len()];
-                dequantize(ggml_type, &raw, &mut values);
-                (raw, values)
-            });
-            (ggml_type.name().to_string(), reference)
+/// The sums a verdict is made of, accumulated chunk by chunk (whole blocks,
+/// in order: the f64 sums are the same whatever the chunking of one run).
+#[derive(Default)]
+pub struct Sums {
+    signal: f64,
+    err_right: f64,
+    err_ref: f64,
+    /// Every chunk's reference blocks equalled RIGHT's.
+    matches: bool,
+    /// LEFT held a non-finite value: no reference quantization (ggml's
+    /// blocks are undefined there); the verdict is the SQNR floor's.
+    non_finite: bool,
+    started: bool,
+}
+
+/// What RIGHT stores, for the reference: its ggml type, or F16/BF16 values.
+fn stored_type(r: &Located) -> (Option<GgmlType>, String) {
+    match r.encoding {
+        Some(Encoding::Ggml { ggml_type, .. }) => (Some(ggml_type), ggml_type.name().to_string()),
+        None => (None, r.dtype.name().to_string()),
+    }
+}
+
+impl Sums {
+    /// Add a chunk: LEFT's values (as f32) and RIGHT's stored bytes for
+    /// them (whole blocks, in LEFT's row order).
+    pub fn add(&mut self, r: &Located, left: &[f32], right_raw: &[u8]) {
+        if !self.started {
+            self.matches = true;
+            self.started = true;
         }
-        None => {
-            // F16 / BF16: round-to-nearest-even from f32 (`half`'s from_f32).
-            let (raw, values): (Vec<u8>, Vec<f32>) = if r.dtype == DType::F16 {
-                let h: Vec<half::f16> = left_values.iter().map(|&v| half::f16::from_f32(v)).collect();
-                (h.iter().flat_map(|x| x.to_bits().to_le_bytes()).collect(), h.iter().map(|x| x.to_f32()).collect())
-            } else {
-                let h: Vec<half::bf16> = left_values.iter().map(|&v| half::bf16::from_f32(v)).collect();
-                (h.iter().flat_map(|x| x.to_bits().to_le_bytes()).collect(), h.iter().map(|x| x.to_f32()).collect())
-            };
-            (r.dtype.name().to_string(), Some((raw, values)))
-        }
-    };
-    let sqnr = |err: f64, signal: f64| if err == 0.0 { f64::INFINITY } else { 10.0 * (signal / err).log10() };
-    let (signal, err_right) = errors(left_values, right_values);
-    let right_db = sqnr(err_right, signal);
-    let verdict = match &reference {
-        Some((raw, values)) => {
-            let matches = raw.as_slice() == right_raw;
-            let (_, err_ref) = errors(left_values, values);
-            let ref_db = sqnr(err_ref, signal);
-            // RMS ratio ≤ margin ⇔ sum of squares ≤ margin² × the reference's.
-            let ok = matches || err_right <= margin * margin * err_ref;
-            if !ok {
-                d.failures = vec![format!(
-                    "worse than quantization: SQNR {} dB where the reference {ty_name} quantizer gets {} dB (allowed: {margin}× its RMS error)",
-                    crate::compare::numbers::short(right_db),
-                    crate::compare::numbers::short(ref_db)
-                )];
+        let (ty, _) = stored_type(r);
+        let mut right = vec![0f32; left.len()];
+        let mut reference = vec![0f32; left.len()];
+        let finite = left.iter().all(|v| v.is_finite());
+        self.non_finite |= !finite;
+        match ty {
+            Some(t) => {
+                dequantize(t, right_raw, &mut right);
+                match quantize_reference(t, left).filter(|_| finite) {
+                    Some(raw) => {
+                        self.matches &= raw.as_slice() == right_raw;
+                        dequantize(t, &raw, &mut reference);
+                    }
+                    None => self.matches = false,
+                }
             }
-            (Verdict { ty: ty_name, matches_reference: Some(matches), sqnr_db: right_db, reference_sqnr_db: Some(ref_db), rule: "reference".into(), margin: Some(margin), floor_db: None }, ok)
-        }
-        None => {
-            let ty = match r.encoding {
-                Some(Encoding::Ggml { ggml_type, .. }) => ggml_type,
-                None => GgmlType::F16,
-            };
-            let floor = sqnr_floor_db(ty);
-            let ok = right_db >= floor;
-            if !ok {
-                d.failures = vec![format!(
-                    "worse than quantization: SQNR {} dB, below the {} dB floor for {ty_name} (no reference quantizer for this type)",
-                    crate::compare::numbers::short(right_db),
-                    crate::compare::numbers::short(floor)
-                )];
+            None => {
+                // F16 / BF16: round-to-nearest-even from f32 (`half`'s from_f32).
+                let f16 = r.dtype == DType::F16;
+                for (k, (&l, b)) in left.iter().zip(right_raw.chunks_exact(2)).enumerate() {
+                    let bits = u16::from_le_bytes([b[0], b[1]]);
+                    let (got, want_bits, want) = if f16 {
+                        let w = half::f16::from_f32(l);
+                        (half::f16::from_bits(bits).to_f32(), w.to_bits(), w.to_f32())
+                    } else {
+                        let w = half::bf16::from_f32(l);
+                        (half::bf16::from_bits(bits).to_f32(), w.to_bits(), w.to_f32())
+                    };
+                    right[k] = got;
+                    reference[k] = want;
+                    self.matches &= want_bits == bits;
+                }
             }
-            (Verdict { ty: ty_name, matches_reference: None, sqnr_db: right_db, reference_sqnr_db: None, rule: "floor".into(), margin: None, floor_db: Some(floor) }, ok)
         }
+        for ((&l, &r), &q) in left.iter().zip(&right).zip(&reference) {
+            if l.is_finite() && r.is_finite() {
+                let (l, r) = (l as f64, r as f64);
+                self.signal += l * l;
+                self.err_right += (r - l) * (r - l);
+                if q.is_finite() {
+                    self.err_ref += (q as f64 - l) * (q as f64 - l);
+                }
+            }
+        }
+    }
+}
+
+/// Judge the pair from its sums: set `d.quantization`, its status and
+/// failures.
+pub fn judge(d: &mut TensorDiff, r: &Located, sums: &Sums, margin: f64) {
+    let (ty, ty_name) = stored_type(r);
+    let has_reference = !sums.non_finite && ty.is_none_or(crate::format::gguf::quant::has_reference_quantizer);
+    let sqnr = |err: f64| if err == 0.0 { f64::INFINITY } else { 10.0 * (sums.signal / err).log10() };
+    let right_db = sqnr(sums.err_right);
+    let (verdict, ok) = if has_reference {
+        let ref_db = sqnr(sums.err_ref);
+        // RMS ratio ≤ margin ⇔ sum of squares ≤ margin² × the reference's.
+        let ok = sums.matches || sums.err_right <= margin * margin * sums.err_ref;
+        if !ok {
+            d.failures = vec![format!(
+                "worse than quantization: SQNR {} dB where the reference {ty_name} quantizer gets {} dB (allowed: {margin}× its RMS error)",
+                crate::compare::numbers::short(right_db),
+                crate::compare::numbers::short(ref_db)
+            )];
+        }
+        (Verdict { ty: ty_name, matches_reference: Some(sums.matches), sqnr_db: right_db, reference_sqnr_db: Some(ref_db), rule: "reference".into(), margin: Some(margin), floor_db: None }, ok)
+    } else {
+        let floor = sqnr_floor_db(ty.unwrap_or(GgmlType::F16));
+        let ok = right_db >= floor;
+        if !ok {
+            d.failures = vec![format!(
+                "worse than quantization: SQNR {} dB, below the {} dB floor for {ty_name} (no reference quantizer for it here)",
+                crate::compare::numbers::short(right_db),
+                crate::compare::numbers::short(floor)
+            )];
+        }
+        (Verdict { ty: ty_name, matches_reference: None, sqnr_db: right_db, reference_sqnr_db: None, rule: "floor".into(), margin: None, floor_db: Some(floor) }, ok)
     };
-    let (v, ok) = verdict;
     if ok {
         d.failures.clear();
         d.status = Status::Within;
     } else {
         d.status = Status::Differs;
     }
-    d.quantization = Some(v);
-    Ok(())
-}
-
-/// (Σ left², Σ (right − left)²) in f64 over positions where both are finite.
-fn errors(left: &[f32], right: &[f32]) -> (f64, f64) {
-    let mut signal = 0f64;
-    let mut err = 0f64;
-    for (&l, &r) in left.iter().zip(right) {
-        if l.is_finite() && r.is_finite() {
-            let (l, r) = (l as f64, r as f64);
-            signal += l * l;
-            err += (r - l) * (r - l);
-        }
-    }
-    (signal, err)
+    d.quantization = Some(verdict);
 }

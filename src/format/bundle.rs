@@ -258,11 +258,18 @@ impl<'a> Region<'a> {
         let (block, size) = ty.block();
         let (block, size) = (block as usize, size as usize);
         let (first, last) = (start / 4 / block, (start + buf.len()).div_ceil(4 * block));
-        let mut raw = vec![0u8; (last - first) * size];
+        // The worker thread's buffers, reused: a fresh MiB per read costs more
+        // in page faults than the dequantization itself.
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<(Vec<u8>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+        }
+        SCRATCH.with(|s| -> Result<()> {
+        let (raw, values) = &mut *s.borrow_mut();
+        raw.resize((last - first) * size, 0);
         let at = self.offset + (first * size) as u64;
-        self.file.read_exact_at(&mut raw, at).map_err(|e| Error::bundle(self.path, read_failure(raw.len(), at, &e)))?;
-        let mut values = vec![0f32; (last - first) * block];
-        crate::format::gguf::quant::dequantize(ty, &raw, &mut values);
+        self.file.read_exact_at(raw, at).map_err(|e| Error::bundle(self.path, read_failure(raw.len(), at, &e)))?;
+        values.resize((last - first) * block, 0.0);
+        crate::format::gguf::quant::dequantize(ty, raw, values);
         let skip = start - first * block * 4;
         if skip % 4 == 0 && buf.len() % 4 == 0 {
             for (out, v) in buf.chunks_exact_mut(4).zip(&values[skip / 4..]) {
@@ -275,6 +282,7 @@ impl<'a> Region<'a> {
             }
         }
         Ok(())
+        })
     }
 
     /// A strided view's logical bytes `start..start + buf.len()`: the span

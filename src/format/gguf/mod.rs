@@ -144,11 +144,16 @@ impl Header {
     }
 }
 
-/// Reads the header through a bounded buffer of the file's first bytes.
+/// Reads the header from the file's first bytes, fetched as needed (a
+/// MiB, then doubling; never past `MAX_HEADER`), so a large file's data is
+/// never read to parse its header.
 struct Cursor<'a> {
-    bytes: &'a [u8],
+    bytes: Vec<u8>,
     at: usize,
     path: &'a Path,
+    file: &'a File,
+    /// How far the header may reach: the file's length, at most `MAX_HEADER`.
+    limit: usize,
 }
 
 impl Cursor<'_> {
@@ -156,13 +161,25 @@ impl Cursor<'_> {
         Err(Error::bundle(self.path, format!("GGUF header at byte {}: {what}", self.at)))
     }
 
+    /// Bytes left before the header's limit.
+    fn left(&self) -> u64 {
+        (self.limit - self.at) as u64
+    }
+
     fn take(&mut self, n: u64, what: &str) -> Result<&[u8]> {
-        let left = (self.bytes.len() - self.at) as u64;
+        let left = self.left();
         if n > left {
             return self.fail(format!("{what} needs {n} bytes but {left} are left (truncated, or a count past the end)"));
         }
-        let s = &self.bytes[self.at..self.at + n as usize];
-        self.at += n as usize;
+        let end = self.at + n as usize;
+        if end > self.bytes.len() {
+            let want = end.max(2 * self.bytes.len()).max(1 << 20).min(self.limit);
+            let from = self.bytes.len();
+            self.bytes.resize(want, 0);
+            self.file.read_exact_at(&mut self.bytes[from..], from as u64).map_err(|e| Error::io(self.path, e))?;
+        }
+        let s = &self.bytes[self.at..end];
+        self.at = end;
         Ok(s)
     }
 
@@ -210,7 +227,7 @@ impl Cursor<'_> {
                 let count = self.u64(key)?;
                 // Every element takes at least one byte: a count past the
                 // bytes left is refused before anything is allocated.
-                let left = (self.bytes.len() - self.at) as u64;
+                let left = self.left();
                 if count > left {
                     return self.fail(format!("'{key}': an array of {count} values, more than the {left} bytes left"));
                 }
@@ -230,10 +247,7 @@ impl Cursor<'_> {
 
 /// Read and validate a GGUF file's header (no tensor data is read).
 pub fn read_header(file: &File, path: &Path, len: u64) -> Result<Header> {
-    let n = len.min(MAX_HEADER) as usize;
-    let mut bytes = vec![0u8; n];
-    file.read_exact_at(&mut bytes, 0).map_err(|e| Error::io(path, e))?;
-    let mut c = Cursor { bytes: &bytes, at: 0, path };
+    let mut c = Cursor { bytes: Vec::new(), at: 0, path, file, limit: len.min(MAX_HEADER) as usize };
     if c.take(4, "the magic")? != MAGIC {
         return Err(Error::bundle(path, "not a GGUF file (no GGUF magic)"));
     }
@@ -257,7 +271,7 @@ pub fn read_header(file: &File, path: &Path, len: u64) -> Result<Header> {
     };
     let mut infos = Vec::new();
     // Each info is at least 8 + 4 + 4 + 8 bytes.
-    if tensor_count > (c.bytes.len() - c.at) as u64 / 24 {
+    if tensor_count > c.left() / 24 {
         return c.fail(format!("{tensor_count} tensors claimed: more than the header's bytes can hold"));
     }
     for _ in 0..tensor_count {

@@ -509,7 +509,10 @@ pub fn quantize_reference(ty: GgmlType, values: &[f32]) -> Option<Vec<u8>> {
                 }
                 let d = max / levels;
                 let id = recip(d);
-                let q: Vec<u8> = x.iter().map(|&v| ((v * id + offset).trunc() as u8).min(top)).collect();
+                let mut q = [0u8; 32];
+                for (q, &v) in q.iter_mut().zip(x) {
+                    *q = ((v * id + offset).trunc() as u8).min(top);
+                }
                 b[0..2].copy_from_slice(&f16_bytes(d));
                 pack(ty, &q, b);
             }
@@ -520,7 +523,10 @@ pub fn quantize_reference(ty: GgmlType, values: &[f32]) -> Option<Vec<u8>> {
                 let min = x.iter().fold(f32::INFINITY, |m, &v| m.min(v));
                 let d = (max - min) / top as f32;
                 let id = recip(d);
-                let q: Vec<u8> = x.iter().map(|&v| (((v - min) * id + 0.5).trunc() as u8).min(top)).collect();
+                let mut q = [0u8; 32];
+                for (q, &v) in q.iter_mut().zip(x) {
+                    *q = (((v - min) * id + 0.5).trunc() as u8).min(top);
+                }
                 b[0..2].copy_from_slice(&f16_bytes(d));
                 b[2..4].copy_from_slice(&f16_bytes(min));
                 pack(ty, &q, b);

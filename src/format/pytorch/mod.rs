@@ -210,12 +210,12 @@ fn read_legacy(path: &Path, file: &File, len: u64) -> Result<TorchFile> {
         return Err(Error::bundle(path, "not a legacy torch.save file: wrong magic number"));
     }
     let mut at = LEGACY_MAGIC.len();
-    let next = |at: &mut usize, what: &str| -> Result<pickle::Value> {
+    let next = |at: &mut usize, what: &str| -> Result<pickle::Tree> {
         let (v, used) = pickle::load_prefix(&prefix[*at..]).map_err(|r| Error::bundle(path, format!("legacy {what} pickle: {r}")))?;
         *at += used;
         Ok(v)
     };
-    match next(&mut at, "protocol version")? {
+    match &*next(&mut at, "protocol version")? {
         pickle::Value::Int(1001) => {}
         v => return Err(Error::bundle(path, format!("legacy protocol version {v:?}, expected 1001"))),
     }
@@ -225,7 +225,7 @@ fn read_legacy(path: &Path, file: &File, len: u64) -> Result<TorchFile> {
     }
     let value = next(&mut at, "object")?;
     let keys = next(&mut at, "storage keys")?;
-    let keys: Vec<String> = match &keys {
+    let keys: Vec<String> = match &*keys {
         pickle::Value::List(l) => l
             .borrow()
             .iter()

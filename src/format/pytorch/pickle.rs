@@ -111,17 +111,72 @@ fn allowed(module: &str, name: &str) -> bool {
         || dotted == "torch.storage.UntypedStorage"
 }
 
+/// An unpickled value. Dropping it takes its tree apart iteratively: a
+/// hostile pickle can nest a million lists (`]]]…aaa`), and dropping that
+/// recursively would overflow the stack.
+#[derive(Debug)]
+pub struct Tree(Value);
+
+impl std::ops::Deref for Tree {
+    type Target = Value;
+    fn deref(&self) -> &Value {
+        &self.0
+    }
+}
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        dismantle(vec![std::mem::replace(&mut self.0, Value::None)]);
+    }
+}
+
+/// Drop values without recursion: a container whose last reference this is
+/// hands its children to the work list; a shared one only loses a count.
+fn dismantle(mut work: Vec<Value>) {
+    while let Some(v) = work.pop() {
+        match v {
+            Value::List(rc) => {
+                if let Ok(cell) = Rc::try_unwrap(rc) {
+                    work.extend(cell.into_inner());
+                }
+            }
+            Value::Tuple(rc) => {
+                if let Ok(items) = Rc::try_unwrap(rc) {
+                    work.extend(items);
+                }
+            }
+            Value::Dict(rc) => {
+                if let Ok(cell) = Rc::try_unwrap(rc) {
+                    for (k, v) in cell.into_inner() {
+                        work.push(k);
+                        work.push(v);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Drop for Machine<'_> {
+    fn drop(&mut self) {
+        let mut work = std::mem::take(&mut self.stack);
+        work.extend(std::mem::take(&mut self.memo).into_iter().flatten());
+        dismantle(work);
+    }
+}
+
 /// Unpickle `data` (one pickle, up to its STOP) without running anything.
-pub fn load(data: &[u8]) -> Result<Value, Refused> {
+pub fn load(data: &[u8]) -> Result<Tree, Refused> {
     load_prefix(data).map(|(v, _)| v)
 }
 
 /// [`load`] the pickle at the start of `data`, and say how many bytes it
 /// took (the legacy format writes several pickles one after another).
-pub fn load_prefix(data: &[u8]) -> Result<(Value, usize), Refused> {
+pub fn load_prefix(data: &[u8]) -> Result<(Tree, usize), Refused> {
     let mut m = Machine { data, at: 0, stack: Vec::new(), marks: Vec::new(), memo: Vec::new(), built: 0 };
     let v = m.run()?;
-    Ok((v, m.at))
+    Ok((Tree(v), m.at))
 }
 
 /// `d[key]` of a dict value with string keys.
@@ -663,6 +718,32 @@ mod tests {
         // Walking it is bounded too: named paths are capped, not explored 2^40 times.
         let e = tensors(&v).unwrap_err();
         assert!(e.0.contains("a pickle bomb") || e.0.contains("deeper"), "{e}");
+    }
+
+    /// A fuzz finding (2026-12-07, 6.5M executions in): a pickle nesting
+    /// lists a hundred thousand deep overflowed the stack when its value was
+    /// dropped (SIGSEGV). Built bottom-up (`]]]…aaa`) and top-down (each list
+    /// appended to, then fetched again from the memo).
+    #[test]
+    fn a_deeply_nested_pickle_is_dropped_without_recursion() {
+        let n = 200_000;
+        let mut p = vec![0x80, 2];
+        p.extend(std::iter::repeat_n(b']', n));
+        p.extend(std::iter::repeat_n(b'a', n - 1));
+        p.push(b'.');
+        let v = load(&p).unwrap();
+        assert!(tensors(&v).unwrap_err().0.contains("deeper"));
+        drop(v);
+        // Top-down: ] q0 then repeatedly ( ] q1 … : a list put in the memo, a
+        // new list appended to it, the new one memoised under the same index.
+        // Each round: a new list, memoised, appended to the list on top, then
+        // fetched back to be the next one's parent (the stack keeps the chain).
+        let mut p = vec![0x80, 2, b']'];
+        for _ in 0..n {
+            p.extend([b']', b'q', 1, b'a', b'h', 1]);
+        }
+        p.push(b'.');
+        drop(load(&p).unwrap());
     }
 
     #[test]
