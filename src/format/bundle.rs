@@ -287,7 +287,7 @@ impl<'a> Region<'a> {
 
     /// A strided view's logical bytes `start..start + buf.len()`: the span
     /// of the file the view reaches is read once, then its elements are
-    /// copied out in row-major order (an odometer over the indices).
+    /// copied out in row-major order.
     fn gather_at(&self, g: Gather<'_>, start: usize, buf: &mut [u8]) -> Result<()> {
         if buf.is_empty() {
             return Ok(());
@@ -299,22 +299,11 @@ impl<'a> Region<'a> {
         self.file
             .read_exact_at(&mut span, self.offset)
             .map_err(|e| Error::bundle(self.path, read_failure(span.len(), self.offset, &e)))?;
-        let (first, last) = (start / g.elem, (start + buf.len()).div_ceil(g.elem));
-        let into = |out: &mut [u8]| match g.elem {
-            1 => gather::<1>(&span, g.shape, g.strides, first, out),
-            2 => gather::<2>(&span, g.shape, g.strides, first, out),
-            4 => gather::<4>(&span, g.shape, g.strides, first, out),
-            _ => gather::<8>(&span, g.shape, g.strides, first, out),
-        };
-        if start % g.elem == 0 && buf.len() % g.elem == 0 {
-            // Whole elements (every command's read): straight into `buf`.
-            into(buf);
-        } else {
-            let mut out = vec![0u8; (last - first) * g.elem];
-            into(&mut out);
-            let skip = start - first * g.elem;
-            buf.copy_from_slice(&out[skip..skip + buf.len()]);
-        }
+        // The whole view, in logical order (the layout kernel: runs copied
+        // whole, transposes in tiles); then the bytes asked for. Every
+        // command reads a strided view whole, once (`Checkpoint::gathered`).
+        let whole = crate::numeric::strided::strided_copy(&span, g.elem, g.shape, g.strides, 0);
+        buf.copy_from_slice(&whole[start..start + buf.len()]);
         Ok(())
     }
 
@@ -331,48 +320,6 @@ impl<'a> Region<'a> {
             at += n;
         }
         Ok(crate::format::tensor::hex(&h.finalize()))
-    }
-}
-
-/// Copy the elements `first..` of a strided view out of `span` (which starts
-/// at the view's element 0) into `out`, in row-major order: an odometer over
-/// the indices, the innermost dimension walked as a run (its elements are
-/// `E`-byte copies at a fixed stride).
-fn gather<const E: usize>(span: &[u8], shape: &[usize], strides: &[usize], first: usize, out: &mut [u8]) {
-    let rank = shape.len();
-    // The index of element `first`, and its position in the span.
-    let mut index = vec![0usize; rank];
-    let mut rest = first;
-    for k in (0..rank).rev() {
-        index[k] = rest % shape[k];
-        rest /= shape[k];
-    }
-    let mut pos: usize = index.iter().zip(strides).map(|(&i, &s)| i * s).sum();
-    let (inner, step) = if rank == 0 { (1, 0) } else { (shape[rank - 1], strides[rank - 1]) };
-    let mut o = 0;
-    while o < out.len() {
-        let col = if rank == 0 { 0 } else { index[rank - 1] };
-        let n = (inner - col).min((out.len() - o) / E);
-        for k in 0..n {
-            let p = (pos + k * step) * E;
-            out[o + k * E..o + (k + 1) * E].copy_from_slice(&span[p..p + E]);
-        }
-        o += n * E;
-        if rank == 0 || o >= out.len() {
-            break;
-        }
-        // The row is done: reset the innermost index, carry outwards.
-        pos -= col * step;
-        index[rank - 1] = 0;
-        for k in (0..rank - 1).rev() {
-            index[k] += 1;
-            pos += strides[k];
-            if index[k] < shape[k] {
-                break;
-            }
-            pos -= strides[k] * index[k];
-            index[k] = 0;
-        }
     }
 }
 

@@ -5,3 +5,4 @@ pub mod rng;
 pub mod round;
 pub mod simd;
 pub mod stats;
+pub(crate) mod strided;

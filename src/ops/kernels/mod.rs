@@ -22,5 +22,7 @@ pub(crate) mod gemm;
 pub(crate) mod layout;
 pub(crate) mod matrix;
 pub(crate) mod merge;
-pub(crate) mod strided;
+// The layout kernel lives with the numerics (the checkpoint readers gather
+// PyTorch views with it too); the operations reach it here.
+pub(crate) use crate::numeric::strided;
 pub(crate) mod svd;

@@ -1,6 +1,7 @@
 //! The fast layout kernel: contiguous runs are copied whole, and a
 //! transposition is done in cache-sized tiles (used by `transpose` and
-//! `slice`; `identity`, `reshape`, `concat` and `split` copy whole blocks).
+//! `slice`, and to read a PyTorch checkpoint's strided views in logical
+//! order; `identity`, `reshape`, `concat` and `split` copy whole blocks).
 //!
 //! A transpose or a slice is a strided view of its input (an offset and, per output
 //! axis, a step in input elements) copied out contiguously by
@@ -10,12 +11,11 @@
 //! transposes. Elements are moved as `[u8; N]` for the dtype's width `N`
 //! (1, 2, 4 or 8 bytes), so bits pass through untouched whatever they encode.
 
-use crate::format::tensor::numel;
 
 /// Copy the strided view (`offset`, and per output axis a step in input
 /// elements) of `src` out into a new contiguous buffer of `shape`.
 pub(crate) fn strided_copy(src: &[u8], es: usize, shape: &[usize], steps: &[usize], offset: usize) -> Vec<u8> {
-    let n = numel(shape);
+    let n: usize = shape.iter().product();
     let mut dst = vec![0u8; n * es];
     if n == 0 {
         return dst;
