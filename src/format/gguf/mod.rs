@@ -124,7 +124,12 @@ impl Tensor {
     }
 
     pub fn numel(&self) -> u64 {
-        self.ne.iter().product()
+        // Checked at read: 0 when a dimension is, else a product that fits.
+        if self.ne.contains(&0) {
+            0
+        } else {
+            self.ne.iter().product()
+        }
     }
 }
 
@@ -297,8 +302,12 @@ pub fn read_header(file: &File, path: &Path, len: u64) -> Result<Header> {
             return Err(bad("two tensors have this name".into()));
         }
         let ggml_type = GgmlType::from_id(type_id).ok_or_else(|| bad(format!("unknown ggml type id {type_id}")))?;
-        let numel = ne.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).filter(|&n| usize::try_from(n).is_ok());
-        let numel = numel.ok_or_else(|| bad(format!("dimensions {ne:?} overflow")))?;
+        // The product of the non-zero dimensions must fit: with a zero among
+        // them the count is 0, but a product taken in another order (the
+        // row-major shape's, a sub-shape's) would still overflow.
+        let nonzero = ne.iter().filter(|&&d| d != 0).try_fold(1u64, |a, &d| a.checked_mul(d)).filter(|&n| usize::try_from(n).is_ok());
+        let nonzero = nonzero.ok_or_else(|| bad(format!("dimensions {ne:?} overflow")))?;
+        let numel = if ne.contains(&0) { 0 } else { nonzero };
         let (block, type_size) = ggml_type.block();
         let row = ne.first().copied().unwrap_or(1);
         if row % block != 0 {

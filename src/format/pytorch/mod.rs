@@ -351,6 +351,9 @@ fn place(path: &Path, name: &str, t: &TensorRef, start: u64, avail: u64) -> Resu
     let elem = dtype.size() as u64;
     let too_big = || bad(format!("size {:?} with stride {:?} at offset {} overflows", t.size, t.stride, t.offset));
     let shape: Vec<usize> = t.size.iter().map(|&d| usize::try_from(d).map_err(|_| too_big())).collect::<Result<_>>()?;
+    // The non-zero sizes' product must fit too: an empty tensor's other
+    // dimensions are multiplied in other orders downstream.
+    shape.iter().filter(|&&d| d != 0).try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(too_big)?;
     let numel = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(too_big)?;
     let len = numel.checked_mul(elem as usize).ok_or_else(too_big)?;
     if numel == 0 {
@@ -441,6 +444,9 @@ mod tests {
         let e = place(p, "w", &view(6, 0, &[2, u64::MAX], &[3, 1]), 64, 24).unwrap_err().to_string();
         assert!(e.contains("overflows"), "{e}");
         let e = place(p, "w", &view(u64::MAX, 0, &[1], &[1]), 64, 24).unwrap_err().to_string();
+        assert!(e.contains("overflows"), "{e}");
+        // Empty, but its other sizes overflow when multiplied in another order.
+        let e = place(p, "w", &view(6, 0, &[0, 1 << 40, 1 << 40], &[1, 1, 1]), 64, 24).unwrap_err().to_string();
         assert!(e.contains("overflows"), "{e}");
         // Empty: any offset, no bytes.
         assert_eq!(place(p, "e", &view(0, 5, &[0, 4], &[4, 1]), 64, 0).unwrap().len, 0);
