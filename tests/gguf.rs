@@ -12,6 +12,8 @@ use parity::format::gguf::quant::{dequantize, GgmlType};
 use parity::format::gguf::Value;
 use parity::numeric::simd::{force_path, SimdPath};
 use proptest::prelude::*;
+
+mod proptest_support;
 use std::path::{Path, PathBuf};
 
 fn fixture(name: &str) -> PathBuf {
@@ -101,7 +103,7 @@ fn bits_per_weight_are_ggmls() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(proptest_support::cases(64))]
 
     /// A quantized tensor read from any byte on, any length, is that slice
     /// of the whole read: each read dequantizes only the blocks it covers.

@@ -10,6 +10,8 @@ use parity::format::checkpoint::{Checkpoint, Layout};
 use parity::format::dtype::DType;
 use parity::inspect::{inspect, InspectOptions};
 use proptest::prelude::*;
+
+mod proptest_support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -170,7 +172,7 @@ fn reference(storage: &[u8], elem: usize, offset: usize, shape: &[usize], stride
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(proptest_support::cases(256))]
 
     /// Any view of a storage (random rank, sizes, strides including 0 and
     /// overlapping ones, offset), read whole or from any byte on, gives the
