@@ -235,3 +235,29 @@ fn fuzz_findings_are_refused_not_panics() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("overflow") && err.lines().count() == 1 && !err.contains("panicked"), "{err}");
 }
+
+/// Found by scripts/explore-proptests (seed 230299036008594232): a Q4_1
+/// block whose scale and min are both NaN gave a negative NaN on the
+/// portable path and a positive one on AVX-512 (the compiler commuted
+/// `d·q + m`, and x86 keeps the first operand's NaN). Now `d·q`'s NaN is kept
+/// on every path, as ggml's scalar C code keeps it. (numpy's own vectorised
+/// add keeps either, element by element, so the pytest oracle never draws
+/// both NaN.)
+#[test]
+fn a_nan_scale_and_a_nan_min_give_one_nan_on_every_path() {
+    for ty in [GgmlType::Q4_1, GgmlType::Q5_1] {
+        let (block, size) = ty.block();
+        let mut raw = vec![0x5Au8; 4 * size as usize];
+        for b in raw.chunks_exact_mut(size as usize) {
+            b[0..2].copy_from_slice(&0xFE00u16.to_le_bytes()); // d: a negative quiet NaN
+            b[2..4].copy_from_slice(&0x7E01u16.to_le_bytes()); // m: a positive NaN with a payload
+        }
+        for p in SimdPath::ALL.into_iter().filter(|p| p.supported()) {
+            force_path(Some(p));
+            let mut out = vec![0f32; 4 * block as usize];
+            dequantize(ty, &raw, &mut out);
+            assert!(out.iter().all(|v| v.to_bits() == 0xFFC0_0000), "{} on {p:?}: {:x?}", ty.name(), &out[..4]);
+        }
+        force_path(None);
+    }
+}

@@ -219,3 +219,21 @@ fn fuzz_findings_are_refused_not_panics() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("run past the end of the file") && err.lines().count() == 1 && !err.contains("panicked"), "{err}");
 }
+
+/// A fuzz finding (2026-12-07, the `pytorch` target, 6.3M executions in, a
+/// SIGSEGV): a legacy file whose protocol-version pickle was a list nested
+/// 100k+ deep was printed in the error message with `{:?}`, which recursed
+/// as deep. The message now names the value's type only.
+#[test]
+fn a_deep_value_where_the_protocol_version_should_be_is_named_by_its_type() {
+    let mut bytes = vec![0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e, 0x80, 0x02];
+    let n = 200_000;
+    bytes.extend(std::iter::repeat_n(b']', n));
+    bytes.extend(std::iter::repeat_n(b'a', n - 1));
+    bytes.push(b'.');
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("deep.pt"), &bytes).unwrap();
+    let (code, _, err) = parity(&["inspect", "deep.pt"], dir.path());
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("legacy protocol version is a list") && err.lines().count() == 1, "{err}");
+}

@@ -204,6 +204,19 @@ impl GgmlType {
 /// IQ4_NL's and IQ4_XS's 16 non-linear levels.
 const KVALUES: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
 
+/// `p + m`, where both may be NaN: an addition commutes, so the compiler
+/// may swap its operands on one path and not another, and x86 returns the
+/// first operand's NaN. ggml's scalar code (and numpy) compute `d·q + m`
+/// with `d·q` first: its NaN is the one kept, on every path.
+#[inline(always)]
+fn scale_add(p: f32, m: f32) -> f32 {
+    if p.is_nan() {
+        p
+    } else {
+        p + m
+    }
+}
+
 #[inline(always)]
 fn f16_at(b: &[u8], at: usize) -> f32 {
     // f16 → f32 is exact.
@@ -255,8 +268,8 @@ crate::simd_kernel! {
         for (b, y) in raw.chunks_exact(20).zip(out.chunks_exact_mut(32)) {
             let (d, m) = (f16_at(b, 0), f16_at(b, 2));
             for j in 0..16 {
-                y[j] = d * (b[4 + j] & 0x0F) as f32 + m;
-                y[j + 16] = d * (b[4 + j] >> 4) as f32 + m;
+                y[j] = scale_add(d * (b[4 + j] & 0x0F) as f32, m);
+                y[j + 16] = scale_add(d * (b[4 + j] >> 4) as f32, m);
             }
         }
     }
@@ -288,8 +301,8 @@ crate::simd_kernel! {
             for j in 0..16 {
                 let lo = (b[8 + j] & 0x0F) as u32 | ((qh >> j) & 1) << 4;
                 let hi = (b[8 + j] >> 4) as u32 | ((qh >> (j + 16)) & 1) << 4;
-                y[j] = d * lo as f32 + m;
-                y[j + 16] = d * hi as f32 + m;
+                y[j] = scale_add(d * lo as f32, m);
+                y[j + 16] = scale_add(d * hi as f32, m);
             }
         }
     }

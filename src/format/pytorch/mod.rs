@@ -217,7 +217,8 @@ fn read_legacy(path: &Path, file: &File, len: u64) -> Result<TorchFile> {
     };
     match &*next(&mut at, "protocol version")? {
         pickle::Value::Int(1001) => {}
-        v => return Err(Error::bundle(path, format!("legacy protocol version {v:?}, expected 1001"))),
+        pickle::Value::Int(v) => return Err(Error::bundle(path, format!("legacy protocol version {v}, expected 1001"))),
+        v => return Err(Error::bundle(path, format!("legacy protocol version is a {}, expected the integer 1001", pickle::kind(v)))),
     }
     let sys_info = next(&mut at, "sys_info")?;
     if pickle::dict_get(&sys_info, "little_endian").is_some_and(|v| !matches!(v, pickle::Value::Bool(true))) {

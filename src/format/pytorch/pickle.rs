@@ -526,7 +526,9 @@ fn same_key(a: &Value, b: &Value) -> bool {
     }
 }
 
-fn kind(v: &Value) -> &'static str {
+/// A value's type, as messages name it (never its contents: a hostile
+/// value may nest a million deep, and printing it would recurse that far).
+pub fn kind(v: &Value) -> &'static str {
     match v {
         Value::None => "None",
         Value::Bool(_) => "bool",
