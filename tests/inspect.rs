@@ -8,6 +8,9 @@ use parity::inspect::{inspect, Checks, Extreme::{Float, Int}, InspectOptions};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
+use proptest::prelude::*;
+
+mod proptest_support;
 
 fn write_file(path: &Path, m: &BTreeMap<String, Tensor>) {
     let tensors: Vec<(String, &Tensor)> = m.iter().map(|(k, t)| (k.clone(), t)).collect();
@@ -212,4 +215,105 @@ fn bad_input_is_a_one_line_setup_error_and_a_failed_check_exits_1() {
     assert_eq!(o.status.code(), Some(1));
     let o = Command::new(env!("CARGO_BIN_EXE_parity")).args(["inspect", p.to_str().unwrap(), "--check", "bogus"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
+}
+
+/// The reference figures of a list of values, computed here the plain way:
+/// counts by classification, extremes by comparison, mean and variance in
+/// two passes over the finite values.
+fn reference(v: &[f64], min_normal: f64) -> (u64, u64, u64, u64, u64, Option<(f64, f64, f64, f64, f64)>) {
+    let finite: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    let nan = v.iter().filter(|x| x.is_nan()).count() as u64;
+    let pinf = v.iter().filter(|&&x| x == f64::INFINITY).count() as u64;
+    let ninf = v.iter().filter(|&&x| x == f64::NEG_INFINITY).count() as u64;
+    let zeros = v.iter().filter(|&&x| x == 0.0).count() as u64;
+    let sub = v.iter().filter(|&&x| x != 0.0 && x.abs() < min_normal).count() as u64;
+    let figures = (!finite.is_empty()).then(|| {
+        let n = finite.len() as f64;
+        let mean = finite.iter().sum::<f64>() / n;
+        let var = finite.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
+        let min = finite.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = finite.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let am = finite.iter().map(|x| x.abs()).fold(0.0, f64::max);
+        (min, max, am, mean, var.sqrt())
+    });
+    (nan, pinf, ninf, zeros, sub, figures)
+}
+
+/// Values as their dtype stores them, and what each decodes to (half's and
+/// Rust's own conversions, not parity's).
+fn stored(dtype: DType, bits: &[u32]) -> (Tensor, Vec<f64>) {
+    let n = bits.len();
+    match dtype {
+        DType::F32 => {
+            let v: Vec<f32> = bits.iter().map(|&b| f32::from_bits(b)).collect();
+            (Tensor::from_f32(vec![n], &v), v.iter().map(|&x| x as f64).collect())
+        }
+        DType::F16 => {
+            let h: Vec<u16> = bits.iter().map(|&b| b as u16).collect();
+            (Tensor::from_u16_bits(DType::F16, vec![n], &h), h.iter().map(|&b| half::f16::from_bits(b).to_f64()).collect())
+        }
+        DType::BF16 => {
+            let h: Vec<u16> = bits.iter().map(|&b| (b >> 16) as u16).collect();
+            (Tensor::from_u16_bits(DType::BF16, vec![n], &h), h.iter().map(|&b| half::bf16::from_bits(b).to_f64()).collect())
+        }
+        _ => {
+            let v: Vec<f64> = bits.iter().map(|&b| f32::from_bits(b) as f64 * 1.000_000_1).collect();
+            let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            (Tensor::from_bytes(DType::F64, vec![n], bytes), v)
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(proptest_support::cases(40))]
+
+    /// Every figure of a float tensor against the plain computation: counts,
+    /// min, max and max |x| exactly; mean and std to within rounding (the
+    /// vectorised pass sums in lanes and blocks, the reference in order).
+    /// Lengths cross the block (2,048) and lane (8) boundaries; values are
+    /// ordinary, or any bits (NaN, ±inf, subnormals, ±0).
+    #[test]
+    fn float_statistics_match_the_plain_computation(
+        dtype in prop::sample::select(vec![DType::F32, DType::F16, DType::BF16, DType::F64]),
+        len in prop_oneof![0usize..40, 2040usize..2060, 4090usize..4200],
+        special in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let mut s = seed | 1;
+        let bits: Vec<u32> = (0..len).map(|_| {
+            s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+            if special && s % 5 == 0 { (s >> 32) as u32 } else { (((s >> 40) as f32 / 1e6) - 3.0 + 100.0).to_bits() }
+        }).collect();
+        // F16 takes the low 16 bits of the f32 pattern: make ordinary values f16s too.
+        let bits: Vec<u32> = if dtype == DType::F16 && !special { bits.iter().map(|&b| half::f16::from_f32(f32::from_bits(b)).to_bits() as u32).collect() } else { bits };
+        let (t, values) = stored(dtype, &bits);
+        let (_d, p) = one("w", t);
+        let st = inspect(&p, &InspectOptions::default()).unwrap().tensors[0].stats.clone().unwrap();
+        let min_normal = match dtype { DType::F16 => 2f64.powi(-14), DType::F64 => f64::MIN_POSITIVE, _ => f32::MIN_POSITIVE as f64 };
+        let (nan, pinf, ninf, zeros, sub, figures) = reference(&values, min_normal);
+        prop_assert_eq!((st.nan, st.pos_inf, st.neg_inf, st.zeros, st.subnormals), (nan, pinf, ninf, zeros, sub));
+        match figures {
+            None => prop_assert_eq!((st.min, st.mean, st.std), (None, None, None)),
+            Some((min, max, am, mean, std)) => {
+                prop_assert_eq!((st.min, st.max, st.abs_max), (Some(Float(min)), Some(Float(max)), Some(Float(am))));
+                let (m, sd) = (st.mean.unwrap(), st.std.unwrap());
+                prop_assert!((m - mean).abs() <= 1e-12 * am.max(f64::MIN_POSITIVE), "mean {m} vs {mean}");
+                prop_assert!((sd - std).abs() <= 1e-9 * std + 1e-12 * am, "std {sd} vs {std}");
+            }
+        }
+    }
+}
+
+/// Values far from zero with a tiny spread keep their standard deviation
+/// (the one-pass Σx² − (Σx)²/n would lose it to cancellation: at 1e8 with
+/// a spread of 1e-3, f64 has ~1e-8 absolute resolution of x², far too little).
+#[test]
+fn a_large_offset_with_a_tiny_spread_keeps_its_std() {
+    let v: Vec<f64> = (0..10_000).map(|i| 1e8 + ((i % 3) as f64 - 1.0) * 1e-3).collect();
+    let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let (_d, p) = one("w", Tensor::from_bytes(DType::F64, vec![v.len()], bytes));
+    let s = inspect(&p, &InspectOptions::default()).unwrap().tensors[0].stats.clone().unwrap();
+    let mean = v.iter().sum::<f64>() / v.len() as f64;
+    let std = (v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / v.len() as f64).sqrt();
+    assert!((s.std.unwrap() - std).abs() <= 1e-6 * std, "{:?} vs {std}", s.std);
 }

@@ -213,6 +213,46 @@ proptest! {
     }
 }
 
+/// The branch-free f16 decoder gives half's value for every one of the
+/// 65,536 bit patterns (NaN for each NaN), on every path.
+#[test]
+fn every_f16_decodes_as_half_does_on_every_path() {
+    let bytes: Vec<u8> = (0..=u16::MAX).flat_map(|h| h.to_le_bytes()).collect();
+    let want: Vec<f64> = (0..=u16::MAX).map(|h| half::f16::from_bits(h).to_f64()).collect();
+    on_every_path("decode every f16", || {
+        let mut out = vec![0f64; want.len()];
+        DType::F16.decode_into(&bytes, &mut out);
+        out.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    })
+    .unwrap();
+    let _turn = PATH.lock().unwrap_or_else(|e| e.into_inner());
+    for p in paths() {
+        force_path(Some(p));
+        let mut out = vec![0f64; want.len()];
+        DType::F16.decode_into(&bytes, &mut out);
+        force_path(None);
+        for (h, (got, want)) in out.iter().zip(&want).enumerate() {
+            assert!(got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()), "{}: f16 {h:#06x} → {got} (half: {want})", p.name());
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(proptest_support::cases(64))]
+
+    /// `inspect`'s block statistics: the same bits on every path, for any
+    /// length (whole lanes and a tail) and any f32 bits (NaN, ±inf,
+    /// subnormals, ±0).
+    #[test]
+    fn inspect_s_block_moments_give_the_same_bits_on_every_path(bits in prop::collection::vec(f32_bits(), 0..300)) {
+        let x: Vec<f64> = bits.iter().map(|&b| f32::from_bits(b) as f64).collect();
+        on_every_path("block_moments", || {
+            let m = parity::inspect::moments::block_moments(&x, f32::MIN_POSITIVE as f64);
+            format!("{:?} {:x} {:x} {:x}", m, m.mean.to_bits(), m.m2.to_bits(), m.min.to_bits())
+        })?;
+    }
+}
+
 #[test]
 fn the_x86_paths_are_tested_where_the_cpu_has_them() {
     // On an x86-64 CI machine at least AVX2 is expected; a machine without it
