@@ -174,17 +174,38 @@ pub fn diff(left_path: &Path, right_path: &Path, opts: &DiffOptions) -> Result<D
 
     let total: u64 = planned.iter().map(|t| t.left.map_or(0, |l| l.len as u64) + t.right.map_or(0, |r| r.len as u64)).sum();
     let bar = crate::progress::bytes_bar(opts.progress, total, "diff");
-    let tensors: Vec<Result<TensorDiff>> = planned
+    // A differing pair is explained as soon as it is found when no other
+    // pair is being explained (one at a time: a decoded pair can take
+    // hundreds of MiB), so the explanation overlaps the other pairs'
+    // reading — on a cold disk it then costs next to nothing. Pairs found
+    // while the slot was taken are explained after the pass. Either way the
+    // explanation is the same: it depends on the pair alone.
+    let slot = std::sync::Mutex::new(());
+    let tensors: Vec<Result<(TensorDiff, bool)>> = planned
         .par_iter()
         .map(|t| {
-            let r = compare_pair(&left, &right, t, opts);
+            let mut d = compare_pair(&left, &right, t, opts)?;
             bar.inc(t.left.map_or(0, |l| l.len as u64) + t.right.map_or(0, |r| r.len as u64));
-            r
+            let explained = d.status == Status::Differs && {
+                match slot.try_lock() {
+                    Ok(_turn) => {
+                        explain_pair(&left, &right, t, &mut d, opts)?;
+                        true
+                    }
+                    Err(_) => false,
+                }
+            };
+            Ok((d, explained))
         })
         .collect();
     bar.finish_and_clear();
     let mut tensors = tensors.into_iter().collect::<Result<Vec<_>>>()?;
-    explain_differences(&left, &right, &planned, &mut tensors, opts)?;
+    for (t, (d, explained)) in planned.iter().zip(tensors.iter_mut()) {
+        if d.status == Status::Differs && !*explained {
+            explain_pair(&left, &right, t, d, opts)?;
+        }
+    }
+    let tensors: Vec<TensorDiff> = tensors.into_iter().map(|(d, _)| d).collect();
 
     let mut outcome = DiffOutcome {
         schema: SCHEMA.to_string(),
@@ -201,37 +222,31 @@ pub fn diff(left_path: &Path, right_path: &Path, opts: &DiffOptions) -> Result<D
     Ok(outcome)
 }
 
-/// Name the porting bug behind each `differs` pair, when one fits, and for
+/// Name the porting bug behind a `differs` pair, when one fits, and for
 /// the page gather its plots from the same read. This is the one extra pass
-/// over what differs; the pairs are examined one at a time (each in
-/// parallel inside), so at most one pair is held decoded in memory; a pair
-/// above the explainer's element limit gets no explanation, and its plots
-/// come from a streaming read.
-fn explain_differences(left: &Checkpoint, right: &Checkpoint, planned: &[PairToCompare], tensors: &mut [TensorDiff], opts: &DiffOptions) -> Result<()> {
-    for (t, d) in planned.iter().zip(tensors.iter_mut()) {
-        let (Some(l), Some(r)) = (t.left, t.right) else { continue };
-        if d.status != Status::Differs {
-            continue;
+/// over what differs (each pair in parallel inside); a pair above the
+/// explainer's element limit gets no explanation, and its plots come from a
+/// streaming read.
+fn explain_pair(left: &Checkpoint, right: &Checkpoint, t: &PairToCompare, d: &mut TensorDiff, opts: &DiffOptions) -> Result<()> {
+    let (Some(l), Some(r)) = (t.left, t.right) else { return Ok(()) };
+    let (_, tol) = limits_for(&t.name, opts);
+    if let Some(heads) = t.unpermute {
+        if let Some(e) = wrong_rope_heads(left, right, l, r, heads, d, opts)? {
+            d.explanation = Some(e);
+            return Ok(());
         }
-        let (_, tol) = limits_for(&t.name, opts);
-        if let Some(heads) = t.unpermute {
-            if let Some(e) = wrong_rope_heads(left, right, l, r, heads, d, opts)? {
-                d.explanation = Some(e);
-                continue;
-            }
-        }
-        let (lh, rh) = (left.gathered(l)?, right_held(right, r, t.unpermute)?);
-        let ls = Stage { dtype: l.dtype, shape: &l.shape, bytes: bytes_of(left, l, &lh) };
-        let rs = Stage { dtype: r.dtype, shape: &r.shape, bytes: bytes_of(right, r, &rh) };
-        let (explanation, plots) = crate::compare::explain::examine(ls, rs, &tol, opts.plots)?;
-        d.explanation = explanation.map(|e| e.json());
-        d.plots = plots;
-        // No porting bug fits a quantized pair that is worse than the
-        // reference quantizer: that is the explanation.
-        if d.explanation.is_none() && d.quantization.is_some() {
-            if let Some(why) = d.failures.first() {
-                d.explanation = Some(serde_json::json!({"bug": "worse_than_quantization", "summary": why}));
-            }
+    }
+    let (lh, rh) = (left.gathered(l)?, right_held(right, r, t.unpermute)?);
+    let ls = Stage { dtype: l.dtype, shape: &l.shape, bytes: bytes_of(left, l, &lh) };
+    let rs = Stage { dtype: r.dtype, shape: &r.shape, bytes: bytes_of(right, r, &rh) };
+    let (explanation, plots) = crate::compare::explain::examine(ls, rs, &tol, opts.plots)?;
+    d.explanation = explanation.map(|e| e.json());
+    d.plots = plots;
+    // No porting bug fits a quantized pair that is worse than the
+    // reference quantizer: that is the explanation.
+    if d.explanation.is_none() && d.quantization.is_some() {
+        if let Some(why) = d.failures.first() {
+            d.explanation = Some(serde_json::json!({"bug": "worse_than_quantization", "summary": why}));
         }
     }
     Ok(())
