@@ -240,6 +240,19 @@ fn every_f16_decodes_as_half_does_on_every_path() {
 proptest! {
     #![proptest_config(proptest_support::cases(64))]
 
+    /// The reference quantizer's vectorised types (Q8_0, Q4_0, Q5_0) write
+    /// the same blocks on every path, for any f32 bits (the caller uses
+    /// only finite blocks; the others must still not differ).
+    #[test]
+    fn the_reference_quantizer_writes_the_same_blocks_on_every_path(bits in prop::collection::vec(f32_bits(), 32..=256)) {
+        use parity::format::gguf::quant::{quantize_reference, GgmlType};
+        let x: Vec<f32> = bits.iter().map(|&b| f32::from_bits(b)).take(bits.len() / 32 * 32).collect();
+        let finite: Vec<f32> = x.iter().map(|v| if v.is_finite() { *v } else { 0.5 }).collect();
+        for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q5_0] {
+            on_every_path(&format!("quantize {}", ty.name()), || (quantize_reference(ty, &x), quantize_reference(ty, &finite)))?;
+        }
+    }
+
     /// `inspect`'s block statistics: the same bits on every path, for any
     /// length (whole lanes and a tail) and any f32 bits (NaN, ±inf,
     /// subnormals, ±0).

@@ -495,18 +495,59 @@ pub fn quantize_reference(ty: GgmlType, values: &[f32]) -> Option<Vec<u8>> {
         return None;
     }
     let mut out = vec![0u8; values.len() / block * size];
+    if matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q5_0) {
+        quantize_symmetric(ty, values, &mut out, block, size);
+        return Some(out);
+    }
+    quantize_blocks(ty, values, &mut out, block, size);
+    Some(out)
+}
+
+crate::simd_kernel! {
+    /// [`quantize_blocks`] for the types whose every step gives the same
+    /// bits whatever the instructions (Q8_0, Q4_0, Q5_0: maxima of
+    /// magnitudes and strict comparisons, `round` and `trunc`, which are
+    /// exact), compiled for each SIMD path: on the baseline x86-64 target
+    /// `f32::round` is a call into libm per value, on AVX2 a few
+    /// instructions.
+    fn quantize_symmetric(ty: GgmlType, values: &[f32], out: &mut [u8], block: usize, size: usize) {
+        quantize_blocks(ty, values, out, block, size)
+    }
+}
+
+/// Quantize whole blocks of `values` into `out` as ggml's reference
+/// quantizer does (see [`quantize_reference`]).
+#[inline(always)]
+fn quantize_blocks(ty: GgmlType, values: &[f32], out: &mut [u8], block: usize, size: usize) {
     let f16_bytes = |v: f32| f16::from_f32(v).to_bits().to_le_bytes();
     let recip = |d: f32| if d == 0.0 { 0.0 } else { 1.0 / d };
     for (x, b) in values.chunks_exact(block).zip(out.chunks_exact_mut(size)) {
         match ty {
             GgmlType::Q8_0 => {
-                let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+                // max |x| as the largest magnitude's bits (for non-NaN
+                // floats the bits order as the values; a NaN counts as 0,
+                // as f32::max skips it): an integer maximum, which the
+                // compiler vectorises where a float one it may not reorder.
+                let mut top = 0u32;
+                for &v in x {
+                    let m = v.to_bits() & 0x7FFF_FFFF;
+                    top = top.max(if m > 0x7F80_0000 { 0 } else { m });
+                }
+                let amax = f32::from_bits(top);
                 let d = amax / 127.0;
                 let id = recip(d);
                 b[0..2].copy_from_slice(&f16_bytes(d));
-                for j in 0..32 {
-                    // np_roundf: half away from zero, as f32::round.
-                    b[2 + j] = ((x[j] * id).round() as i8) as u8;
+                let mut q = [0i8; 32];
+                for (q, &v) in q.iter_mut().zip(x) {
+                    // np_roundf: half away from zero, as f32::round; the
+                    // clamp is what `as i8` saturates to anyway (NaN → 0 both ways).
+                    let r = (v * id).round();
+                    let r = if r.is_nan() { 0.0 } else { r.clamp(-128.0, 127.0) };
+                    // SAFETY: r is a whole number in [-128, 127], not NaN.
+                    *q = unsafe { r.to_int_unchecked::<i32>() } as i8;
+                }
+                for (o, q) in b[2..34].iter_mut().zip(q) {
+                    *o = q as u8;
                 }
             }
             GgmlType::Q4_0 | GgmlType::Q5_0 => {
@@ -546,7 +587,6 @@ pub fn quantize_reference(ty: GgmlType, values: &[f32]) -> Option<Vec<u8>> {
             }
         }
     }
-    Some(out)
 }
 
 /// Pack 32 quantized values after a block's scale fields: nibbles (value j
