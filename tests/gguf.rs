@@ -261,3 +261,34 @@ fn a_nan_scale_and_a_nan_min_give_one_nan_on_every_path() {
         force_path(None);
     }
 }
+
+/// A floor-rule verdict (Q4_K: no reference quantizer) weighs the SQNR of
+/// RIGHT's dequantized values against LEFT's; parity takes its sums from the
+/// comparer's own pass. Here the SQNR is recomputed from the two files'
+/// values, read plainly (LEFT's f16/f32 widened, RIGHT's blocks
+/// dequantized — held to the gguf package by the tests above), in the
+/// test's own order: it must agree to rounding.
+#[test]
+fn a_floor_verdict_s_sqnr_is_that_of_the_two_files_values() {
+    let (hf, model) = (golden("hf"), golden("model.gguf"));
+    let (code, v, err) = diff_json(&["diff", hf.to_str().unwrap(), model.to_str().unwrap(), "--map-preset", "llama"]);
+    assert_eq!(code, 0, "{err}");
+    let (l, g) = (Checkpoint::open(&hf).unwrap(), Checkpoint::open(&model).unwrap());
+    let mut seen = 0;
+    for (name, right_name) in [("model.layers.0.mlp.gate_proj.weight", "blk.0.ffn_gate.weight"), ("model.layers.1.mlp.gate_proj.weight", "blk.1.ffn_gate.weight")] {
+        let q = &entry(&v, name)["quantization"];
+        assert_eq!((q["type"].as_str(), q["rule"].as_str()), (Some("Q4_K"), Some("floor")), "{name}");
+        let left_loc = l.get(name).unwrap();
+        let lb = all_bytes(&l, name);
+        let left: Vec<f64> = (0..lb.len() / left_loc.dtype.size()).map(|i| left_loc.dtype.decode(&lb, i)).collect();
+        let right: Vec<f64> = all_bytes(&g, right_name).chunks(4).map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64).collect();
+        assert_eq!(left.len(), right.len());
+        let signal: f64 = left.iter().map(|x| x * x).sum();
+        let noise: f64 = left.iter().zip(&right).map(|(a, b)| (b - a) * (b - a)).sum();
+        let want = 10.0 * (signal / noise).log10();
+        let got = q["sqnr_db"].as_f64().unwrap();
+        assert!((got - want).abs() < 1e-9, "{name}: {got} dB vs {want} dB");
+        seen += 1;
+    }
+    assert_eq!(seen, 2);
+}

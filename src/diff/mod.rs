@@ -513,7 +513,10 @@ fn compare_pair(left: &Checkpoint, right: &Checkpoint, t: &PairToCompare, opts: 
     };
     d.metrics = Some((&m).into());
     if d.status != Status::Identical && quantization::applies(right, l, r) {
-        let sums = quantization_sums(left, right, l, r, t.unpermute, l_held.as_deref(), None)?;
+        let sums = match quantization::Sums::from_comparison(l, r, &m) {
+            Some(s) => s,
+            None => quantization_sums(left, right, l, r, t.unpermute, l_held.as_deref(), None)?,
+        };
         quantization::judge(&mut d, r, &sums, opts.quantization_margin.unwrap_or(2.0));
     }
     Ok(d)

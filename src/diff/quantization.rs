@@ -107,6 +107,30 @@ fn stored_type(r: &Located) -> (Option<GgmlType>, String) {
 }
 
 impl Sums {
+    /// The sums of a pair whose verdict is the SQNR floor (a ggml type with
+    /// no reference quantizer here: the K-quants, IQ4_NL, IQ4_XS), taken
+    /// from the comparer's own pass — Σleft² and Σ(right − left)² over the
+    /// finite pairs, which is all the floor rule weighs — instead of a
+    /// second read of both sides. Only for LEFT in f32, f16 or bf16, whose
+    /// values the comparer holds exactly as the verdict would (an f64 LEFT
+    /// is rounded to f32 first, as a converter does: that takes the pass).
+    pub fn from_comparison(l: &Located, r: &Located, m: &crate::compare::metrics::Metrics) -> Option<Sums> {
+        let (ty, _) = stored_type(r);
+        let floor_rule = ty.is_some_and(|t| !crate::format::gguf::quant::has_reference_quantizer(t));
+        if !floor_rule || !matches!(l.dtype, DType::F32 | DType::F16 | DType::BF16) {
+            return None;
+        }
+        let nf = &m.non_finite.left;
+        Some(Sums {
+            signal: m.signal_sq,
+            err_right: m.error_sq,
+            err_ref: 0.0,
+            matches: false,
+            non_finite: nf.nan + nf.pos_inf + nf.neg_inf > 0,
+            started: true,
+        })
+    }
+
     /// Add a chunk: LEFT's values (as f32) and RIGHT's stored bytes for
     /// them (whole blocks, in LEFT's row order).
     pub fn add(&mut self, r: &Located, left: &[f32], right_raw: &[u8]) {

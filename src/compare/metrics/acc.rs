@@ -232,6 +232,8 @@ impl Acc {
             cosine: cosine(s.dot, s.ll, s.rr),
             nmse,
             sqnr_db: sqnr_db(s.ll, s.sq),
+            signal_sq: s.ll,
+            error_sq: s.sq,
             max_ulp: same.then_some(t.max_ulp),
             not_bit_equal: same.then_some(t.not_bit_equal),
             bytes_equal: same && left.shape == right.shape && t.not_bit_equal == 0,

@@ -130,6 +130,10 @@ pub struct Metrics {
     /// Signal-to-quantisation-noise ratio in dB, LEFT being the signal:
     /// `10·log10(Σleft² / Σd²)` (see [`sqnr_db`] for the edge cases).
     pub sqnr_db: f64,
+    /// Σleft² and Σd² over the compared pairs, the sums `nmse` and
+    /// `sqnr_db` are made of (f64, in the pass's fixed order).
+    pub signal_sq: f64,
+    pub error_sq: f64,
     /// Max ULP distance, in units of the (shared) float dtype; None otherwise.
     pub max_ulp: Option<u64>,
     /// Elements whose stored bits differ; None when the dtypes differ.
