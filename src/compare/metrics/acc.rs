@@ -36,59 +36,39 @@ pub(super) struct Lanes {
 }
 
 impl Lanes {
-    /// LANES elements, one per lane. Branch-free, and written as one small
-    /// loop per operation so that each becomes a SIMD instruction: a pair
-    /// with a non-finite side contributes zeros (the non-finite rules handle it).
+    /// LANES elements, one per lane. Branch-free (selects, which become
+    /// masked SIMD instructions): a pair with a non-finite side contributes
+    /// zeros (the non-finite rules handle it).
     #[inline(always)]
     #[allow(clippy::needless_range_loop)] // index loops over lanes are what vectorises
     pub(super) fn add(&mut self, x: &[f64; LANES], y: &[f64; LANES], lim: &Limits) {
-        let mut finite = [false; LANES];
-        let (mut lv, mut rv, mut d, mut a) = ([0.0; LANES], [0.0; LANES], [0.0; LANES], [0.0; LANES]);
+        // One pass per lane with every figure in it: the finiteness test is
+        // a mask register, not a materialised bool array (which the
+        // compiler spilled to bytes and reloaded per figure).
+        let (rtol, atol, close) = match lim.allclose {
+            Some((r, a)) => (r, a, true),
+            None => (0.0, 0.0, false),
+        };
         for k in 0..LANES {
-            finite[k] = x[k].abs() < f64::INFINITY && y[k].abs() < f64::INFINITY;
-        }
-        for k in 0..LANES {
-            lv[k] = if finite[k] { x[k] } else { 0.0 };
-            rv[k] = if finite[k] { y[k] } else { 0.0 };
-        }
-        for k in 0..LANES {
-            d[k] = rv[k] - lv[k];
-            a[k] = d[k].abs();
-        }
-        for k in 0..LANES {
-            self.abs[k] += a[k];
-        }
-        for k in 0..LANES {
-            self.sq[k] += d[k] * d[k];
-        }
-        for k in 0..LANES {
-            self.dot[k] += lv[k] * rv[k];
-        }
-        for k in 0..LANES {
-            self.ll[k] += lv[k] * lv[k];
-        }
-        for k in 0..LANES {
-            self.rr[k] += rv[k] * rv[k];
-        }
-        for k in 0..LANES {
-            self.max_abs[k] = if a[k] > self.max_abs[k] { a[k] } else { self.max_abs[k] };
-        }
-        // 0/0 (equal zeros, or a masked pair) is NaN and never wins;
-        // a difference against a zero left value is inf, "infinitely relative".
-        for k in 0..LANES {
-            let rel = a[k] / lv[k].abs();
+            let finite = x[k].abs() < f64::INFINITY && y[k].abs() < f64::INFINITY;
+            let lv = if finite { x[k] } else { 0.0 };
+            let rv = if finite { y[k] } else { 0.0 };
+            let d = rv - lv;
+            let a = d.abs();
+            self.abs[k] += a;
+            self.sq[k] += d * d;
+            self.dot[k] += lv * rv;
+            self.ll[k] += lv * lv;
+            self.rr[k] += rv * rv;
+            self.max_abs[k] = if a > self.max_abs[k] { a } else { self.max_abs[k] };
+            // 0/0 (equal zeros, or a masked pair) is NaN and never wins;
+            // a difference against a zero left value is inf, "infinitely relative".
+            let rel = a / lv.abs();
             self.max_rel[k] = if rel > self.max_rel[k] { rel } else { self.max_rel[k] };
-        }
-        for k in 0..LANES {
-            self.compared[k] += finite[k] as u64;
-        }
-        for k in 0..LANES {
-            self.over[k] += (finite[k] & (a[k] > lim.max_abs)) as u64;
-        }
-        if let Some((rtol, atol)) = lim.allclose {
-            for k in 0..LANES {
-                self.outside[k] += (finite[k] & (a[k] > atol + rtol * lv[k].abs())) as u64;
-            }
+            self.compared[k] += finite as u64;
+            self.over[k] += (finite & (a > lim.max_abs)) as u64;
+            // (allclose off: atol = rtol = 0 and the count is not kept.)
+            self.outside[k] += (close & finite & (a > atol + rtol * lv.abs())) as u64;
         }
     }
 
