@@ -77,7 +77,12 @@ impl Moments {
     /// M2 = M2_a + M2_b + δ²·n_a·n_b/n. Extremes move only when strictly
     /// beyond, so the earlier set keeps a tie.
     pub fn merge(&mut self, o: &Moments) {
-        if o.n > 0 {
+        if o.n > 0 && self.n == 0 {
+            // Nothing to merge with: take the other's figures as they are
+            // (the formula would give inf·0 = NaN for a mean beyond 1e154).
+            (self.n, self.mean, self.m2) = (o.n, o.mean, o.m2);
+            (self.min, self.max, self.abs_max) = (o.min, o.max, o.abs_max);
+        } else if o.n > 0 {
             let n = self.n + o.n;
             let d = o.mean - self.mean;
             self.mean += d * (o.n as f64 / n as f64);
@@ -185,7 +190,21 @@ crate::simd_kernel! {
         }
         first_pass(&mut a, &rest, min_normal);
         let count: u64 = a.n.iter().sum();
-        let mean = if count > 0 { tree(a.sum) / count as f64 } else { 0.0 };
+        let mut mean = if count > 0 { tree(a.sum) / count as f64 } else { 0.0 };
+        if !mean.is_finite() && count > 0 {
+            // The sum of finite f64s overflowed (values near f64::MAX):
+            // sum them scaled by 2⁻¹¹ — exact for all but values below
+            // 2⁻¹⁰¹¹, which cannot move a mean that large — so a block of
+            // at most 2¹¹ values stays finite, then scale the mean back.
+            const DOWN: f64 = 1.0 / 2048.0;
+            let mut scaled = [0f64; LANES];
+            for c in whole.iter().chain(std::iter::once(&rest)) {
+                for l in 0..LANES {
+                    scaled[l] += if c[l].abs() < f64::INFINITY { c[l] * DOWN } else { 0.0 };
+                }
+            }
+            mean = tree(scaled) / count as f64 * 2048.0;
+        }
         // Second pass over the same (cached) values: Σ(x − mean)².
         let mut m2 = [0f64; LANES];
         if count == x.len() as u64 {
@@ -258,6 +277,22 @@ mod tests {
         assert_eq!(block_moments(&[], 1.0), Moments::default());
         let m = block_moments(&[f64::NAN, f64::INFINITY], 1.0);
         assert_eq!((m.n, m.mean, m.m2, m.min, m.max), (0, 0.0, 0.0, f64::INFINITY, f64::NEG_INFINITY));
+    }
+
+    /// Found in review: f64 values near the top of the range overflowed the
+    /// block's sum (mean inf), and a first merge into nothing with a mean
+    /// beyond 1e154 made the variance inf·0 = NaN.
+    #[test]
+    fn huge_f64_values_keep_a_finite_mean_and_a_lone_value_has_no_spread() {
+        let m = block_moments(&[1e308, 1e308], f64::MIN_POSITIVE);
+        assert_eq!((m.mean, m.m2), (1e308, 0.0));
+        let m = block_moments(&[f64::MAX, f64::MAX, -f64::MAX], f64::MIN_POSITIVE);
+        assert!((m.mean - f64::MAX / 3.0).abs() <= f64::MAX * 1e-15, "{}", m.mean);
+        let mut total = Moments::default();
+        total.merge(&block_moments(&[1e200], f64::MIN_POSITIVE));
+        assert_eq!((total.n, total.mean, total.m2), (1, 1e200, 0.0));
+        total.merge(&block_moments(&[1e200], f64::MIN_POSITIVE));
+        assert_eq!((total.n, total.mean, total.m2), (2, 1e200, 0.0));
     }
 
     #[test]
