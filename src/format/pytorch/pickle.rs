@@ -114,8 +114,13 @@ fn allowed(module: &str, name: &str) -> bool {
 /// An unpickled value. Dropping it takes its tree apart iteratively: a
 /// hostile pickle can nest a million lists (`]]]…aaa`), and dropping that
 /// recursively would overflow the stack.
+/// It also holds every list and dict the pickle made: list and dict
+/// operations can put a container inside itself (`]` `q\x00` `h\x00` `a`:
+/// a list appended to itself through the memo), a reference cycle that
+/// reference counting never frees. Dropping the tree empties each of them
+/// first, which breaks every cycle.
 #[derive(Debug)]
-pub struct Tree(Value);
+pub struct Tree(Value, Vec<Value>);
 
 impl std::ops::Deref for Tree {
     type Target = Value;
@@ -126,8 +131,30 @@ impl std::ops::Deref for Tree {
 
 impl Drop for Tree {
     fn drop(&mut self) {
-        dismantle(vec![std::mem::replace(&mut self.0, Value::None)]);
+        let mut work = empty_containers(std::mem::take(&mut self.1));
+        work.push(std::mem::replace(&mut self.0, Value::None));
+        dismantle(work);
     }
+}
+
+/// The contents of every container, moved out (so no container holds
+/// another any more: no cycle survives), with the emptied containers.
+fn empty_containers(containers: Vec<Value>) -> Vec<Value> {
+    let mut work = Vec::new();
+    for c in containers {
+        match &c {
+            Value::List(l) => work.extend(std::mem::take(&mut *l.borrow_mut())),
+            Value::Dict(d) => {
+                for (k, v) in std::mem::take(&mut *d.borrow_mut()) {
+                    work.push(k);
+                    work.push(v);
+                }
+            }
+            _ => {}
+        }
+        work.push(c);
+    }
+    work
 }
 
 /// Drop values without recursion: a container whose last reference this is
@@ -160,7 +187,8 @@ fn dismantle(mut work: Vec<Value>) {
 
 impl Drop for Machine<'_> {
     fn drop(&mut self) {
-        let mut work = std::mem::take(&mut self.stack);
+        let mut work = empty_containers(std::mem::take(&mut self.containers));
+        work.extend(std::mem::take(&mut self.stack));
         work.extend(std::mem::take(&mut self.memo).into_iter().flatten());
         dismantle(work);
     }
@@ -174,9 +202,9 @@ pub fn load(data: &[u8]) -> Result<Tree, Refused> {
 /// [`load`] the pickle at the start of `data`, and say how many bytes it
 /// took (the legacy format writes several pickles one after another).
 pub fn load_prefix(data: &[u8]) -> Result<(Tree, usize), Refused> {
-    let mut m = Machine { data, at: 0, stack: Vec::new(), marks: Vec::new(), memo: Vec::new(), built: 0 };
+    let mut m = Machine { data, at: 0, stack: Vec::new(), marks: Vec::new(), memo: Vec::new(), built: 0, containers: Vec::new() };
     let v = m.run()?;
-    Ok((Tree(v), m.at))
+    Ok((Tree(v, std::mem::take(&mut m.containers)), m.at))
 }
 
 /// `d[key]` of a dict value with string keys.
@@ -193,9 +221,18 @@ struct Machine<'a> {
     marks: Vec<usize>,
     memo: Vec<Option<Value>>,
     built: u64,
+    /// Every list and dict made, to be emptied when the value is dropped
+    /// (see [`Tree`]).
+    containers: Vec<Value>,
 }
 
 impl Machine<'_> {
+    /// Push a new list or dict, and remember it (see [`Tree`]).
+    fn push_container(&mut self, v: Value) -> Result<(), Refused> {
+        self.containers.push(v.clone());
+        self.push(v)
+    }
+
     fn refuse<T>(&self, at: usize, what: impl std::fmt::Display) -> Result<T, Refused> {
         Err(Refused(format!("pickle byte {at}: {what}")))
     }
@@ -293,8 +330,8 @@ impl Machine<'_> {
                     return self.pop(op_at);
                 }
                 b'(' => self.marks.push(self.stack.len()),
-                b'}' => self.push(Value::Dict(Rc::default()))?,
-                b']' => self.push(Value::List(Rc::default()))?,
+                b'}' => self.push_container(Value::Dict(Rc::default()))?,
+                b']' => self.push_container(Value::List(Rc::default()))?,
                 b')' => self.push(Value::Tuple(Rc::default()))?,
                 b't' => {
                     let items = self.pop_mark(op_at)?;
@@ -399,7 +436,10 @@ impl Machine<'_> {
                     let args = self.pop(op_at)?;
                     let callable = self.pop(op_at)?;
                     let v = self.reduce(op_at, callable, args)?;
-                    self.push(v)?;
+                    match v {
+                        Value::List(_) | Value::Dict(_) => self.push_container(v)?,
+                        v => self.push(v)?,
+                    }
                 }
                 b'b' => {
                     // BUILD: state set on the object below. torch writes it
@@ -726,6 +766,25 @@ mod tests {
     /// lists a hundred thousand deep overflowed the stack when its value was
     /// dropped (SIGSEGV). Built bottom-up (`]]]…aaa`) and top-down (each list
     /// appended to, then fetched again from the memo).
+    /// Fuzz finding (CI's smoke, LeakSanitizer): a list appended to itself
+    /// through the memo, and two lists holding each other, are reference
+    /// cycles; dropping the value (or refusing the pickle) must free them.
+    #[test]
+    fn self_referential_lists_are_freed() {
+        // PROTO 2, ] MEMOIZE… : `l = []; l.append(l)`, then STOP.
+        let self_ref = b"\x80\x02]q\x00h\x00a.";
+        let weak = {
+            let t = load(self_ref).unwrap();
+            let Value::List(l) = &*t else { panic!("a list") };
+            assert_eq!(l.borrow().len(), 1);
+            Rc::downgrade(l)
+        };
+        assert!(weak.upgrade().is_none(), "the self-referential list was leaked");
+        // `a = []; b = [a]; a.append(b)`, refused afterwards (no STOP): the machine's drop frees them.
+        let mutual = b"\x80\x02]q\x00]q\x01h\x00ah\x01h\x00a";
+        assert!(load(mutual).is_err());
+    }
+
     #[test]
     fn a_deeply_nested_pickle_is_dropped_without_recursion() {
         let n = 200_000;
